@@ -1,0 +1,731 @@
+/* One HTTP transfer: a libcurl easy handle with its request, response buffers, stream
+ * framer and deadlines. The write and header callbacks only fill C buffers (STYLE §3);
+ * the loop's step turns what they gathered into Lua records. */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "internal.h"
+
+enum state { ST_IDLE, ST_WAITING, ST_RUNNING, ST_DONE, ST_CLOSED };
+enum framing { FR_NONE, FR_SSE, FR_NDJSON };
+/* Failures decided by us rather than by libcurl. */
+enum fail { F_NONE, F_CANCELLED, F_T_HEADERS, F_T_FIRST, F_T_IDLE, F_TOOBIG, F_NOMEM, F_BODY };
+
+#define MAX_KEEPALIVE 8
+
+struct transfer {
+  struct loop *loop;                /* NULL once the loop is closed */
+  struct transfer *next, *prev;     /* the loop's list */
+  struct transfer *dirty_next;
+  int dirty;
+  CURL *easy;                       /* NULL once closed */
+  struct curl_slist *headers;       /* owned until curl_easy_cleanup */
+  char errbuf[CURL_ERROR_SIZE];
+  lua_Integer id;
+  enum state state;
+  enum framing framing;
+  int framing_on;                   /* framing applies to this response (2xx) */
+  int attached;                     /* in the multi handle */
+  int paused;
+  enum fail fail;
+  CURLcode result;
+  long status;
+  int headers_ready, headers_reported, done_reported;
+  double timeout, idle_timeout, first_token_timeout;
+  double t_start, t_last_content, restart_at;
+  int got_content;
+  char keepalive[MAX_KEEPALIVE][32];
+  int nkeepalive;
+  struct sse sse;
+  struct sse_queue queue;
+  struct buf body, hdrs, debug;
+  size_t max_body;
+  int verbose;
+};
+
+static struct transfer *checktransfer(lua_State *L, int i) {
+  struct transfer *t = luaL_checkudata(L, i, LLM_TRANSFER);
+  if (t->state == ST_CLOSED) luaL_error(L, "attempt to use a closed transfer");
+  return t;
+}
+
+struct transfer *llm_transfer_next(struct transfer *t) { return t->next; }
+lua_Integer llm_transfer_id(struct transfer *t) { return t->id; }
+
+void llm_transfer_mark_dirty(struct transfer *t) {
+  if (!t->dirty && t->loop != NULL) {
+    t->dirty = 1;
+    t->dirty_next = t->loop->dirty;
+    t->loop->dirty = t;
+  }
+}
+
+static void unlink_dirty(struct transfer *t) {
+  struct transfer **pp;
+  if (!t->dirty || t->loop == NULL) return;
+  for (pp = &t->loop->dirty; *pp != NULL; pp = &(*pp)->dirty_next) {
+    if (*pp == t) { *pp = t->dirty_next; break; }
+  }
+  t->dirty = 0;
+  t->dirty_next = NULL;
+}
+
+/* ---- libcurl callbacks: C state only ---- */
+
+static int is_keepalive(struct transfer *t, const struct sse_event *ev) {
+  int i;
+  if (ev->name == NULL) return 0;
+  for (i = 0; i < t->nkeepalive; i++) {
+    if (strlen(t->keepalive[i]) == ev->name_len && memcmp(t->keepalive[i], ev->name, ev->name_len) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* sse_emit_fn: queue the event for step and note content for the idle clock. */
+static int on_event(void *ud, const struct sse_event *ev) {
+  struct transfer *t = ud;
+  if (sse_queue_push(&t->queue, ev) != BUF_OK) return 1;
+  if (!is_keepalive(t, ev)) {
+    t->got_content = 1;
+    t->t_last_content = llm_now();
+  }
+  return 0;
+}
+
+/* CURLOPT_HEADERFUNCTION: collect the final response's header block. */
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  struct transfer *t = ud;
+  size_t len = size * n;
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {   /* a new block: 100 Continue, then the real one */
+    const char *sp = memchr(p, ' ', len);
+    buf_reset(&t->hdrs);
+    t->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    return len;
+  }
+  if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+    if (t->status >= 200) {
+      t->headers_ready = 1;
+      t->framing_on = t->framing != FR_NONE && t->status >= 200 && t->status < 300;
+      llm_transfer_mark_dirty(t);
+    }
+    return len;
+  }
+  if (buf_append(&t->hdrs, p, len) != BUF_OK) { t->fail = F_NOMEM; return 0; }
+  return len;
+}
+
+/* CURLOPT_WRITEFUNCTION: feed the framer, or buffer the body (also an error body of a stream). */
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  struct transfer *t = ud;
+  size_t len = size * n;
+  if (t->framing_on) {
+    size_t before = t->queue.count;
+    int rc = sse_feed(&t->sse, p, len);
+    if (rc != SSE_OK) {
+      t->fail = rc == SSE_ETOOBIG ? F_TOOBIG : F_NOMEM;
+      if (rc == SSE_EEMIT && t->queue.err == BUF_ETOOBIG) t->fail = F_TOOBIG;
+      return 0;                 /* abort now; step reports it */
+    }
+    if (t->queue.count != before) llm_transfer_mark_dirty(t);
+    return len;
+  }
+  switch (buf_append(&t->body, p, len)) {
+    case BUF_OK: return len;
+    case BUF_ETOOBIG: t->fail = F_BODY; return 0;
+    default: t->fail = F_NOMEM; return 0;
+  }
+}
+
+/* CURLOPT_DEBUGFUNCTION: libcurl's verbose text, kept for a "debug" record (redacted in Lua). */
+static int on_debug(CURL *easy, curl_infotype type, char *p, size_t n, void *ud) {
+  struct transfer *t = ud;
+  (void)easy;
+  if (type == CURLINFO_TEXT || type == CURLINFO_HEADER_IN || type == CURLINFO_HEADER_OUT) {
+    if (t->debug.len < 256 * 1024) {
+      if (type == CURLINFO_HEADER_IN) buf_append(&t->debug, "< ", 2);
+      else if (type == CURLINFO_HEADER_OUT) buf_append(&t->debug, "> ", 2);
+      else buf_append(&t->debug, "* ", 2);
+      buf_append(&t->debug, p, n);
+      llm_transfer_mark_dirty(t);
+    }
+  }
+  return 0;
+}
+
+/* ---- attach, detach, restart ---- */
+
+static void reset_response(struct transfer *t) {
+  sse_reset(&t->sse);
+  sse_queue_clear(&t->queue);
+  buf_reset(&t->body);
+  buf_reset(&t->hdrs);
+  t->status = 0;
+  t->headers_ready = t->headers_reported = t->done_reported = 0;
+  t->framing_on = 0;
+  t->got_content = 0;
+  t->fail = F_NONE;
+  t->result = CURLE_OK;
+  t->errbuf[0] = '\0';
+}
+
+static void attach(struct transfer *t) {
+  t->t_start = llm_now();
+  t->state = ST_RUNNING;
+  if (curl_multi_add_handle(t->loop->multi, t->easy) == CURLM_OK) t->attached = 1;
+  else { t->state = ST_DONE; t->result = CURLE_FAILED_INIT; llm_transfer_mark_dirty(t); }
+}
+
+static void detach(struct transfer *t) {   /* never from inside a libcurl callback */
+  if (t->attached && t->loop != NULL && t->loop->multi != NULL)
+    curl_multi_remove_handle(t->loop->multi, t->easy);
+  t->attached = 0;
+}
+
+/* Finish with a failure of our own (timeouts, cancel): detach and report. */
+static void finish(struct transfer *t, enum fail f) {
+  detach(t);
+  t->fail = f;
+  t->state = ST_DONE;
+  llm_transfer_mark_dirty(t);
+}
+
+void llm_transfer_done(struct transfer *t, CURLcode rc) {
+  curl_off_t nconn = 0;
+  detach(t);
+  t->result = rc;
+  t->state = ST_DONE;
+  if (rc == CURLE_OK && t->framing_on) {
+    if (sse_finish(&t->sse) != SSE_OK && t->fail == F_NONE) t->fail = F_NOMEM;
+  }
+  if (curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && t->loop) {
+    if (nconn > 0) t->loop->new_connections += (lua_Integer)nconn;
+    else t->loop->reused++;
+  }
+  llm_transfer_mark_dirty(t);
+}
+
+double llm_transfer_deadline(struct transfer *t) {
+  double d = -1;
+  if (t->state == ST_WAITING) return t->restart_at;
+  if (t->state != ST_RUNNING || t->framing == FR_NONE || t->paused) return -1;
+  if (!t->headers_ready && t->timeout > 0) d = t->t_start + t->timeout;
+  if (!t->got_content && t->first_token_timeout > 0) {
+    double f = t->t_start + t->first_token_timeout;
+    if (d < 0 || f < d) d = f;
+  }
+  if (t->got_content && t->idle_timeout > 0) {
+    double i = t->t_last_content + t->idle_timeout;
+    if (d < 0 || i < d) d = i;
+  }
+  return d;
+}
+
+void llm_transfer_check(struct transfer *t, double now) {
+  if (t->state == ST_WAITING && now >= t->restart_at) { attach(t); return; }
+  if (t->state != ST_RUNNING) return;
+  if (t->fail == F_CANCELLED) { finish(t, F_CANCELLED); return; }
+  if (t->framing == FR_NONE || t->paused) return;
+  if (!t->headers_ready && t->timeout > 0 && now >= t->t_start + t->timeout) finish(t, F_T_HEADERS);
+  else if (!t->got_content && t->first_token_timeout > 0 && now >= t->t_start + t->first_token_timeout)
+    finish(t, F_T_FIRST);
+  else if (t->got_content && t->idle_timeout > 0 && now >= t->t_last_content + t->idle_timeout)
+    finish(t, F_T_IDLE);
+}
+
+/* ---- records for Lua ---- */
+
+/* [-0, +1] the response headers as a table of lower-case names; repeats joined with ", ". */
+static void push_headers(lua_State *L, struct transfer *t) {
+  const char *p = t->hdrs.data, *end = p + t->hdrs.len;
+  luaL_Buffer name;
+  lua_newtable(L);
+  while (p != NULL && p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *line_end = eol ? eol : end;
+    const char *colon = memchr(p, ':', (size_t)(line_end - p));
+    if (colon != NULL && colon > p) {
+      const char *v = colon + 1, *ve = line_end;
+      const char *c;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      luaL_buffinit(L, &name);
+      for (c = p; c < colon; c++) luaL_addchar(&name, (char)tolower((unsigned char)*c));
+      luaL_pushresult(&name);                     /* headers name */
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, -3) == LUA_TSTRING) {     /* headers name old */
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      }
+      lua_rawset(L, -3);
+    }
+    p = eol ? eol + 1 : end;
+  }
+}
+
+/* Seconds from a Retry-After value: delta-seconds or an HTTP date; < 0 when unparseable. */
+static double parse_retry_after(const char *v) {
+  char *e;
+  double s = strtod(v, &e);
+  if (e != v && *e == '\0') return s >= 0 ? s : -1;
+  {
+    time_t when = curl_getdate(v, NULL);
+    if (when == (time_t)-1) return -1;
+    s = difftime(when, time(NULL));
+    return s > 0 ? s : 0;
+  }
+}
+
+/* [-0, +0] From the headers table at the top of the stack: retry-after-ms, retry-after and
+ * x-should-retry, set as the fields retry_after and should_retry of the record at `rec`. */
+static void set_retry_fields(lua_State *L, int rec) {
+  double secs = -1;
+  if (lua_getfield(L, -1, "retry-after-ms") == LUA_TSTRING) {
+    char *e;
+    const char *v = lua_tostring(L, -1);
+    double ms = strtod(v, &e);
+    if (e != v && ms >= 0) secs = ms / 1000.0;
+  }
+  lua_pop(L, 1);
+  if (secs < 0 && lua_getfield(L, -1, "retry-after") == LUA_TSTRING) {
+    secs = parse_retry_after(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  } else if (secs < 0) {
+    lua_pop(L, 1);
+  }
+  if (secs >= 0) { lua_pushnumber(L, secs); lua_setfield(L, rec, "retry_after"); }
+  if (lua_getfield(L, -1, "x-should-retry") == LUA_TSTRING) {
+    const char *v = lua_tostring(L, -1);
+    if (strcasecmp(v, "true") == 0) { lua_pushboolean(L, 1); lua_setfield(L, rec, "should_retry"); }
+    else if (strcasecmp(v, "false") == 0) { lua_pushboolean(L, 0); lua_setfield(L, rec, "should_retry"); }
+  }
+  lua_pop(L, 1);
+}
+
+/* [-0, +1] a new record { type, id } */
+static void push_record(lua_State *L, struct transfer *t, const char *type) {
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, type); lua_setfield(L, -2, "type");
+  lua_pushinteger(L, t->id); lua_setfield(L, -2, "id");
+}
+
+static int is_tls_verify(CURLcode rc) {
+  return rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+         rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_ISSUER_ERROR ||
+         rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
+}
+
+/* [-0, +1] the error of a finished transfer, or nil when it succeeded at the transport level. */
+static void push_error(lua_State *L, struct transfer *t) {
+  const char *kind = NULL, *which = NULL, *msg = NULL;
+  char text[CURL_ERROR_SIZE + 64];
+  switch (t->fail) {
+    case F_CANCELLED: kind = "cancelled"; msg = "cancelled"; break;
+    case F_T_HEADERS: kind = "timeout"; which = "headers"; msg = "no response headers in time"; break;
+    case F_T_FIRST: kind = "timeout"; which = "first_token"; msg = "no content event in time"; break;
+    case F_T_IDLE: kind = "timeout"; which = "idle"; msg = "stream idle: no content event in time"; break;
+    case F_TOOBIG: kind = "protocol"; msg = "stream event larger than the size cap"; break;
+    case F_BODY: kind = "protocol"; msg = "response body larger than the size cap"; break;
+    case F_NOMEM: kind = "protocol"; msg = "out of memory while reading the response"; break;
+    case F_NONE: break;
+  }
+  if (kind == NULL && t->result != CURLE_OK) {
+    CURLcode rc = t->result;
+    msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc);
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+      curl_off_t ct = 0;
+      kind = "timeout";
+      curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &ct);
+      which = ct == 0 ? "connect" : "total";
+    } else {
+      kind = "connection";
+    }
+    snprintf(text, sizeof text, "%s (curl %d)", msg, (int)rc);
+    msg = text;
+  }
+  if (kind == NULL) { lua_pushnil(L); return; }
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, kind); lua_setfield(L, -2, "kind");
+  lua_pushstring(L, msg); lua_setfield(L, -2, "message");
+  lua_pushinteger(L, (lua_Integer)t->result); lua_setfield(L, -2, "code");
+  if (which) { lua_pushstring(L, which); lua_setfield(L, -2, "which"); }
+  if (is_tls_verify(t->result)) { lua_pushboolean(L, 1); lua_setfield(L, -2, "tls"); }
+}
+
+/* Append the transfer's pending records to the list at `records`. The transfer is taken off
+ * the dirty list first and anchored on the stack through the loop's weak map (loop at 1), so
+ * a collection during the Lua allocations below cannot free it; a transfer whose object is
+ * already unreachable reports nothing (its __gc detaches it). */
+int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n) {
+  int top = lua_gettop(L);
+  unlink_dirty(t);
+  lua_getiuservalue(L, 1, 1);
+  if (lua_rawgeti(L, -1, t->id) != LUA_TUSERDATA) { lua_settop(L, top); return 0; }
+  if (t->debug.len > 0) {
+    push_record(L, t, "debug");
+    lua_pushlstring(L, t->debug.data, t->debug.len); lua_setfield(L, -2, "text");
+    lua_rawseti(L, records, ++*n);
+    buf_reset(&t->debug);
+  }
+  if (t->framing != FR_NONE && t->headers_ready && !t->headers_reported) {
+    int rec;
+    t->headers_reported = 1;
+    push_record(L, t, "headers");
+    rec = lua_gettop(L);
+    lua_pushinteger(L, t->status); lua_setfield(L, rec, "status");
+    push_headers(L, t);
+    set_retry_fields(L, rec);
+    lua_setfield(L, rec, "headers");
+    lua_rawseti(L, records, ++*n);
+  }
+  if (t->queue.count > 0) {
+    size_t pos = 0;
+    struct sse_event ev;
+    lua_Integer i = 0;
+    push_record(L, t, "events");
+    lua_createtable(L, (int)t->queue.count, 0);
+    while (sse_queue_next(&t->queue, &pos, &ev)) {
+      lua_createtable(L, 0, 3);
+      if (ev.name) { lua_pushlstring(L, ev.name, ev.name_len); lua_setfield(L, -2, "name"); }
+      lua_pushlstring(L, ev.data, ev.data_len); lua_setfield(L, -2, "data");
+      if (ev.id) { lua_pushlstring(L, ev.id, ev.id_len); lua_setfield(L, -2, "id"); }
+      lua_rawseti(L, -2, ++i);
+    }
+    sse_queue_clear(&t->queue);
+    lua_setfield(L, -2, "events");
+    lua_rawseti(L, records, ++*n);
+  }
+  if (t->state == ST_DONE && !t->done_reported) {
+    int rec;
+    t->done_reported = 1;
+    push_record(L, t, "done");
+    rec = lua_gettop(L);
+    if (t->status) { lua_pushinteger(L, t->status); lua_setfield(L, rec, "status"); }
+    push_headers(L, t);
+    set_retry_fields(L, rec);
+    lua_setfield(L, rec, "headers");
+    if (!t->framing_on && t->body.len > 0) {
+      lua_pushlstring(L, t->body.data, t->body.len);
+      lua_setfield(L, rec, "body");
+    } else if (!t->framing_on && t->status) {
+      lua_pushliteral(L, ""); lua_setfield(L, rec, "body");
+    }
+    if (t->framing_on) {
+      lua_pushinteger(L, (lua_Integer)t->sse.partial); lua_setfield(L, rec, "partial");
+    }
+    push_error(L, t);
+    lua_setfield(L, rec, "error");
+    lua_rawseti(L, records, ++*n);
+  }
+  lua_settop(L, top);
+  return 1;
+}
+
+/* ---- Lua methods ---- */
+
+static int transfer_cancel(lua_State *L) {
+  struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
+  if (t->state == ST_RUNNING || t->state == ST_WAITING || t->state == ST_IDLE) {
+    finish(t, F_CANCELLED);
+  }
+  return 0;
+}
+
+/* t:restart(delay): re-issue the same request after `delay` seconds (the retry machinery). */
+static int transfer_restart(lua_State *L) {
+  struct transfer *t = checktransfer(L, 1);
+  double delay = luaL_optnumber(L, 2, 0);
+  if (t->loop == NULL || t->loop->multi == NULL) return luaL_error(L, "the loop is closed");
+  detach(t);
+  unlink_dirty(t);
+  reset_response(t);
+  t->state = ST_WAITING;
+  t->restart_at = llm_now() + (delay > 0 ? delay : 0);
+  return 0;
+}
+
+/* t:pause(on): stop reading (the idle clock stops too); resume with pause(false). */
+static int transfer_pause(lua_State *L) {
+  struct transfer *t = checktransfer(L, 1);
+  int on = lua_toboolean(L, 2);
+  if (on == t->paused) return 0;
+  t->paused = on;
+  if (t->attached) curl_easy_pause(t->easy, on ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+  if (!on) t->t_last_content = llm_now();
+  return 0;
+}
+
+/* One idempotent close for __gc, __close and :close(): detach, then release (STYLE §6). */
+static int transfer_close(lua_State *L) {
+  struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
+  if (t->state == ST_CLOSED) return 0;
+  detach(t);
+  unlink_dirty(t);
+  if (t->loop != NULL) {               /* unlink from the loop's list */
+    if (t->prev) t->prev->next = t->next; else t->loop->head = t->next;
+    if (t->next) t->next->prev = t->prev;
+    t->loop = NULL;
+  }
+  t->state = ST_CLOSED;
+  if (t->easy) { curl_easy_cleanup(t->easy); t->easy = NULL; }
+  if (t->headers) { curl_slist_free_all(t->headers); t->headers = NULL; }
+  sse_free(&t->sse);
+  sse_queue_free(&t->queue);
+  buf_free(&t->body);
+  buf_free(&t->hdrs);
+  buf_free(&t->debug);
+  return 0;
+}
+
+/* The loop is closing: detach every transfer and forget the back pointers. */
+void llm_transfer_detach_all(struct loop *lp) {
+  struct transfer *t = lp->head;
+  while (t != NULL) {
+    struct transfer *next = t->next;
+    detach(t);
+    t->dirty = 0;
+    t->loop = NULL;
+    t->next = t->prev = NULL;
+    if (t->state == ST_RUNNING || t->state == ST_WAITING) t->state = ST_DONE;
+    t = next;
+  }
+  lp->head = NULL;
+  lp->dirty = NULL;
+}
+
+static int transfer_index(lua_State *L) {
+  struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "id") == 0) { lua_pushinteger(L, t->id); return 1; }
+  if (strcmp(k, "status") == 0) { lua_pushinteger(L, t->status); return 1; }
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_getfield(L, -1, k);
+  return 1;
+}
+
+static int transfer_tostring(lua_State *L) {
+  struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
+  static const char *names[] = { "idle", "waiting", "running", "done", "closed" };
+  lua_pushfstring(L, "llm.Transfer %I (%s)", (LUA_INTEGER)t->id, names[t->state]);
+  return 1;
+}
+
+/* ---- construction ---- */
+
+static double optfield_number(lua_State *L, int spec, const char *k, double def) {
+  double v = def;
+  if (lua_getfield(L, spec, k) != LUA_TNIL) {
+    if (!lua_isnumber(L, -1)) luaL_error(L, "transfer option '%s' must be a number", k);
+    v = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *optfield_string(lua_State *L, int spec, const char *k) {
+  const char *s = NULL;
+  int tp = lua_getfield(L, spec, k);
+  if (tp == LUA_TSTRING) s = lua_tostring(L, -1);
+  else if (tp != LUA_TNIL) luaL_error(L, "transfer option '%s' must be a string", k);
+  lua_pop(L, 1);   /* the string stays alive: the spec table holds it while we copy it */
+  return s;
+}
+
+static void check_header_text(lua_State *L, const char *s, size_t len) {
+  if (memchr(s, '\r', len) || memchr(s, '\n', len) || memchr(s, '\0', len))
+    luaL_error(L, "header contains CR, LF or NUL (refused to prevent header injection)");
+}
+
+/* Append one "Name: value" line to t->headers; the slist is owned by t from the start. */
+static void add_header(lua_State *L, struct transfer *t, const char *line) {
+  struct curl_slist *n = curl_slist_append(t->headers, line);
+  if (n == NULL) luaL_error(L, "not enough memory");
+  t->headers = n;
+}
+
+static void set_headers(lua_State *L, struct transfer *t, int spec) {
+  if (lua_getfield(L, spec, "headers") == LUA_TTABLE) {
+    int h = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+      size_t klen, vlen;
+      const char *v;
+      if (lua_type(L, -2) == LUA_TNUMBER) {          /* { "Name: value" } */
+        v = luaL_checklstring(L, -1, &vlen);
+        check_header_text(L, v, vlen);
+        add_header(L, t, v);
+      } else {                                        /* { name = value } */
+        const char *k = luaL_checklstring(L, -2, &klen);
+        v = luaL_checklstring(L, -1, &vlen);
+        check_header_text(L, k, klen);
+        check_header_text(L, v, vlen);
+        if (memchr(k, ':', klen)) luaL_error(L, "header name contains ':'");
+        lua_pushfstring(L, vlen ? "%s: %s" : "%s;", k, v);   /* "Name;" sends an empty value */
+        add_header(L, t, lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  add_header(L, t, "Expect:");   /* no 100-continue round trip for large bodies */
+}
+
+/* loop:transfer(spec) -> transfer. Created closed, then acquired: __gc is safe from the
+ * moment the metatable is set. The transfer starts at the next step. */
+int llm_transfer_new(lua_State *L) {
+  struct loop *lp = luaL_checkudata(L, 1, LLM_LOOP);
+  struct transfer *t;
+  const char *method, *url, *s;
+  size_t blen = 0;
+  int spec = 2;
+  double connect_timeout, max_event;
+  if (lp->multi == NULL) return luaL_error(L, "attempt to use a closed loop");
+  luaL_checktype(L, spec, LUA_TTABLE);
+  lua_settop(L, 2);
+
+  t = lua_newuserdatauv(L, sizeof *t, 1);
+  memset(t, 0, sizeof *t);
+  t->state = ST_CLOSED;                           /* closed until fully built */
+  buf_init(&t->body, 0, (buf_alloc_fn)lp->alloc, lp->alloc_ud);
+  buf_init(&t->hdrs, 256 * 1024, (buf_alloc_fn)lp->alloc, lp->alloc_ud);
+  buf_init(&t->debug, 0, (buf_alloc_fn)lp->alloc, lp->alloc_ud);
+  sse_queue_init(&t->queue, 0, (buf_alloc_fn)lp->alloc, lp->alloc_ud);
+  sse_init(&t->sse, SSE_MODE_SSE, 0, (buf_alloc_fn)lp->alloc, lp->alloc_ud, on_event, t);
+  luaL_setmetatable(L, LLM_TRANSFER);
+  lua_createtable(L, 0, 2);                       /* uservalue: anchors body and loop */
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "loop");
+  lua_setiuservalue(L, -2, 1);
+  t->state = ST_IDLE;
+  if ((t->easy = curl_easy_init()) == NULL) { t->state = ST_CLOSED; return luaL_error(L, "curl_easy_init failed"); }
+
+  url = optfield_string(L, spec, "url");
+  if (url == NULL) return luaL_error(L, "transfer needs a url");
+  method = optfield_string(L, spec, "method");
+  if (method == NULL) method = "GET";
+  curl_easy_setopt(t->easy, CURLOPT_URL, url);    /* libcurl copies string options */
+  if (strcmp(method, "GET") == 0) curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
+  else if (strcmp(method, "POST") != 0) curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, method);
+
+  if (lua_getfield(L, spec, "body") == LUA_TSTRING) {   /* [loop, spec, t, body] */
+    const char *body = lua_tolstring(L, -1, &blen);
+    lua_getiuservalue(L, 3, 1);                         /* [loop, spec, t, body, anchors] */
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "body");                        /* POSTFIELDS is not copied: anchor it */
+    lua_pop(L, 1);
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, body);
+  } else if (strcmp(method, "POST") == 0) {
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, "");
+  }
+  lua_pop(L, 1);
+
+  set_headers(L, t, spec);
+  curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+
+  s = optfield_string(L, spec, "framing");
+  if (s == NULL) t->framing = FR_NONE;
+  else if (strcmp(s, "sse") == 0) t->framing = FR_SSE;
+  else if (strcmp(s, "ndjson") == 0) t->framing = FR_NDJSON;
+  else return luaL_error(L, "framing must be 'sse' or 'ndjson'");
+  max_event = optfield_number(L, spec, "max_event_size", (double)LLM_DEFAULT_MAX_EVENT);
+  sse_free(&t->sse);
+  sse_init(&t->sse, t->framing == FR_NDJSON ? SSE_MODE_NDJSON : SSE_MODE_SSE, (size_t)max_event,
+           (buf_alloc_fn)lp->alloc, lp->alloc_ud, on_event, t);
+  t->max_body = (size_t)optfield_number(L, spec, "max_body_size", (double)LLM_DEFAULT_MAX_BODY);
+  t->body.max = t->max_body;
+  t->queue.b.max = (size_t)max_event * 4 + 1024 * 1024;
+
+  if (lua_getfield(L, spec, "keepalive") == LUA_TTABLE) {
+    lua_Integer i, nk = luaL_len(L, -1);
+    for (i = 1; i <= nk && t->nkeepalive < MAX_KEEPALIVE; i++) {
+      size_t klen;
+      lua_rawgeti(L, -1, i);
+      s = lua_tolstring(L, -1, &klen);
+      if (s != NULL && klen < sizeof t->keepalive[0]) memcpy(t->keepalive[t->nkeepalive++], s, klen + 1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+
+  t->timeout = optfield_number(L, spec, "timeout", 600);
+  t->idle_timeout = optfield_number(L, spec, "idle_timeout", 0);
+  t->first_token_timeout = optfield_number(L, spec, "first_token_timeout", 0);
+  connect_timeout = optfield_number(L, spec, "connect_timeout", 10);
+  if (connect_timeout > 0) curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
+  if (t->framing == FR_NONE && t->timeout > 0)   /* a stream's timeout bounds only the headers */
+    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)(t->timeout * 1000));
+
+  if ((s = optfield_string(L, spec, "ca_file")) != NULL) curl_easy_setopt(t->easy, CURLOPT_CAINFO, s);
+  if ((s = optfield_string(L, spec, "proxy")) != NULL) curl_easy_setopt(t->easy, CURLOPT_PROXY, s);
+  lua_getfield(L, spec, "insecure");
+  if (lua_toboolean(L, -1)) {
+    curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, spec, "verbose");
+  t->verbose = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (t->verbose) {
+    curl_easy_setopt(t->easy, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(t->easy, CURLOPT_DEBUGDATA, t);
+    curl_easy_setopt(t->easy, CURLOPT_VERBOSE, 1L);
+  }
+
+  curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (char *)t);
+  curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
+  curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+  curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
+  curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(t->easy, CURLOPT_ACCEPT_ENCODING, "");      /* any encoding libcurl can decode */
+  curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);      /* redirects are decided in Lua */
+  curl_easy_setopt(t->easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+  curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+
+  /* Link into the loop and its weak id map, then start. */
+  t->loop = lp;
+  t->id = ++lp->next_id;
+  t->next = lp->head;
+  if (lp->head) lp->head->prev = t;
+  lp->head = t;
+  lua_getiuservalue(L, 1, 1);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, t->id);
+  lua_pop(L, 1);
+  attach(t);
+  return 1;
+}
+
+static const luaL_Reg transfer_methods[] = {
+  {"cancel", transfer_cancel}, {"restart", transfer_restart}, {"pause", transfer_pause},
+  {"close", transfer_close}, {NULL, NULL}
+};
+
+static const luaL_Reg transfer_metamethods[] = {
+  {"__gc", transfer_close}, {"__close", transfer_close}, {"__index", transfer_index},
+  {"__tostring", transfer_tostring}, {NULL, NULL}
+};
+
+void llm_transfer_register(lua_State *L) {
+  luaL_newmetatable(L, LLM_TRANSFER);
+  luaL_setfuncs(L, transfer_metamethods, 0);
+  luaL_newlib(L, transfer_methods);
+  lua_setfield(L, -2, "methods");
+  lua_pop(L, 1);
+}

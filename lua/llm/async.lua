@@ -1,0 +1,381 @@
+--- Coroutine tasks on the core's event loop.
+-- Waiting is a Lua yield of a private sentinel plus a future (STYLE §4); C never yields.
+-- A wait inside a task yields the task; outside any task it drives the loop itself, so
+-- the same call blocks in a script and yields in a game loop that calls `step(0)`.
+local errors = require("llm.errors")
+
+local pack = table.pack
+local unpack = table.unpack
+
+local SLICE = 0.1    -- a blocking wait returns to Lua this often, so Ctrl-C is honoured
+
+return function(loop, clock)
+  local M = {}
+  local WAIT = setmetatable({}, { __name = "llm.async.WAIT" })
+
+  local ready = {}          -- tasks to resume: { task, packed values }, in order
+  local live = {}           -- every task not yet finished (strong: waiting tasks stay alive)
+  local nlive = 0
+  local current = nil       -- the task being resumed
+  -- Objects with pending transfers, keyed by transfer id. Weak: a stream the user drops is
+  -- collected and its transfer's __gc detaches it (DESIGN "Lifetimes").
+  local watchers = setmetatable({}, { __mode = "v" })
+  local nwatch = 0
+  M.clock = clock
+  M.loop = loop
+
+  ---------------------------------------------------------------------------------------
+  -- Futures: one-shot values that tasks (or a blocking caller) wait for.
+  local Future = { __name = "llm.Future" }
+  Future.__index = Future
+
+  function M.future()
+    return setmetatable({ done = false, waiters = {} }, Future)
+  end
+
+  --- Settle the future with values and wake its waiters. A second resolve is ignored.
+  function Future:resolve(...)
+    if self.done then return end
+    self.done = true
+    self.values = pack(...)
+    local waiters = self.waiters
+    self.waiters = {}
+    for _, task in ipairs(waiters) do
+      if task.waiting == self then
+        task.waiting, task.on_cancel = nil, nil
+        ready[#ready + 1] = { task, self.values }
+      end
+    end
+  end
+
+  local function cancelled_error()
+    return errors.new{ kind = "cancelled", message = "cancelled", retryable = false }
+  end
+
+  ---------------------------------------------------------------------------------------
+  -- Tasks.
+  local Task = { __name = "llm.Task" }
+  Task.__index = Task
+
+  local function report_unobserved(task)
+    if task.failed and not task.observed and not task.reported then
+      task.reported = true
+      io.stderr:write("llm: error in a task nobody awaited: ", task.traceback or tostring(task.err), "\n")
+    end
+  end
+  Task.__gc = report_unobserved
+
+  local function finish(task, ok, values)
+    task.status = "done"
+    if live[task] then live[task] = nil; nlive = nlive - 1 end
+    if ok then task.values = values
+    else task.failed = true; task.err = values end
+    task.done_future:resolve()
+  end
+
+  local function resume(task, values)
+    if task.status == "done" then return end
+    if task.cancelled and not task.started then   -- cancelled before it ever ran
+      finish(task, true, pack())
+      return
+    end
+    task.started = true
+    local prev = current
+    current = task
+    task.status = "running"
+    local res = pack(coroutine.resume(task.co, unpack(values, 1, values.n)))
+    current = prev
+    if not res[1] then
+      task.traceback = debug.traceback(task.co, tostring(res[2]))
+      finish(task, false, res[2])
+      if #task.done_future.waiters == 0 and not task.observed then report_unobserved(task) end
+    elseif coroutine.status(task.co) == "dead" then
+      finish(task, true, pack(unpack(res, 2, res.n)))
+    elseif res[2] == WAIT then
+      local fut = res[3]
+      task.status = "waiting"
+      task.waiting = fut
+      task.on_cancel = res[4]
+      fut.waiters[#fut.waiters + 1] = task
+    else
+      task.traceback = "a task yielded a value that is not an llm wait (use llm.spawn for nested coroutines)"
+      finish(task, false, task.traceback)
+    end
+  end
+
+  local function run_ready()
+    local n = 0
+    while #ready > 0 do
+      local batch = ready
+      ready = {}
+      for _, item in ipairs(batch) do
+        resume(item[1], item[2])
+        n = n + 1
+      end
+    end
+    return n
+  end
+
+  --- Start fn(...) as a task at the next step.
+  function M.spawn(fn, ...)
+    if type(fn) ~= "function" then error("llm.spawn expects a function", 2) end
+    local task = setmetatable({ co = coroutine.create(fn), status = "ready",
+                                done_future = M.future(), parent = current }, Task)
+    live[task] = true
+    nlive = nlive + 1
+    ready[#ready + 1] = { task, pack(...) }
+    return task
+  end
+
+  function Task:done() return self.status == "done" end
+
+  --- Cancel the task: its pending wait returns nil, err (kind "cancelled") and aborts its
+  -- in-flight transfer; later waits fail at once so it unwinds. Awaiting it gives that error.
+  function Task:cancel()
+    if self.status == "done" or self.cancelled then return end
+    self.cancelled = true
+    local fut, on_cancel = self.waiting, self.on_cancel
+    if fut then
+      self.waiting, self.on_cancel = nil, nil
+      if on_cancel then on_cancel() end
+      ready[#ready + 1] = { self, pack(nil, cancelled_error()) }
+    end
+  end
+
+  local function outcome(task)
+    task.observed = true
+    if task.cancelled then return nil, cancelled_error() end
+    if task.failed then error(task.err, 0) end
+    return unpack(task.values, 1, task.values.n)
+  end
+
+  ---------------------------------------------------------------------------------------
+  -- Waiting.
+
+  --- Wait for a future. Inside a task: yields. Outside: drives the loop until it settles.
+  -- `on_cancel` runs if the waiting task is cancelled meanwhile (abort the operation).
+  function M.wait(fut, on_cancel)
+    local co, is_main = coroutine.running()
+    if current ~= nil then
+      if co ~= current.co then
+        error("an llm call in a plain coroutine inside a task cannot wait: wrap it in llm.spawn", 3)
+      end
+      if current.cancelled then
+        if on_cancel then on_cancel() end
+        return nil, cancelled_error()
+      end
+      if fut.done then return unpack(fut.values, 1, fut.values.n) end
+      return coroutine.yield(WAIT, fut, on_cancel)
+    end
+    local _ = is_main
+    while not fut.done do M.step(SLICE) end
+    return unpack(fut.values, 1, fut.values.n)
+  end
+
+  --- True when running inside a task (a wait yields rather than blocks).
+  function M.in_task() return current ~= nil end
+  function M.current() return current end
+
+  --- The values of a task (a raised error re-raises; a cancelled task gives nil, err).
+  function M.await(task)
+    if getmetatable(task) ~= Task then error("llm.await expects a task", 2) end
+    if task.status ~= "done" then
+      task.observed = true
+      local _, err = M.wait(task.done_future)
+      if err and task.status ~= "done" then return nil, err end   -- the awaiting task was cancelled
+    end
+    return outcome(task)
+  end
+
+  local function as_task(x)
+    if getmetatable(x) == Task then return x end
+    if type(x) == "function" then return M.spawn(x) end
+    error("expected a task or a function", 3)
+  end
+
+  local function settle(task)
+    -- results[i] = first value, errors[i] = raised error or the err of a nil, err return
+    task.observed = true
+    if task.cancelled then return nil, cancelled_error() end
+    if task.failed then return nil, task.err end
+    local v = task.values
+    if v[1] == nil and v.n >= 2 and v[2] ~= nil then return nil, v[2] end
+    return v[1], nil
+  end
+
+  --- Wait for every task; returns results, errors (both tables indexed like the arguments).
+  function M.gather(...)
+    local tasks = pack(...)
+    if tasks.n == 1 and type(tasks[1]) == "table" and getmetatable(tasks[1]) ~= Task then
+      tasks = tasks[1]
+      tasks.n = tasks.n or #tasks
+    end
+    for i = 1, tasks.n do tasks[i] = as_task(tasks[i]) end
+    local results, errs = {}, {}
+    for i = 1, tasks.n do
+      local task = tasks[i]
+      task.observed = true
+      if task.status ~= "done" then
+        local _, err = M.wait(task.done_future)
+        if err and task.status ~= "done" then   -- the gathering task itself was cancelled
+          for j = i, tasks.n do tasks[j]:cancel() end
+          return results, errs, err
+        end
+      end
+      results[i], errs[i] = settle(task)
+    end
+    return results, errs
+  end
+
+  --- fn(item, i) for each item with at most `concurrency` tasks at once; results in order.
+  function M.map(items, fn, opts)
+    local limit = (opts and opts.concurrency) or 8
+    local n = #items
+    local results, errs = {}, {}
+    local next_i = 0
+    local function worker()
+      while next_i < n do
+        next_i = next_i + 1
+        local i = next_i
+        local t = M.spawn(fn, items[i], i)
+        local r, e = M.gather(t)
+        results[i], errs[i] = r[1], e[1]
+      end
+    end
+    local workers = {}
+    for w = 1, math.min(limit, n) do workers[w] = M.spawn(worker) end
+    M.gather(table.unpack(workers))
+    return results, errs
+  end
+
+  --- Sleep s seconds on the clock: yields inside a task, blocks (running other tasks) outside.
+  function M.sleep(s)
+    local fut = M.future()
+    local id = clock:timer(s, function() fut:resolve(true) end)
+    return M.wait(fut, function() clock:cancel(id) end)
+  end
+
+  --- Run fn(...) with a time limit; returns its values, or nil, err (kind "timeout").
+  function M.timeout(s, fn, ...)
+    local child = M.spawn(fn, ...)
+    local fut = M.future()
+    local timed_out = false
+    local id = clock:timer(s, function() timed_out = true; fut:resolve() end)
+    local watcher = M.spawn(function()
+      M.wait(child.done_future)
+      fut:resolve()
+    end)
+    local _, err = M.wait(fut, function() child:cancel(); watcher:cancel(); clock:cancel(id) end)
+    if err then return nil, err end
+    clock:cancel(id)
+    if timed_out and child.status ~= "done" then
+      child:cancel()
+      watcher:cancel()
+      return nil, errors.new{ kind = "timeout", which = "total",
+                              message = string.format("timed out after %g s", s) }
+    end
+    watcher:cancel()
+    return outcome(child)
+  end
+
+  ---------------------------------------------------------------------------------------
+  -- Transfers: objects that want the loop's records for one transfer id.
+
+  --- Route the records of transfer `t` to `obj:on_record(rec)` until unwatch.
+  function M.watch(t, obj)
+    watchers[t.id] = obj
+    nwatch = nwatch + 1
+  end
+
+  function M.unwatch(t)
+    if watchers[t.id] ~= nil then
+      watchers[t.id] = nil
+      nwatch = nwatch - 1
+    end
+  end
+
+  local function inflight()
+    -- the weak table may have lost entries to collection; recount when it matters
+    local n = 0
+    for _ in pairs(watchers) do n = n + 1 end
+    nwatch = n
+    return n
+  end
+
+  local function dispatch(recs)
+    for i = 1, #recs do
+      local rec = recs[i]
+      if rec.type == "timer" then
+        if not clock.fake then clock:fire(rec.id) end
+      else
+        local obj = watchers[rec.id]
+        if obj then obj:on_record(rec) end
+      end
+    end
+    return #recs
+  end
+
+  local stepping = false
+
+  --- Do the ready I/O, fire due timers, resume tasks; wait at most `timeout` seconds
+  -- (0: never blocks). Returns the number of live tasks.
+  function M.step(timeout)
+    if stepping then error("llm.step called inside a step", 2) end
+    if current ~= nil then error("llm.step cannot be called from inside a task", 2) end
+    stepping = true
+    local ok, err = xpcall(function()
+      run_ready()
+      local wait = timeout or 0
+      if #ready > 0 then wait = 0 end
+      if clock.fake then
+        clock:fire_due()
+        run_ready()
+        if #ready > 0 then wait = 0 end
+        local nrec = dispatch(loop:step(nwatch > 0 and math.min(wait, 0.01) or 0))
+        run_ready()
+        -- Nothing can move without time passing: jump the virtual clock.
+        if wait > 0 and nrec == 0 and #ready == 0 and (nwatch == 0 or inflight() == 0) then
+          clock:jump()
+          run_ready()
+        end
+      else
+        dispatch(loop:step(wait))
+        run_ready()
+      end
+    end, debug.traceback)
+    stepping = false
+    if not ok then error(err, 0) end
+    return nlive
+  end
+
+  --- Run fn(...) as a task and drive the loop until it finishes; returns its values or
+  -- re-raises its error. Tasks it spawned that are still alive are cancelled.
+  function M.run(fn, ...)
+    if current ~= nil then error("llm.run cannot be called inside a task", 2) end
+    if type(fn) ~= "function" then error("llm.run expects a function", 2) end
+    local before = {}
+    for t in pairs(live) do before[t] = true end
+    local main = M.spawn(fn, ...)
+    main.observed = true
+    while main.status ~= "done" do M.step(SLICE) end
+    local leftovers = {}
+    for t in pairs(live) do
+      if not before[t] then leftovers[#leftovers + 1] = t end
+    end
+    for _, t in ipairs(leftovers) do t:cancel() end
+    local guard = 0
+    while #leftovers > 0 and guard < 100 do   -- let them unwind
+      guard = guard + 1
+      local alive = false
+      for _, t in ipairs(leftovers) do if t.status ~= "done" then alive = true end end
+      if not alive then break end
+      M.step(0)
+    end
+    for _, t in ipairs(leftovers) do report_unobserved(t) end
+    return outcome(main)
+  end
+
+  function M.live_tasks() return nlive end
+  M.Task = Task
+  return M
+end
