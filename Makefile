@@ -1,0 +1,56 @@
+# Thin wrapper over CMake and ctest. `make demo` and `make test` install what is missing first.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= 2
+LUA        ?= lua5.4
+
+# Debian packages the project needs (DESIGN.md "Toolchain facts").
+DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson \
+       lua-busted luarocks clang libclang-rt-14-dev valgrind openssl curl ca-certificates
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build test test-asan test-valgrind demo bench mock clean
+
+all: build
+
+# Install only what is missing; apt-get update runs once, and only when something is.
+deps:
+	@missing=""; for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The C tests and every spec under AddressSanitizer + UBSan. The module loads into the
+# system lua5.4 only with libasan preloaded; the mock server and curl run without it.
+test-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLLM_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && LLM_ASAN=1 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# Specs under valgrind with an aggressive collector (a soak for lifetimes and leaks).
+test-valgrind: build
+	LLM_VALGRIND=1 $(LUA) tools/valgrind_specs.lua
+
+demo: build
+	@sh tools/demo.sh $(BUILD)
+
+mock: build
+	$(BUILD)/llm-mock --port 8080
+
+bench: build
+	@sh bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,441 @@
+--- Clients: one API over every provider. A client turns a call into the provider's request,
+-- sends it through `llm.http` under a retry policy, and normalizes what comes back.
+-- Providers translate; this module decides (retries, redirects, errors, event hold-back).
+local errors = require("llm.errors")
+local json = require("llm.json")
+
+local CONTENT = { text = true, reasoning = true, tool_call = true, refusal = true }
+local MAX_REDIRECTS = 5
+
+return function(env)
+  local async, http, R, log = env.async, env.http, env.retry, env.log
+  local M = {}
+
+  local Client = { __name = "llm.Client" }
+  Client.__index = Client
+  M.Client = Client
+
+  ---------------------------------------------------------------------------------------
+  -- Construction
+
+  local function copy(t)
+    local out = {}
+    for k, v in pairs(t or {}) do out[k] = v end
+    return out
+  end
+
+  --- Build a client for the resolved provider table `p` with options `opts`.
+  function M.new(p, opts)
+    opts = opts or {}
+    local c = setmetatable({ provider = p, name = p.name }, Client)
+    c.model = opts.model or p.model
+    c.base_url = opts.base_url or (p.base_url_env and os.getenv(p.base_url_env)) or p.base_url
+    if not c.base_url then error("provider '" .. tostring(p.name) .. "' has no base_url", 3) end
+    c.base_url = c.base_url:gsub("/+$", "")
+    local key = opts.api_key
+    if key == nil and p.api_key_env then key = os.getenv(p.api_key_env) end
+    if key == nil or key == "" then
+      if p.needs_key == false then key = false
+      else
+        error(string.format("no API key for provider '%s': pass api_key or set %s (api_key = false for a server without auth)",
+          tostring(p.name), tostring(p.api_key_env or "an api_key")), 3)
+      end
+    end
+    errors.add_secret(key)
+    c.api_key = key
+    c.timeout = opts.timeout or 600
+    c.connect_timeout = opts.connect_timeout or 10
+    c.idle_timeout = opts.idle_timeout or 120
+    c.first_token_timeout = opts.first_token_timeout
+    c.max_retries = opts.max_retries or 2
+    c.retry = opts.retry
+    c.headers = copy(opts.headers)
+    c.ca_file, c.proxy, c.insecure = opts.ca_file, opts.proxy, opts.insecure
+    c.api = opts.api
+    c.verbose = opts.verbose
+    c.max_event_size = opts.max_event_size
+    if c.insecure then env.warn_insecure() end
+    return c
+  end
+
+  function Client:__tostring()
+    return string.format("llm.Client(%s, model=%s, base_url=%s)", tostring(self.name),
+      tostring(self.model), errors.redact(self.base_url))
+  end
+
+  ---------------------------------------------------------------------------------------
+  -- Requests
+
+  --- The normalized request: a string is one user message; the client's model is the default.
+  function Client:normalize(req, level)
+    level = (level or 2) + 1
+    if type(req) == "string" then
+      req = { messages = { { role = "user", content = req } } }
+    elseif type(req) ~= "table" then
+      error("expected a request table or a string", level)
+    else
+      req = copy(req)
+    end
+    req.model = req.model or self.model
+    if not req.model then error("no model: set it on the client or the request", level) end
+    if req.messages == nil and req.input == nil then req.messages = {} end
+    if req.api == nil then req.api = self.api end
+    return req
+  end
+
+  local function join_url(base, path, query)
+    local url = path:match("^https?://") and path or (base .. path)
+    if query and next(query) then
+      local parts = {}
+      for k, v in pairs(query) do
+        parts[#parts + 1] = k .. "=" .. tostring(v):gsub("[^%w%-%._~]", function(ch)
+          return string.format("%%%02X", ch:byte())
+        end)
+      end
+      table.sort(parts)
+      url = url .. (url:find("?", 1, true) and "&" or "?") .. table.concat(parts, "&")
+    end
+    return url
+  end
+
+  --- The transfer spec for a built provider request.
+  function Client:spec(built, req, streaming)
+    local headers = { ["content-type"] = "application/json", ["accept"] = streaming and "text/event-stream" or "application/json" }
+    if self.api_key then
+      for k, v in pairs(self.provider.auth_headers(self.api_key)) do headers[k] = v end
+    end
+    for k, v in pairs(self.provider.headers or {}) do headers[k:lower()] = v end
+    for k, v in pairs(built.headers or {}) do headers[k:lower()] = v end
+    for k, v in pairs(self.headers) do headers[k:lower()] = v end
+    for k, v in pairs(req.extra_headers or {}) do headers[k:lower()] = v end
+    local body = built.body
+    if type(body) == "table" then body = json.encode(body) end
+    return {
+      method = built.method or "POST",
+      url = join_url(self.base_url, built.path, req.extra_query or built.query),
+      headers = headers, body = body,
+      timeout = req.timeout or self.timeout,
+      connect_timeout = self.connect_timeout,
+      framing = streaming and (self.provider.framing or "sse") or nil,
+      keepalive = streaming and self.provider.keepalive_events or nil,
+      idle_timeout = streaming and (req.idle_timeout or self.idle_timeout) or nil,
+      first_token_timeout = streaming and (req.first_token_timeout or self.first_token_timeout) or nil,
+      max_event_size = self.max_event_size,
+      ca_file = self.ca_file, proxy = self.proxy, insecure = self.insecure,
+      verbose = env.debug_enabled(),
+    }
+  end
+
+  local function origin(url)
+    local scheme, host = url:match("^(%a[%w+.-]*)://([^/?#]+)")
+    if not scheme then return nil end
+    scheme = scheme:lower()
+    host = host:gsub("^.*@", ""):lower()
+    if not host:find(":%d+$") then host = host .. (scheme == "https" and ":443" or ":80") end
+    return scheme .. "://" .. host
+  end
+
+  --- Where a 3xx response points, if it may be followed (same scheme, host and port).
+  local function redirect_target(spec, res)
+    local loc = res.headers and res.headers["location"]
+    if not loc then return nil end
+    if not loc:match("^%a[%w+.-]*://") then
+      local o = spec.url:match("^(%a[%w+.-]*://[^/?#]+)")
+      if loc:sub(1, 1) ~= "/" then loc = spec.url:gsub("[^/]*$", "") .. loc else loc = o .. loc end
+    end
+    if origin(loc) ~= origin(spec.url) then
+      return nil, errors.new{ kind = "protocol", status = res.status, retryable = false,
+        message = "refused a redirect to another origin (credentials stay with " .. origin(spec.url) .. ")" }
+    end
+    return loc
+  end
+
+  --- The llm.Error for an HTTP error reply.
+  function Client:http_error(status, headers, body, retry_after, should_retry)
+    local f = self.provider.decode_error(status, headers or {}, body or "")
+    local fields = copy(f)
+    fields.kind = f.kind or errors.kind_for_status(status)
+    fields.status = status
+    fields.retry_after = retry_after or f.retry_after
+    fields.request_id = f.request_id or (headers and (headers["x-request-id"] or headers["request-id"]))
+    if fields.kind == "quota" then fields.retryable = false
+    elseif should_retry ~= nil then fields.retryable = should_retry
+    else fields.retryable = errors.retryable_default(fields.kind, status) end
+    return errors.new(fields)
+  end
+
+  function Client:policy(req)
+    local p = req.retry or self.retry
+    if p then return p end
+    local n = req.max_retries or self.max_retries
+    if n == 2 then return R.default end
+    return R.builtin(n)
+  end
+
+  local function log_retry(name)
+    return function(state)
+      log("debug", string.format("%s: retrying after %s (attempt %d, waiting %.3f s)", name,
+        tostring(state.error), state.attempt or 0, state.wait or 0))
+    end
+  end
+
+  --- One non-streaming exchange (redirects followed); returns the response or nil, err.
+  function Client:send(spec)
+    for _ = 0, MAX_REDIRECTS do
+      local t0 = async.clock:now()
+      local res, err = http.request(spec, env.debug_sink)
+      if not res then
+        log("debug", string.format("%s %s failed: %s", spec.method, spec.url, tostring(err)))
+        return nil, err
+      end
+      log("debug", string.format("%s %s -> %d in %.3f s", spec.method, spec.url, res.status, async.clock:now() - t0))
+      if res.status >= 300 and res.status < 400 and res.headers["location"] then
+        local target, rerr = redirect_target(spec, res)
+        if not target then return nil, rerr end
+        spec = copy(spec)
+        spec.url = target
+        if res.status == 303 then spec.method, spec.body = "GET", nil end
+      else
+        return res
+      end
+    end
+    return nil, errors.new{ kind = "protocol", message = "too many redirects", retryable = false }
+  end
+
+  local function decode_json(body)
+    local v, err = json.decode(body)
+    if v == nil then
+      return nil, errors.new{ kind = "protocol", message = "response is not valid JSON: " .. tostring(err),
+                              body = body, retryable = false }
+    end
+    return v
+  end
+
+  local function attach_meta(resp, res)
+    resp.status = res.status
+    resp.headers = res.headers
+    resp.request_id = res.headers["x-request-id"] or res.headers["request-id"]
+    return resp
+  end
+
+  --- chat(req) -> normalized response, or nil, err (API §2).
+  function Client:chat(req)
+    req = self:normalize(req)
+    req.stream = false
+    local p = self:provider_for(req)
+    local built = p.build_request(req)
+    local spec = self:spec(built, req, false)
+    local policy = self:policy(req)
+    return policy:call(function()
+      local res, err = self:send(spec)
+      if not res then return nil, err end
+      if res.status >= 300 then
+        return nil, self:http_error(res.status, res.headers, res.body, res.retry_after, res.should_retry)
+      end
+      local body, jerr = decode_json(res.body)
+      if not body then return nil, jerr end
+      local resp = p.decode_response(body, req)
+      return attach_meta(resp, res)
+    end)
+  end
+
+  --- The provider table that serves this request (the Responses API is a variant of openai).
+  function Client:provider_for(req)
+    local p = self.provider
+    if req.api == "responses" and p.responses then return p.responses end
+    return p
+  end
+
+  --- request(method, path, body, opts) -> decoded body, meta; or nil, err.
+  function Client:request(method, path, body, opts)
+    if type(method) ~= "string" or type(path) ~= "string" then
+      error("client:request(method, path, body, opts) expects strings", 2)
+    end
+    opts = opts or {}
+    local built = { method = method:upper(), path = path, body = body,
+                    headers = opts.headers, query = opts.query }
+    local spec = self:spec(built, { extra_headers = opts.headers, extra_query = opts.query,
+                                    timeout = opts.timeout }, false)
+    if body == nil then spec.body = nil end
+    local policy = self:policy(opts)
+    return policy:call(function()
+      local res, err = self:send(spec)
+      if not res then return nil, err end
+      if res.status >= 300 then
+        return nil, self:http_error(res.status, res.headers, res.body, res.retry_after, res.should_retry)
+      end
+      local meta = { status = res.status, headers = res.headers,
+                     request_id = res.headers["x-request-id"] or res.headers["request-id"] }
+      if opts.raw then return res.body, meta end
+      if res.body == "" then return json.object(), meta end
+      local v, jerr = decode_json(res.body)
+      if v == nil then return nil, jerr end
+      return v, meta
+    end)
+  end
+
+  ---------------------------------------------------------------------------------------
+  -- Streams
+
+  local Stream = { __name = "llm.Stream" }
+  Stream.__index = Stream
+  M.Stream = Stream
+
+  local function stream_error(fields)
+    local f = copy(fields)
+    f.kind = f.kind or "server"
+    f.status = nil
+    if f.retryable == nil then f.retryable = errors.retryable_default(f.kind, nil) end
+    return errors.new(f)
+  end
+
+  --- Open one attempt: wait for the status, then read (holding events back) until the first
+  -- content event, so a retry never shows the user anything twice. Returns a Stream.
+  function Client:open_stream(p, spec, req)
+    for _ = 0, MAX_REDIRECTS do
+      local hs = http.stream(spec, env.debug_sink)
+      local ok, err = hs:wait_headers()
+      if not ok then hs:close(); return nil, err end
+      if hs.status >= 300 and hs.status < 400 and hs.headers["location"] then
+        hs:close()
+        local target, rerr = redirect_target(spec, { status = hs.status, headers = hs.headers })
+        if not target then return nil, rerr end
+        spec = copy(spec)
+        spec.url = target
+      elseif hs.status >= 300 then
+        hs:close()
+        return nil, self:http_error(hs.status, hs.headers, hs.body, hs.retry_after, hs.should_retry)
+      else
+        local s = setmetatable({ hs = hs, p = p, req = req, state = p.new_stream_state(req),
+                                 pending = {}, ph = 1, finished = false, client = self }, Stream)
+        -- Read ahead to the first content event; anything failing before it is retryable.
+        while not s.content do
+          local evs, done, serr = s:pull()
+          if serr then hs:close(); return nil, serr end
+          if done then break end
+          local _ = evs
+        end
+        s.status, s.headers = hs.status, hs.headers
+        s.request_id = hs.headers["x-request-id"] or hs.headers["request-id"]
+        return s
+      end
+    end
+    return nil, errors.new{ kind = "protocol", message = "too many redirects", retryable = false }
+  end
+
+  --- Read one raw event and queue its normalized events. Returns evs, done, err where err is
+  -- set only for a failure before any content (so the caller may retry).
+  function Stream:pull()
+    if self.finished then return nil, true end
+    local raw, terr = self.hs:next_event()
+    if raw then
+      local evs = self.p.decode_event(self.state, raw)
+      for i = 1, #evs do
+        local ev = evs[i]
+        if ev.type == "error" then
+          local e = stream_error(ev.error)
+          if not self.content then return nil, false, e end
+          self:finish_with(e, ev)
+          return evs, true
+        end
+        if CONTENT[ev.type] then self.content = true end
+        self.pending[#self.pending + 1] = ev
+      end
+      return evs, false
+    end
+    -- End of the body.
+    if terr then
+      if terr.kind ~= "cancelled" and not self.content then return nil, false, terr end
+      self:finish_with(terr)
+      return nil, true
+    end
+    local resp, ferr = self.p.finish_stream(self.state)
+    if not resp then
+      local e = stream_error(ferr or { kind = "protocol", message = "stream ended early" })
+      e.retryable = false
+      self:finish_with(e)
+      return nil, true
+    end
+    resp.status, resp.headers = self.hs.status, self.hs.headers
+    resp.request_id = self.hs.headers and (self.hs.headers["x-request-id"] or self.hs.headers["request-id"])
+    self.response = resp
+    self.pending[#self.pending + 1] = { type = "done", response = resp }
+    self.finished = true
+    self.hs:close()
+    return nil, true
+  end
+
+  function Stream:finish_with(err, raw_ev)
+    self.error = err
+    self.pending[#self.pending + 1] = { type = "error", error = err, raw = raw_ev and raw_ev.raw,
+                                        name = raw_ev and raw_ev.name }
+    self.finished = true
+    self.hs:close()
+  end
+
+  --- The next normalized event, or nil after `done` / `error` has been delivered.
+  function Stream:next()
+    while true do
+      local q = self.pending
+      if self.ph <= #q then
+        local ev = q[self.ph]
+        q[self.ph] = nil
+        self.ph = self.ph + 1
+        if self.ph > #q then self.pending, self.ph = {}, 1 end
+        if self.on_event then self.on_event(ev) end
+        return ev
+      end
+      if self.finished then return nil end
+      local _, _, err = self:pull()
+      if err then self:finish_with(err) end
+    end
+  end
+
+  --- Iterator over normalized events; ends after `done` or `error`.
+  function Stream:events()
+    return function() return self:next() end
+  end
+
+  --- Iterator over text deltas; raises the error object if the stream fails.
+  function Stream:text()
+    return function()
+      while true do
+        local ev = self:next()
+        if ev == nil then return nil end
+        if ev.type == "text" then return ev.text end
+        if ev.type == "error" then error(ev.error, 0) end
+      end
+    end
+  end
+
+  --- Drain the rest; returns the normalized response, or nil, err.
+  function Stream:final()
+    while self:next() do end
+    if self.response then return self.response end
+    return nil, self.error or errors.new{ kind = "cancelled", message = "stream closed" }
+  end
+
+  --- Cancel early and free the connection. Idempotent.
+  function Stream:close()
+    if not self.finished then
+      self.finished = true
+      self.error = self.error or errors.new{ kind = "cancelled", message = "stream closed", retryable = false }
+    end
+    self.hs:close()
+  end
+  Stream.__close = Stream.close
+
+  --- stream(req) -> Stream, or nil, err (an HTTP error or connection failure after retries).
+  function Client:stream(req)
+    req = self:normalize(req)
+    req.stream = true
+    local p = self:provider_for(req)
+    local built = p.build_request(req)
+    local spec = self:spec(built, req, true)
+    local policy = self:policy(req)
+    return policy:call(function() return self:open_stream(p, spec, req) end)
+  end
+
+  M.log_retry = log_retry
+  return M
+end

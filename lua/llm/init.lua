@@ -1,0 +1,147 @@
+--- `require("llm")`: one API over OpenAI, Anthropic, Gemini, Ollama and any
+-- OpenAI-compatible server, with streaming, coroutine tasks, retries and tools.
+-- The module is one instance built on one event loop; `llm.new{ clock = ... }` builds
+-- another (specs use it with a fake clock).
+local errors = require("llm.errors")
+local json = require("llm.json")
+
+local BUILTIN = { openai = true, anthropic = true, gemini = true, ollama = true }
+
+local function build(opts)
+  opts = opts or {}
+  local core = require("llm.core")
+  local loop = core.loop()
+  local clock = opts.clock or require("llm.clock").real(loop)
+  local async = require("llm.async")(loop, clock)
+  local http = require("llm.http")(async)
+
+  local M = {}
+  M.json = json
+  M.errors = errors
+  M.is_error = errors.is
+  M.new = build
+  M.core = core
+  M.loop = loop
+  M.clock = clock
+
+  -- Logging: one sink, every line redacted.
+  local log_fn = nil
+  local env_level = os.getenv("LLM_LOG")
+  if env_level == "debug" then
+    log_fn = function(level, msg) io.stderr:write("llm ", level, ": ", msg, "\n") end
+  end
+  local function log(level, msg)
+    if log_fn then log_fn(level, errors.redact(msg)) end
+  end
+  M.log = log
+
+  local warned = false
+  local env = {
+    async = async, http = http, log = log,
+    debug_enabled = function() return log_fn ~= nil end,
+    debug_sink = function(text) log("debug", "curl: " .. text) end,
+    warn_insecure = function()
+      if not warned then
+        warned = true
+        io.stderr:write("llm: warning: TLS verification is off (insecure = true)\n")
+      end
+    end,
+  }
+
+  M.retry = require("llm.retry")({
+    now = function() return clock:now() end,
+    sleep = function(s) local _, err = async.sleep(s); if err then error(err, 0) end end,
+    random = opts.random,
+  })
+  env.retry = M.retry
+
+  -- Tasks (API §6).
+  M.run, M.spawn, M.await = async.run, async.spawn, async.await
+  M.gather, M.map, M.sleep, M.timeout = async.gather, async.map, async.sleep, async.timeout
+  M.step = async.step
+  M.async = async
+  M.http = http
+
+  --- The loop's pollable descriptor: readable whenever `llm.step(0)` has work.
+  function M.pollfd() return loop:fd() end
+
+  -- Providers: plain tables; built-ins load on first use.
+  M.providers = setmetatable({}, { __index = function(t, name)
+    if BUILTIN[name] then
+      local ok, p = pcall(require, "llm.providers." .. name)
+      if ok then rawset(t, name, p); return p end
+      error(p, 0)
+    end
+  end })
+
+  local function resolve(name, seen)
+    seen = seen or {}
+    if seen[name] then error("provider '" .. name .. "' derives from itself", 3) end
+    seen[name] = true
+    local p = M.providers[name]
+    if type(p) ~= "table" then error("unknown provider '" .. tostring(name) .. "'", 3) end
+    if p.base then
+      local base = resolve(p.base, seen)
+      local out = {}
+      for k, v in pairs(base) do out[k] = v end
+      for k, v in pairs(p) do out[k] = v end
+      out.name = p.name or name
+      out.base = p.base
+      return out
+    end
+    if not p.build_request then
+      error("provider '" .. name .. "' needs build_request, or base = \"openai\"", 3)
+    end
+    p.name = p.name or name
+    return p
+  end
+
+  local clients = require("llm.client")(env)
+  local defaults = { provider = nil, options = {} }
+
+  --- llm.client(name, opts) -> client. With no arguments, the configured defaults.
+  function M.client(name, copts)
+    if type(name) == "table" and copts == nil then name, copts = nil, name end
+    name = name or defaults.provider
+    if type(name) ~= "string" then error("llm.client: which provider? (e.g. llm.client(\"openai\", {...}))", 2) end
+    local merged = {}
+    for k, v in pairs(defaults.options) do merged[k] = v end
+    for k, v in pairs(copts or {}) do merged[k] = v end
+    local p = resolve(name)
+    return clients.new(p, merged)
+  end
+
+  --- llm.configure(file_or_table): providers, defaults and logging.
+  function M.configure(cfg)
+    if type(cfg) == "string" then
+      local chunk, err = loadfile(cfg, "t", setmetatable({}, { __index = _G }))
+      if not chunk then error("llm.configure: " .. err, 2) end
+      cfg = chunk()
+    end
+    if type(cfg) ~= "table" then error("llm.configure expects a table or a file returning one", 2) end
+    for name, p in pairs(cfg.providers or {}) do M.providers[name] = p end
+    if cfg.defaults then
+      defaults.provider = cfg.defaults.provider or defaults.provider
+      for k, v in pairs(cfg.defaults) do
+        if k ~= "provider" then defaults.options[k] = v end
+      end
+      if cfg.defaults.insecure then env.warn_insecure() end
+    end
+    if cfg.log ~= nil then
+      if type(cfg.log) == "function" then log_fn = cfg.log
+      elseif cfg.log == "debug" then log_fn = function(level, msg) io.stderr:write("llm ", level, ": ", msg, "\n") end
+      else log_fn = nil end
+    end
+    return M
+  end
+
+  local okt, tools = pcall(require, "llm.tools")
+  if okt and type(tools) == "function" then tools = tools(env, M) end
+  if okt and type(tools) == "table" then
+    M.tool = tools.tool
+  end
+
+  return M
+end
+
+return build()
