@@ -1,0 +1,254 @@
+-- The request handler: routing, the x-mock-* control protocol and the /__mock/ endpoints.
+-- C calls the returned function once per request and executes the plan it returns.
+local core = require "mock.core"
+local json = require "mock.json"
+local util = require "mock.util"
+local faults = require "mock.faults"
+local fixtures = require "mock.fixtures"
+
+local O, A = json.O, json.A
+
+local P = {
+  openai_chat = require "mock.providers.openai_chat",
+  openai_responses = require "mock.providers.openai_responses",
+  anthropic = require "mock.providers.anthropic",
+  gemini = require "mock.providers.gemini",
+  ollama = require "mock.providers.ollama",
+}
+-- Fixture folders whose in-stream fault shapes come from a provider.
+local FIXTURE_PROVIDER = { openai_compat = "openai_chat" }
+
+local log = {}    -- requests since the last reset
+local counts = {} -- per-key counters for x-mock-sequence and x-mock-script
+
+local function bump(key)
+  local n = (counts[key] or 0) + 1
+  counts[key] = n
+  return n
+end
+
+local function route(path)
+  if path == "/v1/chat/completions" or path == "/chat/completions" then return { provider = "openai_chat" } end
+  if path == "/v1/responses" or path == "/responses" then return { provider = "openai_responses" } end
+  if path == "/v1/messages" then return { provider = "anthropic" } end
+  if path == "/api/chat" then return { provider = "ollama" } end
+  local model, method = path:match("^/v1[%w]*/models/([^/:]+):(%a+)$")
+  if model and (method == "generateContent" or method == "streamGenerateContent") then
+    return { provider = "gemini", model = model, stream = method == "streamGenerateContent" }
+  end
+  return nil
+end
+
+local function text_plan(status, body, ct)
+  return { status = status, headers = { { "content-type", ct or "text/plain; charset=utf-8" } }, body = body }
+end
+
+---------------------------------------------------------------- control endpoints
+
+local function encode_log()
+  local out = {}
+  for i, r in ipairs(log) do
+    out[i] = json.encode(O("seq", r.seq, "conn", r.conn, "t", r.t, "method", r.method, "path", r.path,
+      "query", r.query, "headers", r.headers, "body", r.body))
+  end
+  return "[" .. table.concat(out, ",") .. "]"
+end
+
+local function control(req)
+  local p = req.path
+  if p == "/__mock/health" then return text_plan(200, "ok\n") end
+  if p == "/__mock/requests" then return text_plan(200, encode_log(), "application/json") end
+  if p == "/__mock/stats" then
+    local s = core.stats()
+    return text_plan(200, json.encode(O("connections", s.connections, "open_connections", s.open_connections,
+      "requests", s.requests, "active", s.active, "peak_active", s.peak_active)), "application/json")
+  end
+  if p == "/__mock/reset" then
+    log, counts = {}, {}
+    core.reset()
+    return text_plan(200, '{"ok":true}', "application/json")
+  end
+  return text_plan(404, "unknown control endpoint " .. p .. "\n")
+end
+
+---------------------------------------------------------------- replies
+
+local function load_script(name)
+  if not name:match("^[%w_%-]+$") then error("bad script name " .. name, 0) end
+  local path = core.scripts .. "/scripted/" .. name .. ".lua"
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  return chunk()
+end
+
+-- The abstract reply (text, tool calls, finish, usage) for echo and scripted modes.
+local function build_reply(req, ctx, provider)
+  local h = req.headers
+  local text, calls, finish = nil, {}, nil
+  if h["x-mock-script"] then
+    local script, err = load_script(h["x-mock-script"])
+    if not script then return nil, err end
+    local n = bump("script:" .. h["x-mock-script"] .. ":" .. (h["x-mock-key"] or ""))
+    local step
+    if type(script) == "function" then step = script(n, req, ctx)
+    else step = script[n] or script[#script] end
+    if type(step) == "function" then step = step(n, req, ctx) end
+    if type(step) == "string" then step = { text = step } end
+    step = step or {}
+    text, calls, finish = step.text or "", step.tool_calls or {}, step.finish
+  else
+    text = h["x-mock-text"] or ("echo: " .. (ctx.user_text or ""))
+  end
+  local nev = faults.int(h["x-mock-events"])
+  local deltas = text == "" and not nev and {} or util.pieces(text, nev)
+  if nev then text = table.concat(deltas) end
+  local out_calls = {}
+  for i, c in ipairs(calls) do
+    out_calls[i] = { id = c.id or (provider.call_prefix and (provider.call_prefix .. req.seq .. "_" .. i)),
+                     name = c.name, arguments = c.arguments or {} }
+  end
+  finish = finish or h["x-mock-finish"] or (#out_calls > 0 and "tool_calls" or "stop")
+  return { text = text, deltas = deltas, tool_calls = out_calls, finish = finish,
+           usage = { input = ctx.input_tokens or 1, output = math.max(#deltas, 1) + #out_calls } }
+end
+
+local function unknown_route(req)
+  return text_plan(404, json.encode(O("error", O("message", "llm-mock: no route for " .. req.method .. " "
+    .. req.path, "type", "invalid_request_error", "param", json.null, "code", "not_found"))), "application/json")
+end
+
+local HTML_502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+  .. "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
+
+-- Turns a reply into the plan C executes, applying the stream faults.
+local function to_plan(r, f, provider, ctx, h)
+  local plan = { status = r.status, reason = r.reason, stream = r.stream }
+  local headers = {}
+  for i, x in ipairs(r.headers or {}) do headers[i] = x end
+  if f["retry-after"] then headers[#headers + 1] = { "retry-after", f["retry-after"] } end
+  if f["retry-after-ms"] then headers[#headers + 1] = { "retry-after-ms", f["retry-after-ms"] } end
+  if f["x-should-retry"] then headers[#headers + 1] = { "x-should-retry", f["x-should-retry"] } end
+  plan.headers = headers
+  local reset_n, stall_n, pings = faults.int(f["reset-after-events"]), faults.int(f["stall-after-events"]),
+                                  faults.int(f.pings)
+  if r.stream then
+    local ev = r.events
+    if f.truncate then
+      local keep = {}
+      for i = 1, #ev - (r.terminal or 1) do keep[i] = ev[i] end
+      ev = keep
+    end
+    if f["malformed-json"] and provider then
+      table.insert(ev, math.min(2, #ev + 1), provider.malformed(ctx))
+    end
+    if f["overloaded-event"] and provider then
+      ev = { provider.stream_error(ctx) }
+      plan.after = "close"
+    end
+    if reset_n then
+      local keep = {}
+      for i = 1, math.min(reset_n, #ev) do keep[i] = ev[i] end
+      ev, plan.after = keep, "reset"
+    end
+    if stall_n then
+      local keep = {}
+      for i = 1, math.min(stall_n, #ev) do keep[i] = ev[i] end
+      ev, plan.after = keep, "stall"
+    end
+    if pings then
+      local keep = {}
+      local ping = provider and provider.ping(ctx) or ": ping\n\n"
+      if ping ~= "" then for i = 1, pings do keep[i] = ping end end
+      ev, plan.after = keep, "stall"
+    end
+    plan.chunks = ev
+  else
+    local body = r.body or ""
+    local cut = reset_n or stall_n or pings or (f.truncate and 1)
+    if cut then
+      -- A non-streamed body is one event: announce it whole, send at most half of it.
+      plan.content_length = #body
+      body = cut == 0 and "" or body:sub(1, #body // 2)
+      plan.after = reset_n and "reset" or f.truncate and "close" or "stall"
+    end
+    plan.body = body
+  end
+  if f["stall-before-headers"] then plan.stall_before_headers = true end
+  local hd = faults.int(f["headers-delay-ms"] or h["x-mock-headers-delay-ms"])
+  if hd and hd > 0 then plan.headers_delay = hd / 1000 end
+  local d = tonumber(h["x-mock-delay-ms"])
+  if d and d > 0 then plan.delay = d / 1000 end
+  if h["x-mock-split"] == "random" then
+    plan.split = "random"
+    plan.seed = faults.int(h["x-mock-seed"])
+    local sd = tonumber(h["x-mock-split-delay-ms"])
+    if sd and sd > 0 then plan.split_delay = sd / 1000 end
+  end
+  if f.close then plan.after = plan.after or "close" end
+  return plan
+end
+
+---------------------------------------------------------------- the handler
+
+return function(req)
+  if req.path:sub(1, 8) == "/__mock/" then return control(req) end
+  log[#log + 1] = req
+  local h = req.headers
+  local rt = route(req.path)
+  local provider = rt and P[rt.provider]
+  local ctx = { seq = req.seq, created = os.time() }
+  if provider then
+    local body = json.decode(req.body)
+    for k, v in pairs(provider.parse(req, type(body) == "table" and body or nil, rt)) do ctx[k] = v end
+  end
+
+  local spec = h["x-mock-fault"]
+  if h["x-mock-sequence"] then
+    local steps = {}
+    for s in (h["x-mock-sequence"] .. "|"):gmatch("([^|]*)|") do steps[#steps + 1] = s end
+    local n = bump("seq:" .. (h["x-mock-key"] or "") .. ":" .. h["x-mock-sequence"])
+    local step = steps[math.min(n, #steps)]
+    spec = (step ~= "ok" and step ~= "") and step or nil
+  end
+  local f = faults.parse(spec)
+
+  local fixture = h["x-mock-fixture"]
+  local shape = provider
+  if fixture and not shape then
+    local dir = fixture:match("^([^/]+)/")
+    shape = P[FIXTURE_PROVIDER[dir] or dir]
+  end
+  shape = shape or P.openai_chat
+  if not provider and shape and not ctx.model then ctx.model = "mock" end
+
+  local r
+  if provider then r = provider.check(req, ctx) end
+  if r then return to_plan(r, {}, shape, ctx, h) end
+
+  local status = faults.int(f.status)
+  if f["html-error"] then
+    r = text_plan(502, HTML_502, "text/html")
+  elseif f.quota then
+    r = shape.error(429, ctx, "quota")
+  elseif status and status >= 400 then
+    local delay = f["retry-after"] and (f["retry-after"] .. "s")
+      or f["retry-after-ms"] and (string.format("%.3fs", tonumber(f["retry-after-ms"]) / 1000))
+    r = shape.error(status, ctx, nil, { retry_delay = delay })
+  elseif fixture then
+    local err
+    r, err = fixtures.load(core.fixtures, fixture)
+    if not r then return text_plan(404, "llm-mock: " .. err .. "\n") end
+    if f["overloaded-event"] and not r.stream then r = shape.error(shape == P.anthropic and 529 or 503, ctx) end
+  elseif not provider then
+    return unknown_route(req)
+  else
+    local reply, err = build_reply(req, ctx, provider)
+    if not reply then return text_plan(500, "llm-mock: " .. tostring(err) .. "\n") end
+    if f["overloaded-event"] and not ctx.stream then
+      r = provider.error(provider == P.anthropic and 529 or 503, ctx)
+    else
+      r = provider.reply(reply, ctx)
+    end
+  end
+  return to_plan(r, f, shape, ctx, h)
+end

@@ -1,0 +1,153 @@
+-- OpenAI Responses: POST /v1/responses.
+-- Stream framing: `event: <type>\ndata: <json>\n\n`, the name equal to the JSON `type`, every
+-- event numbered by sequence_number; the stream ends after response.completed/incomplete.
+local json = require "mock.json"
+local util = require "mock.util"
+local O, A, null, str = json.O, json.A, json.null, json.str
+
+local M = { name = "openai_responses", call_prefix = "call_mock" }
+
+local TEXT_PARTS = { input_text = true, text = true, output_text = false }
+
+function M.parse(req, body)
+  body = body or {}
+  local text
+  if type(body.input) == "string" then
+    text = body.input
+  elseif type(body.input) == "table" then
+    for i = #body.input, 1, -1 do
+      local item = body.input[i]
+      if type(item) == "table" and (item.role == "user") then
+        text = util.content_text(item.content, TEXT_PARTS)
+        if text then break end
+      end
+    end
+  end
+  return {
+    model = type(body.model) == "string" and body.model or "gpt-mock",
+    stream = body.stream == true,
+    user_text = text,
+    input_tokens = util.count_tokens(text),
+  }
+end
+
+function M.check() return nil end
+
+local function headers(ctx, ct)
+  return { { "content-type", ct }, { "x-request-id", "req_mock" .. ctx.seq } }
+end
+
+-- The response object in a given state; output is the list of finished items.
+local function response(ctx, reply, status, output, with_usage)
+  local incomplete = null
+  if status == "incomplete" then incomplete = O("reason", "max_output_tokens") end
+  return O("id", "resp_mock" .. ctx.seq, "object", "response", "created_at", ctx.created,
+    "status", status, "error", null, "incomplete_details", incomplete, "model", ctx.model,
+    "output", A(output or {}), "parallel_tool_calls", true,
+    "usage", with_usage and O("input_tokens", reply.usage.input,
+      "input_tokens_details", O("cached_tokens", 0),
+      "output_tokens", reply.usage.output,
+      "output_tokens_details", O("reasoning_tokens", 0),
+      "total_tokens", reply.usage.input + reply.usage.output) or null)
+end
+
+local function items(ctx, reply)
+  local out = {}
+  local msg_id = "msg_mock" .. ctx.seq
+  if reply.text ~= "" or #reply.tool_calls == 0 then
+    out[#out + 1] = O("id", msg_id, "type", "message", "status", "completed", "role", "assistant",
+      "content", A(O("type", "output_text", "annotations", A(), "logprobs", A(), "text", reply.text)))
+  end
+  for i, c in ipairs(reply.tool_calls) do
+    out[#out + 1] = O("id", "fc_mock" .. ctx.seq .. "_" .. i, "type", "function_call",
+      "status", "completed", "arguments", util.arguments_json(json, c.arguments),
+      "call_id", c.id, "name", c.name)
+  end
+  return out
+end
+
+function M.reply(reply, ctx)
+  local final_status = reply.finish == "length" and "incomplete" or "completed"
+  if not ctx.stream then
+    local body = json.encode(response(ctx, reply, final_status, items(ctx, reply), true))
+    return { status = 200, headers = headers(ctx, "application/json"), body = body }
+  end
+  local ev, seq = {}, -1
+  local function emit(obj_type, fields_json)
+    seq = seq + 1
+    ev[#ev + 1] = "event: " .. obj_type .. '\ndata: {"type":"' .. obj_type .. '",' .. fields_json
+      .. ',"sequence_number":' .. seq .. "}\n\n"
+  end
+  local function emit_obj(obj_type, ...)
+    local s = json.encode(json.O(...))
+    emit(obj_type, s:sub(2, -2))
+  end
+  emit_obj("response.created", "response", response(ctx, reply, "in_progress", {}, false))
+  emit_obj("response.in_progress", "response", response(ctx, reply, "in_progress", {}, false))
+  local all = items(ctx, reply)
+  local index = 0
+  if reply.text ~= "" or #reply.tool_calls == 0 then
+    local msg_id = "msg_mock" .. ctx.seq
+    emit_obj("response.output_item.added", "output_index", 0, "item",
+      O("id", msg_id, "type", "message", "status", "in_progress", "role", "assistant", "content", A()))
+    emit_obj("response.content_part.added", "item_id", msg_id, "output_index", 0, "content_index", 0,
+      "part", O("type", "output_text", "annotations", A(), "logprobs", A(), "text", ""))
+    local pre = '"item_id":"' .. msg_id .. '","output_index":0,"content_index":0,"delta":'
+    for _, p in ipairs(reply.deltas) do
+      emit("response.output_text.delta", pre .. str(p) .. ',"logprobs":[]')
+    end
+    emit_obj("response.output_text.done", "item_id", msg_id, "output_index", 0, "content_index", 0,
+      "text", reply.text, "logprobs", A())
+    emit_obj("response.content_part.done", "item_id", msg_id, "output_index", 0, "content_index", 0,
+      "part", O("type", "output_text", "annotations", A(), "logprobs", A(), "text", reply.text))
+    emit_obj("response.output_item.done", "output_index", 0, "item", all[1])
+    index = 1
+  end
+  for i, c in ipairs(reply.tool_calls) do
+    local fc_id = "fc_mock" .. ctx.seq .. "_" .. i
+    local args = util.arguments_json(json, c.arguments)
+    emit_obj("response.output_item.added", "output_index", index, "item",
+      O("id", fc_id, "type", "function_call", "status", "in_progress", "arguments", "",
+        "call_id", c.id, "name", c.name))
+    for _, frag in ipairs(util.fragments(args, 8)) do
+      emit_obj("response.function_call_arguments.delta", "item_id", fc_id, "output_index", index,
+        "delta", frag)
+    end
+    emit_obj("response.function_call_arguments.done", "item_id", fc_id, "output_index", index,
+      "arguments", args)
+    emit_obj("response.output_item.done", "output_index", index, "item", all[index + 1])
+    index = index + 1
+  end
+  emit_obj("response." .. final_status, "response", response(ctx, reply, final_status, all, true))
+  return { status = 200, headers = headers(ctx, "text/event-stream; charset=utf-8"), stream = true,
+           events = ev, terminal = 1 }
+end
+
+local ERRORS = {
+  [400] = { "invalid_request_error", "Invalid request (mock).", nil },
+  [401] = { "invalid_request_error", "Incorrect API key provided (mock).", "invalid_api_key" },
+  [429] = { "requests", "Rate limit reached for requests (mock).", "rate_limit_exceeded" },
+  [500] = { "server_error", "The server had an error while processing your request (mock).", nil },
+  [503] = { "server_error", "The server is overloaded or not ready yet (mock).", nil },
+}
+
+function M.error(status, ctx, kind)
+  local e = ERRORS[status] or { status >= 500 and "server_error" or "invalid_request_error",
+                                "Mock error " .. status .. ".", nil }
+  local etype, msg, code = e[1], e[2], e[3]
+  if kind == "quota" then
+    status, etype, code = 429, "insufficient_quota", "insufficient_quota"
+    msg = "You exceeded your current quota, please check your plan and billing details (mock)."
+  end
+  local body = "{\n  \"error\": {\n    \"message\": " .. str(msg) .. ",\n    \"type\": " .. str(etype)
+    .. ",\n    \"param\": null,\n    \"code\": " .. (code and str(code) or "null") .. "\n  }\n}"
+  return { status = status, headers = headers(ctx, "application/json"), body = body }
+end
+
+function M.ping() return ": ping\n\n" end
+function M.malformed() return "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\n\n" end
+function M.stream_error()
+  return 'event: error\ndata: {"type":"error","code":"server_error","message":"The server is overloaded (mock).","param":null,"sequence_number":0}\n\n'
+end
+
+return M

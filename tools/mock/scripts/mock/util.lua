@@ -1,0 +1,84 @@
+-- Helpers shared by the provider behaviours.
+local M = {}
+
+-- Splits text into word-sized deltas ("Hello", " world", ...). With n, exactly n deltas:
+-- the word list is cycled, so the streamed text is the words repeated.
+function M.pieces(text, n)
+  local words = {}
+  for w in text:gmatch("%s*%S+") do words[#words + 1] = w end
+  local tail = text:match("%s+$")
+  if tail then
+    if #words > 0 then words[#words] = words[#words] .. tail else words[1] = tail end
+  end
+  if n == nil then return words end
+  if #words == 0 then words = { "x" } end
+  local out, k = {}, #words
+  for i = 1, n do out[i] = words[(i - 1) % k + 1] end
+  return out
+end
+
+-- Cuts a string into fragments of at most size bytes (tool-call argument deltas).
+function M.fragments(s, size)
+  size = size or 8
+  local out = {}
+  for i = 1, #s, size do out[#out + 1] = s:sub(i, i + size - 1) end
+  if #out == 0 then out[1] = "" end
+  return out
+end
+
+-- Text of an OpenAI/Anthropic/Ollama-style content value: a string or a list of parts.
+function M.content_text(content, part_types)
+  if type(content) == "string" then return content end
+  if type(content) ~= "table" then return nil end
+  local out = {}
+  for _, part in ipairs(content) do
+    if type(part) == "table" and type(part.text) == "string"
+       and (part.type == nil or part_types[part.type]) then
+      out[#out + 1] = part.text
+    end
+  end
+  if #out == 0 then return nil end
+  return table.concat(out)
+end
+
+-- The last user text in a list of {role, content} messages.
+function M.last_user(messages, part_types, role_field, content_field)
+  if type(messages) ~= "table" then return nil end
+  for i = #messages, 1, -1 do
+    local m = messages[i]
+    if type(m) == "table" and (m[role_field or "role"] or "user") == "user" then
+      local t = M.content_text(m[content_field or "content"], part_types)
+      if t then return t end
+    end
+  end
+  return nil
+end
+
+-- A rough token count, so usage numbers move with the input.
+function M.count_tokens(s)
+  local n = 0
+  for _ in (s or ""):gmatch("%S+") do n = n + 1 end
+  return math.max(n, 1)
+end
+
+-- Arguments as a JSON string, whether the script gave a table or a raw string.
+function M.arguments_json(json, args)
+  if type(args) == "string" then return args end
+  return json.encode(args or {})
+end
+
+function M.arguments_table(json, args)
+  if type(args) == "table" then return args end
+  return json.decode(args or "{}") or {}
+end
+
+-- Looks up a header in an ordered {name, value} list, case-insensitively.
+function M.has_header(list, name)
+  name = name:lower()
+  for _, h in ipairs(list) do
+    if h[1]:lower() == name then return true end
+  end
+  return false
+end
+
+return M
