@@ -1,0 +1,47 @@
+-- A function that fails two times in three, made reliable with a retry policy.
+-- Run from the repository root: lua5.4 examples/flaky.lua
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = "build/?.so;" .. package.cpath
+
+-- The whole library when it is built; otherwise the retry module alone on a blocking clock.
+local ok, llm = pcall(require, "llm")
+local R
+if ok and type(llm) == "table" and llm.retry then
+  R = llm.retry
+else
+  R = require("llm.retry")({
+    now = os.clock,
+    sleep = function(s) os.execute(("sleep %.3f"):format(s)) end,
+  })
+end
+
+math.randomseed(os.time())
+
+local calls = 0
+local function flaky(x)
+  calls = calls + 1
+  if math.random() < 2 / 3 then
+    return nil, "transient failure on call " .. calls   -- a `nil, err` return counts as failure
+  end
+  return x * 2
+end
+
+local policy = R.policy{
+  stop = R.stop_after_attempt(10),
+  wait = R.wait_exponential{ multiplier = 0.05, max = 0.4 },
+  retry = R.if_error(),
+  before_sleep = function(state)
+    print(("attempt %d failed (%s); retrying in %.2f s"):format(state.attempt, tostring(state.error), state.wait))
+  end,
+}
+
+local value, err = policy:call(flaky, 21)
+if value then
+  print(("got %s after %d attempt(s), %.2f s asleep"):format(value, policy.statistics.attempts, policy.statistics.idle))
+else
+  print("gave up: " .. tostring(err))
+end
+
+-- The same, wrapped once and called like the original function.
+local reliable = policy:wrap(flaky)
+print("wrapped:", reliable(5))
