@@ -1,0 +1,427 @@
+-- llm.json: the JSON codec used for request bodies, responses and stream events.
+--
+-- Why not lua-cjson alone: Debian's cjson 2.1.0 decodes `17` as the float 17.0, decodes
+-- both `[]` and `{}` to the same unmarked empty table and writes at most 14 significant
+-- digits. Normalized fields must be integers, and whatever is replayed to a provider
+-- (thinking signatures, tool inputs, reasoning items) must keep `[]` as `[]` and `{}` as
+-- `{}`. A pass over cjson's output cannot recover either fact, so decoding is done here:
+--
+-- * every decoded array gets the metatable `ARRAY`, every decoded object `OBJECT`, so an
+--   empty one re-encodes as what it was (`is_array` tells them apart);
+-- * a number literal without '.', 'e' or 'E' becomes a Lua integer (when it fits in 64
+--   bits), any other literal a float;
+-- * JSON null becomes `M.null`, a unique sentinel whose tostring is "null";
+-- * bad input returns `nil, message` and never raises.
+--
+-- The decoder walks the text with `string.find` anchored patterns, which keeps most of the
+-- work in C; a typical 200-byte stream event decodes in a few microseconds (see the
+-- figure in docs/providers.md).
+--
+-- Encoding (request bodies): marked tables are encoded as marked; an unmarked empty table
+-- is `{}`; a table whose keys are exactly 1..n is an array; a table whose keys are all
+-- strings is an object; anything else raises an error naming the path (`$.messages[2]`).
+-- Object keys are sorted so bodies are deterministic. Integers are written as integers;
+-- floats with the shortest of 15/16/17 significant digits that reads back exactly, and an
+-- integral float keeps a ".0" (2.0 -> "2.0") so it reads back as a float. NaN and the
+-- infinities raise, as JSON cannot express them.
+
+local M = {}
+
+local byte, char, find, sub, format, concat =
+  string.byte, string.char, string.find, string.sub, string.format, table.concat
+local tointeger, mtype = math.tointeger, math.type
+local getmetatable, setmetatable, type, pairs, next, tostring, tonumber =
+  getmetatable, setmetatable, type, pairs, next, tostring, tonumber
+local utf8char = utf8.char
+
+local ARRAY = { __name = "llm.json.array" }
+local OBJECT = { __name = "llm.json.object" }
+M.ARRAY_MT, M.OBJECT_MT = ARRAY, OBJECT
+
+-- The null sentinel: a table (not a light userdata) so it can carry a metatable of its own.
+M.null = setmetatable({}, {
+  __name = "llm.json.null",
+  __tostring = function() return "null" end,
+  __newindex = function() error("llm.json.null is read-only", 2) end,
+})
+local null = M.null
+
+--- Marks t (default: a new table) as a JSON array and returns it.
+function M.array(t) return setmetatable(t or {}, ARRAY) end
+
+--- Marks t (default: a new table) as a JSON object and returns it.
+function M.object(t) return setmetatable(t or {}, OBJECT) end
+
+--- True when t is marked as an array, or is an unmarked non-empty sequence.
+function M.is_array(t)
+  if type(t) ~= "table" then return false end
+  local mt = getmetatable(t)
+  if mt == ARRAY then return true end
+  if mt == OBJECT or t == null then return false end
+  local n = #t
+  if n == 0 then return false end
+  local count = 0
+  for _ in pairs(t) do count = count + 1 end
+  return count == n
+end
+
+---------------------------------------------------------------------------------------
+-- Decoder
+---------------------------------------------------------------------------------------
+
+-- Failures inside the recursive descent are raised as this table and turned into
+-- `nil, message` by decode(), so no error escapes to the caller.
+local Fail = { __name = "llm.json.DecodeError" }
+local function fail(s, i, what)
+  error(setmetatable({ msg = format("JSON: %s at byte %d", what, i or #s + 1) }, Fail), 0)
+end
+
+local parse_value -- forward
+
+local ESC = { [34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f", [110] = "\n",
+              [114] = "\r", [116] = "\t" }
+
+-- i is just after the opening quote; returns the string and the index after the closing quote.
+local function parse_string(s, i)
+  local k = find(s, '["\\\0-\31]', i)
+  if not k then fail(s, i, "unterminated string") end
+  if byte(s, k) == 34 then return sub(s, i, k - 1), k + 1 end
+  -- slow path: escapes
+  local buf, n = {}, 0
+  while true do
+    local c = byte(s, k)
+    if c == 34 then
+      n = n + 1; buf[n] = sub(s, i, k - 1)
+      return concat(buf), k + 1
+    elseif c == 92 then
+      n = n + 1; buf[n] = sub(s, i, k - 1)
+      local e = byte(s, k + 1)
+      if e == 117 then -- \uXXXX
+        local hex = sub(s, k + 2, k + 5)
+        local cp = #hex == 4 and find(hex, "^%x%x%x%x$") and tonumber(hex, 16)
+        if not cp then fail(s, k, "bad \\u escape") end
+        k = k + 6
+        if cp >= 0xD800 and cp <= 0xDBFF and byte(s, k) == 92 and byte(s, k + 1) == 117 then
+          local lo = tonumber(sub(s, k + 2, k + 5), 16)
+          if lo and lo >= 0xDC00 and lo <= 0xDFFF then
+            cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
+            k = k + 6
+          end
+        end
+        n = n + 1; buf[n] = utf8char(cp)
+      else
+        local r = ESC[e]
+        if not r then fail(s, k, "bad escape") end
+        n = n + 1; buf[n] = r
+        k = k + 2
+      end
+      i = k
+    else
+      fail(s, k, "control character in string")
+    end
+    k = find(s, '["\\\0-\31]', i)
+    if not k then fail(s, i, "unterminated string") end
+  end
+end
+
+local function parse_number(s, i)
+  local _, e = find(s, "^-?%d+", i)
+  if not e then fail(s, i, "unexpected character") end
+  local isint = true
+  local _, e2 = find(s, "^%.%d+", e + 1)
+  if e2 then e, isint = e2, false end
+  _, e2 = find(s, "^[eE][-+]?%d+", e + 1)
+  if e2 then e, isint = e2, false end
+  local lit = sub(s, i, e)
+  if find(lit, "^-?0%d") then fail(s, i, "leading zero in number") end
+  local v = tonumber(lit)
+  if not isint then v = v + 0.0 end -- tonumber("1e2") is already a float; keep it so
+  return v, e + 1
+end
+
+local WS = "[^ \t\r\n]"
+
+local function parse_array(s, i)
+  local t, n = {}, 0
+  i = find(s, WS, i)
+  if not i then fail(s, nil, "unterminated array") end
+  if byte(s, i) == 93 then return setmetatable(t, ARRAY), i + 1 end
+  while true do
+    local v
+    v, i = parse_value(s, i)
+    n = n + 1; t[n] = v
+    i = find(s, WS, i)
+    local c = i and byte(s, i)
+    if c == 93 then return setmetatable(t, ARRAY), i + 1 end
+    if c ~= 44 then fail(s, i, "expected ',' or ']'") end
+    i = i + 1
+  end
+end
+
+local function parse_object(s, i)
+  local t = {}
+  i = find(s, WS, i)
+  if not i then fail(s, nil, "unterminated object") end
+  if byte(s, i) == 125 then return setmetatable(t, OBJECT), i + 1 end
+  while true do
+    if byte(s, i) ~= 34 then fail(s, i, "expected a string key") end
+    local key
+    key, i = parse_string(s, i + 1)
+    i = find(s, WS, i)
+    if not i or byte(s, i) ~= 58 then fail(s, i, "expected ':'") end
+    local v
+    v, i = parse_value(s, i + 1)
+    t[key] = v
+    i = find(s, WS, i)
+    local c = i and byte(s, i)
+    if c == 125 then return setmetatable(t, OBJECT), i + 1 end
+    if c ~= 44 then fail(s, i, "expected ',' or '}'") end
+    i = find(s, WS, i + 1)
+    if not i then fail(s, nil, "unterminated object") end
+  end
+end
+
+local function literal(word, value)
+  local len = #word
+  return function(s, i)
+    if sub(s, i, i + len - 1) ~= word then fail(s, i, "unexpected character") end
+    return value, i + len
+  end
+end
+
+local DISPATCH = {
+  [34] = function(s, i) return parse_string(s, i + 1) end,
+  [123] = function(s, i) return parse_object(s, i + 1) end,
+  [91] = function(s, i) return parse_array(s, i + 1) end,
+  [116] = literal("true", true),
+  [102] = literal("false", false),
+  [110] = literal("null", null),
+}
+for c = 48, 57 do DISPATCH[c] = parse_number end
+DISPATCH[45] = parse_number
+
+parse_value = function(s, i)
+  i = find(s, WS, i)
+  if not i then fail(s, nil, "unexpected end of input") end
+  local f = DISPATCH[byte(s, i)]
+  if not f then fail(s, i, "unexpected character") end
+  return f(s, i)
+end
+
+local function decode_all(s)
+  local v, i = parse_value(s, 1)
+  if find(s, WS, i) then fail(s, find(s, WS, i), "trailing characters") end
+  return v
+end
+
+-- Fast path: lua-cjson parses (C, several times faster), then one walk sets the array /
+-- object markers, turns cjson's floats into integers and its null into M.null. The walk
+-- gives up, and the exact decoder above runs instead, whenever cjson may have lost
+-- something: an empty container (cjson cannot tell `[]` from `{}`), a number at or above
+-- 2^53 (a double is no longer exact there), or an integral value while the text holds a
+-- digit followed by '.', 'e' or 'E' (the literal might have been a float such as `2.0`).
+-- The last check scans the text, strings included, so a false alarm only costs speed.
+-- Known leniency of the fast path (cjson's): a leading zero in a number and a raw control
+-- character inside a string are accepted; the exact decoder rejects both.
+local cjson
+do
+  local ok, mod = pcall(require, "cjson")
+  if ok and type(mod) == "table" and mod.new then
+    cjson = mod.new()
+    if cjson.decode_invalid_numbers then cjson.decode_invalid_numbers(false) end
+  end
+end
+local cnull = cjson and cjson.null
+local TWO53 = 2 ^ 53
+
+-- Returns t, or nil when the fast path must give up. `flags[1]` is set when an integral
+-- number was converted.
+local function fix(t, flags)
+  if t[1] ~= nil then
+    for i = 1, #t do
+      local v = t[i]
+      local tv = type(v)
+      if tv == "number" then
+        if v >= TWO53 or v <= -TWO53 then return nil end
+        local iv = tointeger(v)
+        if iv then t[i] = iv; flags[1] = true end
+      elseif tv == "table" then
+        if not fix(v, flags) then return nil end
+      elseif v == cnull then t[i] = null end
+    end
+    return setmetatable(t, ARRAY)
+  end
+  if next(t) == nil then return nil end
+  for k, v in pairs(t) do
+    local tv = type(v)
+    if tv == "number" then
+      if v >= TWO53 or v <= -TWO53 then return nil end
+      local iv = tointeger(v)
+      if iv then t[k] = iv; flags[1] = true end
+    elseif tv == "table" then
+      if not fix(v, flags) then return nil end
+    elseif v == cnull then t[k] = null end
+  end
+  return setmetatable(t, OBJECT)
+end
+
+local function fast_decode(s)
+  local ok, v = pcall(cjson.decode, s)
+  if not ok then return nil end
+  local tv = type(v)
+  if tv == "string" or tv == "boolean" then return true, v end
+  if v == cnull then return true, null end
+  local flags = {}
+  if tv == "table" then
+    v = fix(v, flags)
+    if v == nil then return nil end
+  elseif tv == "number" then
+    if v >= TWO53 or v <= -TWO53 then return nil end
+    local iv = tointeger(v)
+    if iv then v = iv; flags[1] = true end
+  end
+  if flags[1] and find(s, "%d[.eE]") then return nil end
+  return true, v
+end
+
+--- Decodes a JSON text. Returns the value, or nil and a message (never raises).
+function M.decode(s)
+  if type(s) ~= "string" then return nil, "JSON: expected a string, got " .. type(s) end
+  if cjson then
+    local ok, v = fast_decode(s)
+    if ok then return v end
+  end
+  local ok, v = pcall(decode_all, s)
+  if ok then return v end
+  if getmetatable(v) == Fail then return nil, v.msg end
+  return nil, "JSON: " .. tostring(v) -- e.g. a stack overflow on absurd nesting
+end
+
+---------------------------------------------------------------------------------------
+-- Encoder
+---------------------------------------------------------------------------------------
+
+local ESCAPE_OUT = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
+                     ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+for c = 0, 31 do
+  local ch = char(c)
+  if not ESCAPE_OUT[ch] then ESCAPE_OUT[ch] = format("\\u%04x", c) end
+end
+ESCAPE_OUT["\127"] = "\\u007f"
+
+local function encode_string(s)
+  if find(s, '[\0-\31"\\\127]') then
+    s = s:gsub('[\0-\31"\\\127]', ESCAPE_OUT)
+  end
+  return '"' .. s .. '"'
+end
+
+local function encode_number(v, path)
+  if mtype(v) == "integer" then return tostring(v) end
+  if v ~= v or v == math.huge or v == -math.huge then
+    error(format("llm.json.encode: %s is not a finite number (%s)", path, tostring(v)), 0)
+  end
+  local s = format("%.15g", v)
+  if tonumber(s) ~= v then
+    s = format("%.16g", v)
+    if tonumber(s) ~= v then s = format("%.17g", v) end
+  end
+  if not find(s, "[.eEn]") then s = s .. ".0" end
+  return s
+end
+
+local encode_value -- forward
+
+local function key_less(a, b) return a < b end
+
+local function encode_table(t, path, buf, n, seen)
+  if seen[t] then error(format("llm.json.encode: %s is a cycle", path), 0) end
+  seen[t] = true
+  local mt = getmetatable(t)
+  local as_array
+  if mt == ARRAY then
+    as_array = true
+  elseif mt == OBJECT then
+    as_array = false
+  else
+    -- classify an unmarked table by its keys
+    local count, nstr, maxn = 0, 0, 0
+    for k in pairs(t) do
+      count = count + 1
+      local tk = type(k)
+      if tk == "string" then
+        nstr = nstr + 1
+      elseif mtype(k) == "integer" and k > 0 then
+        if k > maxn then maxn = k end
+      else
+        error(format("llm.json.encode: %s has a key of type %s (%s)", path, tk, tostring(k)), 0)
+      end
+    end
+    if count == 0 then
+      as_array = false
+    elseif nstr == count then
+      as_array = false
+    elseif nstr == 0 and maxn == count then
+      as_array = true
+    else
+      error(format("llm.json.encode: %s mixes array and object keys or is a sparse array", path), 0)
+    end
+  end
+  if as_array then
+    local len = #t
+    n = n + 1; buf[n] = "["
+    for i = 1, len do
+      if i > 1 then n = n + 1; buf[n] = "," end
+      n = encode_value(t[i], path .. "[" .. i .. "]", buf, n, seen)
+    end
+    n = n + 1; buf[n] = "]"
+  else
+    local keys, nk = {}, 0
+    for k in pairs(t) do
+      if type(k) ~= "string" then
+        error(format("llm.json.encode: %s is an object with a non-string key (%s)", path, tostring(k)), 0)
+      end
+      nk = nk + 1; keys[nk] = k
+    end
+    table.sort(keys, key_less)
+    n = n + 1; buf[n] = "{"
+    for i = 1, nk do
+      local k = keys[i]
+      if i > 1 then n = n + 1; buf[n] = "," end
+      n = n + 1; buf[n] = encode_string(k)
+      n = n + 1; buf[n] = ":"
+      n = encode_value(t[k], path .. "." .. k, buf, n, seen)
+    end
+    n = n + 1; buf[n] = "}"
+  end
+  seen[t] = nil
+  return n
+end
+
+encode_value = function(v, path, buf, n, seen)
+  local tv = type(v)
+  if tv == "string" then
+    n = n + 1; buf[n] = encode_string(v)
+  elseif tv == "number" then
+    n = n + 1; buf[n] = encode_number(v, path)
+  elseif tv == "boolean" then
+    n = n + 1; buf[n] = v and "true" or "false"
+  elseif v == null or v == nil then
+    n = n + 1; buf[n] = "null"
+  elseif tv == "table" then
+    n = encode_table(v, path, buf, n, seen)
+  else
+    error(format("llm.json.encode: %s cannot encode a %s", path, tv), 0)
+  end
+  return n
+end
+
+--- Encodes a Lua value as JSON text. Raises on values JSON cannot express (programming
+--- errors: a sparse or mixed table, NaN, a function), naming the path of the bad value.
+function M.encode(v)
+  local buf = {}
+  local n = encode_value(v, "$", buf, 0, {})
+  return concat(buf, "", 1, n)
+end
+
+return M

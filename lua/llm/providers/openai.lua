@@ -1,0 +1,522 @@
+-- llm.providers.openai: translation for the OpenAI Chat Completions API (and every
+-- OpenAI-compatible server: OpenRouter, DeepSeek, LiteLLM, Groq, llama.cpp, vLLM ...).
+--
+-- THE PROVIDER CONTRACT (every module in lua/llm/providers/ follows it; docs/providers.md)
+--
+-- A provider is pure translation: no I/O, no coroutines, no clocks. It is a table:
+--
+--   P.name, P.base_url, P.api_key_env, P.base_url_env
+--   P.framing = "sse" | "ndjson"        how the core frames a streamed body
+--   P.keepalive_events = { ... }        event names that are not content (anthropic: "ping")
+--   P.auth_headers(api_key) -> headers  lower-case names
+--   P.build_request(req) -> { method, path, headers, body }
+--       req is the normalized request (model, system, messages, max_tokens, temperature,
+--       top_p, stop, tools, tool_choice, parallel_tool_calls, reasoning, response_format,
+--       extra, stream, n); body is a table for llm.json.encode (empty lists are marked).
+--   P.decode_response(body_table, req) -> normalized response (API.md §2):
+--       { text, tool_calls, finish_reason, raw_finish_reason, usage, reasoning, refusal,
+--         message, id, model, raw, choices?, parsed? }
+--   P.decode_error(status, headers, body_text) -> { kind, message, status, request_id?,
+--       body, code?, type?, param? }   (retryable / retry_after are the client's business)
+--   P.new_stream_state(req) -> state
+--   P.decode_event(state, ev) -> list of normalized events
+--       ev = { name, data, id } from the framer. Events are API.md §3 / §9: text,
+--       reasoning, refusal, tool_call, tool_call_done, usage, raw, error; each carries
+--       `raw` (the decoded provider event) and `name` (ev.name). Never "done".
+--   P.finish_stream(state) -> response | nil, errfields
+--       complete iff the finish signal was seen and no error came.
+--
+-- Derived providers: `P.derive{ name =, base_url =, api_key_env =, ... }` returns a copy
+-- of this table with those fields replaced; the client does this for a user table with
+-- `base = "openai"` (API.md §1).
+--
+-- Normalized tool-call events: `index` is the 1-based position of the call in
+-- `resp.tool_calls`, not the provider's own index. On a "tool_call" event `name` is the
+-- tool's name (first delta only, API.md §3), which takes the place of the SSE event name
+-- that every other event carries as `name`.
+--
+-- finish_stream's `raw` is a reconstructed `chat.completion` object (id, model, created,
+-- choices with message and finish_reason, usage), the shape a non-streamed call returns.
+
+local json = require("llm.json")
+local C = require("llm.providers.common")
+
+local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
+local null = json.null
+local val, str = C.val, C.str
+
+local P = {
+  name = "openai",
+  base_url = "https://api.openai.com/v1",
+  api_key_env = "OPENAI_API_KEY",
+  base_url_env = "OPENAI_BASE_URL",
+  framing = "sse",
+  keepalive_events = {},
+}
+
+--- A copy of this provider with some fields replaced (OpenAI-compatible servers).
+function P.derive(fields)
+  local d = {}
+  for k, v in pairs(P) do d[k] = v end
+  for k, v in pairs(fields or {}) do d[k] = v end
+  d.base = "openai"
+  return d
+end
+
+function P.auth_headers(api_key)
+  if api_key == nil or api_key == false or api_key == "" then return {} end
+  return { ["authorization"] = "Bearer " .. api_key }
+end
+
+---------------------------------------------------------------------------------------
+-- Requests
+---------------------------------------------------------------------------------------
+
+local FINISH = { stop = "stop", length = "length", tool_calls = "tool_calls",
+                 function_call = "tool_calls", content_filter = "content_filter" }
+
+-- Unknown finish reasons from compatible servers ("eos", "end_turn" ...) count as "stop";
+-- the provider's own value stays in raw_finish_reason.
+local function map_finish(raw)
+  if raw == nil then return nil end
+  return FINISH[raw] or "stop"
+end
+P.map_finish = map_finish
+
+local function user_parts(content)
+  if type(content) ~= "table" then return content end
+  local out = json.array()
+  for _, p in ipairs(content) do
+    if type(p) == "string" then
+      out[#out + 1] = { type = "text", text = p }
+    elseif p.type == "text" then
+      out[#out + 1] = { type = "text", text = p.text }
+    elseif p.type == "image" then
+      local url = p.url
+      if not url and p.data then
+        url = "data:" .. (p.mime_type or "image/png") .. ";base64," .. p.data
+      end
+      local image_url = { url = url }
+      if p.detail then image_url.detail = p.detail end
+      out[#out + 1] = { type = "image_url", image_url = image_url }
+    end
+    -- reasoning parts and unknown part types are not part of a user turn here
+  end
+  return out
+end
+
+local function tool_calls_out(calls)
+  local out = json.array()
+  for i, c in ipairs(calls) do
+    out[i] = { id = c.id, type = "function",
+               ["function"] = { name = c.name, arguments = C.arguments_text(c) } }
+  end
+  return out
+end
+
+local function message_out(m)
+  local role = m.role
+  if role == "tool" then
+    return { role = "tool", tool_call_id = m.tool_call_id, content = C.tool_result_text(m.content) }
+  elseif role == "assistant" then
+    -- Chat Completions takes no reasoning back: reasoning parts are dropped (DeepSeek and
+    -- others reject reasoning_content in the input).
+    local out = { role = "assistant" }
+    local text = C.content_text(m.content)
+    local has_calls = type(m.tool_calls) == "table" and #m.tool_calls > 0
+    if text ~= "" or not has_calls then out.content = text end
+    if has_calls then out.tool_calls = tool_calls_out(m.tool_calls) end
+    if m.name then out.name = m.name end
+    return out
+  elseif role == "system" or role == "developer" then
+    return { role = role, content = C.content_text(m.content) }
+  else
+    local out = { role = role or "user", content = user_parts(m.content) }
+    if m.name then out.name = m.name end
+    return out
+  end
+end
+
+local function tool_out(t)
+  if not C.is_function_tool(t) then return t end -- hosted tool: unchanged
+  if t.type == "function" and type(t["function"]) == "table" then return t end -- already wire-shaped
+  local fn = { name = t.name, description = t.description,
+               parameters = C.schema(t.parameters) or { type = "object", properties = json.object() } }
+  if t.strict ~= nil then fn.strict = t.strict end
+  return { type = "function", ["function"] = fn }
+end
+
+local function tool_choice_out(tc)
+  if tc == nil then return nil end
+  if type(tc) == "string" then return tc end
+  if type(tc) == "table" and tc.name then
+    return { type = "function", ["function"] = { name = tc.name } }
+  end
+  return tc -- already wire-shaped
+end
+
+function P.build_request(req)
+  local messages = json.array()
+  if req.system ~= nil then
+    messages[1] = { role = "system", content = C.content_text(req.system) }
+  end
+  for _, m in ipairs(req.messages or {}) do
+    messages[#messages + 1] = message_out(m)
+  end
+  local body = { model = req.model, messages = messages }
+  if req.max_tokens ~= nil then body.max_completion_tokens = req.max_tokens end
+  body.temperature = req.temperature
+  body.top_p = req.top_p
+  body.stop = C.stop_list(req.stop)
+  body.n = req.n
+  if type(req.tools) == "table" and #req.tools > 0 then
+    local tools = json.array()
+    for i, t in ipairs(req.tools) do tools[i] = tool_out(t) end
+    body.tools = tools
+  end
+  body.tool_choice = tool_choice_out(req.tool_choice)
+  if req.parallel_tool_calls ~= nil then body.parallel_tool_calls = req.parallel_tool_calls end
+  if type(req.reasoning) == "table" and req.reasoning.effort then
+    body.reasoning_effort = req.reasoning.effort
+  end
+  local rf = req.response_format
+  if type(rf) == "table" then
+    if rf.type == "json_schema" then
+      body.response_format = { type = "json_schema", json_schema = {
+        name = rf.name or "response", schema = C.schema(rf.schema),
+        strict = rf.strict } }
+    else
+      body.response_format = rf
+    end
+  end
+  if req.stream then
+    body.stream = true
+    body.stream_options = { include_usage = true }
+  end
+  C.merge_extra(body, req.extra)
+  local headers = { ["content-type"] = "application/json" }
+  if req.stream then headers["accept"] = "text/event-stream" end
+  return { method = "POST", path = "/chat/completions", headers = headers, body = body }
+end
+
+---------------------------------------------------------------------------------------
+-- Responses
+---------------------------------------------------------------------------------------
+
+local function usage_of(u)
+  if type(u) ~= "table" or u == null then return {} end
+  local extra
+  local ctd, ptd = val(u.completion_tokens_details), val(u.prompt_tokens_details)
+  if type(ctd) == "table" and val(ctd.reasoning_tokens) ~= nil then
+    extra = { reasoning_tokens = ctd.reasoning_tokens }
+  end
+  if type(ptd) == "table" and val(ptd.cached_tokens) ~= nil then
+    extra = extra or {}
+    extra.cached_input_tokens = ptd.cached_tokens
+  end
+  return C.usage(u.prompt_tokens, u.completion_tokens, u.total_tokens, extra)
+end
+
+local function reasoning_of(m)
+  return str(m.reasoning_content) or str(m.reasoning)
+end
+
+local function assistant_message(text, reasoning, calls)
+  local msg = { role = "assistant", content = text }
+  if reasoning and reasoning ~= "" then
+    msg.content = { { type = "reasoning", text = reasoning, provider_data = { provider = "openai" } },
+                    { type = "text", text = text } }
+  end
+  if #calls > 0 then msg.tool_calls = calls end
+  return msg
+end
+
+local function decode_choice(ch)
+  local m = val(ch.message) or {}
+  local text = str(m.content) or ""
+  local calls = {}
+  local raw_calls = val(m.tool_calls)
+  if type(raw_calls) == "table" then
+    for _, tc in ipairs(raw_calls) do
+      local fn = val(tc["function"]) or {}
+      calls[#calls + 1] = C.tool_call(str(tc.id), str(fn.name), str(fn.arguments) or "")
+    end
+  end
+  local raw_finish = str(ch.finish_reason)
+  local reasoning = reasoning_of(m)
+  return {
+    index = C.int(ch.index), text = text, tool_calls = calls,
+    finish_reason = map_finish(raw_finish), raw_finish_reason = raw_finish,
+    refusal = str(m.refusal), reasoning = reasoning,
+    message = assistant_message(text, reasoning, calls),
+  }
+end
+
+function P.decode_response(body, req)
+  local choices = type(body) == "table" and val(body.choices) or nil
+  local list = {}
+  if type(choices) == "table" then
+    for _, ch in ipairs(choices) do list[#list + 1] = decode_choice(ch) end
+  end
+  local c0 = list[1] or { text = "", tool_calls = {}, message = assistant_message("", nil, {}) }
+  for _, c in ipairs(list) do
+    if c.index == 0 then c0 = c end
+  end
+  local resp = {
+    text = c0.text, tool_calls = c0.tool_calls, finish_reason = c0.finish_reason,
+    raw_finish_reason = c0.raw_finish_reason, usage = usage_of(body and body.usage),
+    reasoning = c0.reasoning, refusal = c0.refusal, message = c0.message,
+    id = str(body and body.id), model = str(body and body.model), raw = body,
+  }
+  if #list > 1 then resp.choices = list end
+  resp.parsed = C.parsed(req, resp.text)
+  return resp
+end
+
+---------------------------------------------------------------------------------------
+-- Errors
+---------------------------------------------------------------------------------------
+
+-- Kind from the error object alone (used in streams, where there is no status, and to
+-- refine a status: insufficient_quota is a 429 that waiting cannot fix).
+local TYPE_KIND = {
+  insufficient_quota = "quota", invalid_api_key = "auth", authentication_error = "auth",
+  rate_limit_exceeded = "rate_limit", server_error = "server", invalid_request_error = "bad_request",
+  permission_error = "permission", not_found_error = "not_found",
+}
+
+local function error_fields(t)
+  local e = type(t) == "table" and val(t.error)
+  local f = {}
+  if type(e) == "table" then
+    f.message = str(e.message)
+    f.type = str(e.type)
+    f.code = val(e.code)
+    f.param = val(e.param)
+  elseif type(e) == "string" then
+    f.message = e
+  elseif type(t) == "table" then
+    f.message = str(t.message) or str(t.detail)
+  end
+  return f
+end
+
+function P.decode_error(status, headers, body_text)
+  local t, body = C.decode_body(body_text)
+  local f = error_fields(t)
+  local kind = C.kind_for_status(status)
+  if f.code == "insufficient_quota" or f.type == "insufficient_quota" then kind = "quota" end
+  return {
+    kind = kind, status = status,
+    message = f.message or C.fallback_message(status, body_text),
+    request_id = C.header(headers, "x-request-id") or C.header(headers, "request-id")
+      or (t and str(t.request_id)),
+    body = body, code = f.code, type = f.type, param = f.param,
+  }
+end
+
+---------------------------------------------------------------------------------------
+-- Streams
+---------------------------------------------------------------------------------------
+
+local function new_choice()
+  return { text = {}, reasoning = {}, refusal = {}, calls = {}, by_index = {} }
+end
+
+function P.new_stream_state(req)
+  return { req = req, choices = { [0] = new_choice() }, order = { 0 },
+           usage = {}, raw_usage = nil, finish = nil, done = false, error = nil }
+end
+
+local function stream_error(state, fields, obj, name)
+  state.error = fields
+  return { { type = "error", error = fields, raw = obj, name = name } }
+end
+
+local function get_choice(state, idx)
+  local c = state.choices[idx]
+  if not c then
+    c = new_choice()
+    state.choices[idx] = c
+    state.order[#state.order + 1] = idx
+  end
+  return c
+end
+
+-- Closes the calls of a finished choice; returns them in order.
+local function close_calls(c)
+  local done = {}
+  for _, call in ipairs(c.calls) do
+    if not call.done then
+      call.done = true
+      call.final = C.tool_call(call.id, call.name, concat(call.args))
+      done[#done + 1] = call.final
+    end
+  end
+  return done
+end
+
+function P.decode_event(state, ev)
+  local data = ev.data
+  local name = ev.name
+  if data == "[DONE]" then
+    state.done = true
+    return {}
+  end
+  local obj, derr = json.decode(data)
+  if type(obj) ~= "table" or obj == null then
+    return stream_error(state, { kind = "protocol",
+      message = "bad JSON in stream event: " .. tostring(derr or "not an object") }, data, name)
+  end
+  local out, n = {}, 0
+  local e = val(obj.error)
+  if e ~= nil then
+    local f = error_fields(obj)
+    local kind = TYPE_KIND[f.code] or TYPE_KIND[f.type] or "server"
+    return stream_error(state, { kind = kind, message = f.message or "error in stream",
+      code = f.code, type = f.type, param = f.param, body = obj }, obj, name)
+  end
+  if state.id == nil then state.id = str(obj.id) end
+  if state.model == nil then state.model = str(obj.model) end
+  if state.created == nil then state.created = val(obj.created) end
+
+  local choices = val(obj.choices)
+  local reasoning_ev, text_ev, refusal_ev, call_evs, done_evs
+  if type(choices) == "table" then
+    for _, ch in ipairs(choices) do
+      local idx = C.int(val(ch.index)) or 0
+      local c = get_choice(state, idx)
+      local delta = val(ch.delta)
+      if type(delta) == "table" then
+        local r = str(delta.reasoning_content) or str(delta.reasoning)
+        if r and r ~= "" then
+          c.reasoning[#c.reasoning + 1] = r
+          if idx == 0 then reasoning_ev = r end
+        end
+        local t = str(delta.content)
+        if t and t ~= "" then
+          c.text[#c.text + 1] = t
+          if idx == 0 then text_ev = t end
+        end
+        local rf = str(delta.refusal)
+        if rf and rf ~= "" then
+          c.refusal[#c.refusal + 1] = rf
+          if idx == 0 then refusal_ev = rf end
+        end
+        local tcs = val(delta.tool_calls)
+        if type(tcs) == "table" then
+          for k, tc in ipairs(tcs) do
+            local pidx = C.int(val(tc.index)) or (k - 1)
+            local call = c.by_index[pidx]
+            local fn = val(tc["function"]) or {}
+            local first = false
+            if not call then
+              call = { id = str(tc.id), name = str(fn.name), args = {}, pos = #c.calls + 1 }
+              c.by_index[pidx] = call
+              c.calls[call.pos] = call
+              first = true
+            else
+              call.id = call.id or str(tc.id)
+              call.name = call.name or str(fn.name)
+            end
+            local a = str(fn.arguments) or ""
+            if a ~= "" then call.args[#call.args + 1] = a end
+            if idx == 0 and (first or a ~= "") then
+              call_evs = call_evs or {}
+              call_evs[#call_evs + 1] = { type = "tool_call", index = call.pos, id = call.id,
+                name = first and call.name or nil, arguments_delta = a, raw = obj }
+            end
+          end
+        end
+      end
+      local fr = str(ch.finish_reason)
+      if fr then
+        c.finish = fr
+        local closed = close_calls(c)
+        if idx == 0 then
+          state.finish = fr
+          for _, call in ipairs(closed) do
+            done_evs = done_evs or {}
+            done_evs[#done_evs + 1] = call
+          end
+        end
+      end
+    end
+  end
+
+  -- within one record: reasoning, text, refusal, tool calls, usage (API.md §9)
+  if reasoning_ev then n = n + 1; out[n] = { type = "reasoning", text = reasoning_ev, raw = obj, name = name } end
+  if text_ev then n = n + 1; out[n] = { type = "text", text = text_ev, raw = obj, name = name } end
+  if refusal_ev then n = n + 1; out[n] = { type = "refusal", text = refusal_ev, raw = obj, name = name } end
+  if call_evs then
+    for _, ce in ipairs(call_evs) do n = n + 1; out[n] = ce end
+  end
+  if done_evs then
+    for _, call in ipairs(done_evs) do
+      n = n + 1; out[n] = { type = "tool_call_done", call = call, raw = obj, name = name }
+    end
+  end
+  local u = val(obj.usage)
+  if type(u) == "table" then
+    state.raw_usage = u
+    local nu = usage_of(u)
+    if C.usage_changed(state.usage, nu) then
+      state.usage = nu
+      n = n + 1; out[n] = { type = "usage", usage = C.copy_usage(nu), raw = obj, name = name }
+    end
+  end
+  if n == 0 then out[1] = { type = "raw", raw = obj, name = name } end
+  return out
+end
+
+local function final_choice(c, idx)
+  -- calls still open (a choice that never sent its own finish_reason) are closed here
+  close_calls(c)
+  local calls = {}
+  for i, call in ipairs(c.calls) do calls[i] = call.final end
+  local text = concat(c.text)
+  local reasoning = #c.reasoning > 0 and concat(c.reasoning) or nil
+  local refusal = #c.refusal > 0 and concat(c.refusal) or nil
+  return { index = idx, text = text, tool_calls = calls, finish_reason = map_finish(c.finish),
+           raw_finish_reason = c.finish, reasoning = reasoning, refusal = refusal,
+           message = assistant_message(text, reasoning, calls) }
+end
+
+function P.finish_stream(state)
+  if state.error then return nil, state.error end
+  if not state.finish then
+    return nil, { kind = "protocol", message = "stream ended before a finish_reason" }
+  end
+  local list = {}
+  local order = {}
+  for _, idx in ipairs(state.order) do order[#order + 1] = idx end
+  table.sort(order)
+  local raw_choices = json.array()
+  for _, idx in ipairs(order) do
+    local c = state.choices[idx]
+    if idx ~= 0 or #c.text > 0 or c.finish or #c.calls > 0 or #state.order == 1 then
+      local fc = final_choice(c, idx)
+      list[#list + 1] = fc
+      local rmsg = { role = "assistant", content = fc.text ~= "" and fc.text or null }
+      if fc.refusal then rmsg.refusal = fc.refusal end
+      if fc.reasoning then rmsg.reasoning_content = fc.reasoning end
+      if #fc.tool_calls > 0 then rmsg.tool_calls = tool_calls_out(fc.tool_calls) end
+      raw_choices[#raw_choices + 1] = { index = idx, message = rmsg,
+                                        finish_reason = fc.raw_finish_reason or null }
+    end
+  end
+  local c0 = list[1]
+  local raw = { id = state.id, object = "chat.completion", created = state.created,
+                model = state.model, choices = raw_choices, usage = state.raw_usage }
+  local resp = {
+    text = c0.text, tool_calls = c0.tool_calls, finish_reason = c0.finish_reason,
+    raw_finish_reason = c0.raw_finish_reason, usage = C.copy_usage(state.usage),
+    reasoning = c0.reasoning, refusal = c0.refusal, message = c0.message,
+    id = state.id, model = state.model, raw = raw,
+  }
+  if #list > 1 then resp.choices = list end
+  resp.parsed = C.parsed(state.req, resp.text)
+  return resp
+end
+
+return P

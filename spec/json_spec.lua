@@ -1,0 +1,185 @@
+local json = require("llm.json")
+
+describe("llm.json.decode", function()
+  it("gives integers for integer literals and floats for the others", function()
+    local v = assert(json.decode('{"a":17,"b":-3,"c":1.5,"d":2.0,"e":1e2,"f":0,"g":-0}'))
+    assert.are.equal("integer", math.type(v.a)); assert.are.equal(17, v.a)
+    assert.are.equal("integer", math.type(v.b))
+    assert.are.equal("float", math.type(v.c))
+    assert.are.equal("float", math.type(v.d)); assert.are.equal(2.0, v.d)
+    assert.are.equal("float", math.type(v.e)); assert.are.equal(100.0, v.e)
+    assert.are.equal("integer", math.type(v.f))
+    assert.are.equal("integer", math.type(v.g))
+  end)
+
+  it("keeps integers exact beyond 2^53", function()
+    local v = assert(json.decode('[9007199254740993, -9007199254740993, 12345678901234567890]'))
+    assert.are.equal(9007199254740993, v[1])
+    assert.are.equal("integer", math.type(v[1]))
+    assert.are.equal(-9007199254740993, v[2])
+    assert.are.equal("float", math.type(v[3])) -- beyond 64 bits: the nearest double
+  end)
+
+  it("tells [] from {} and marks arrays and objects", function()
+    local v = assert(json.decode('{"a":[],"b":{},"c":[ ],"d":{ \n },"e":[1,2],"f":{"x":1}}'))
+    assert.is_true(json.is_array(v.a))
+    assert.is_false(json.is_array(v.b))
+    assert.is_true(json.is_array(v.c))
+    assert.is_false(json.is_array(v.d))
+    assert.is_true(json.is_array(v.e))
+    assert.is_false(json.is_array(v.f))
+    assert.are.equal(json.ARRAY_MT, getmetatable(v.a))
+    assert.are.equal(json.OBJECT_MT, getmetatable(v.b))
+  end)
+
+  it("round-trips empty containers unchanged", function()
+    local text = '{"input":{},"items":[],"nested":[{},[[]]]}'
+    assert.are.equal(text, json.encode(assert(json.decode(text))))
+  end)
+
+  it("decodes null to the json.null sentinel", function()
+    local v = assert(json.decode('{"a":null,"b":[null,1]}'))
+    assert.are.equal(json.null, v.a)
+    assert.are.equal(json.null, v.b[1])
+    assert.are.equal("null", tostring(json.null))
+    assert.are.equal(json.null, json.decode("null"))
+  end)
+
+  it("decodes escapes and keeps UTF-8", function()
+    local v = assert(json.decode('"a\\"b\\\\c\\/d\\n\\t\\r\\b\\f\\u00e9\\ud83c\\udf0d°"'))
+    assert.are.equal('a"b\\c/d\n\t\r\b\fé🌍°', v)
+  end)
+
+  it("decodes scalars at the top level and tolerates whitespace", function()
+    assert.are.equal(true, json.decode(" true "))
+    assert.are.equal(false, json.decode("false"))
+    assert.are.equal(42, json.decode("\n42\r\n"))
+    assert.are.equal("x", json.decode('"x"'))
+  end)
+
+  it("returns nil and a message on bad input, never raises", function()
+    local bad = { "", "   ", "{", '{"a":', "[1,]", "[1 2]", '{"a" 1}', '{a:1}', "01", "1.",
+                  ".5", "tru", "nul", '"abc', '"\\x"', '"\\u12"', "[1]]", "{}x", "NaN",
+                  "Infinity", "-", "{'a':1}" }
+    -- (a raw control character inside a string is accepted when lua-cjson is present:
+    -- a documented leniency of the fast path)
+    for _, s in ipairs(bad) do
+      local v, err = json.decode(s)
+      assert.is_nil(v, "accepted: " .. s)
+      assert.are.equal("string", type(err))
+    end
+    local v, err = json.decode(nil)
+    assert.is_nil(v); assert.is_string(err)
+  end)
+
+  it("survives deep nesting without raising", function()
+    local deep = string.rep("[", 100000)
+    local v, err = json.decode(deep)
+    assert.is_nil(v); assert.is_string(err)
+  end)
+
+  it("decodes a padded Anthropic event", function()
+    local v = assert(json.decode('{"type":"content_block_stop","index":0      }'))
+    assert.are.equal(0, v.index)
+    assert.are.equal("integer", math.type(v.index))
+  end)
+end)
+
+describe("llm.json.encode", function()
+  it("writes integers as integers and floats exactly", function()
+    assert.are.equal("17", json.encode(17))
+    assert.are.equal("-3", json.encode(-3))
+    assert.are.equal("0.1", json.encode(0.1))
+    assert.are.equal("2.0", json.encode(2.0))
+    assert.are.equal("0.3333333333333333", json.encode(1 / 3))
+    for _, x in ipairs({ 0.1, 1 / 3, 1e300, -2.5e-300, 123456.789, math.pi, 2 ^ 60 + 0.0 }) do
+      assert.are.equal(x, json.decode(json.encode(x)))
+    end
+  end)
+
+  it("raises on non-finite numbers", function()
+    assert.has_error(function() json.encode(0 / 0) end)
+    assert.has_error(function() json.encode({ a = math.huge }) end)
+    assert.has_error(function() json.encode(-math.huge) end)
+  end)
+
+  it("escapes strings and keeps UTF-8 bytes", function()
+    assert.are.equal('"a\\"b\\\\c\\n\\t\\u0001\\u001f\\u007fé🌍"',
+      json.encode('a"b\\c\n\t\1\31\127é🌍'))
+    assert.are.equal('"a/b"', json.encode("a/b"))
+  end)
+
+  it("sorts keys so bodies are deterministic", function()
+    assert.are.equal('{"a":1,"b":{"c":true,"d":false},"z":"x"}',
+      json.encode({ z = "x", a = 1, b = { d = false, c = true } }))
+  end)
+
+  it("encodes sequences as arrays and empty tables as objects unless marked", function()
+    assert.are.equal("[1,2,3]", json.encode({ 1, 2, 3 }))
+    assert.are.equal("{}", json.encode({}))
+    assert.are.equal("[]", json.encode(json.array()))
+    assert.are.equal("[]", json.encode(json.array({})))
+    assert.are.equal("{}", json.encode(json.object()))
+    assert.are.equal('{"properties":{},"required":[]}',
+      json.encode({ properties = json.object(), required = json.array() }))
+  end)
+
+  it("encodes json.null and booleans", function()
+    assert.are.equal('[null,true,false]', json.encode({ json.null, true, false }))
+    assert.are.equal("null", json.encode(json.null))
+  end)
+
+  it("raises on mixed and sparse tables, naming the path", function()
+    local ok, err = pcall(json.encode, { messages = { { role = "user" }, { 1, x = 2 } } })
+    assert.is_false(ok)
+    assert.truthy(err:find("$.messages[2]", 1, true), err)
+    ok, err = pcall(json.encode, { a = { [1] = 1, [3] = 3 } })
+    assert.is_false(ok)
+    assert.truthy(err:find("$.a", 1, true), err)
+    ok, err = pcall(json.encode, { [true] = 1 })
+    assert.is_false(ok)
+  end)
+
+  it("raises on functions and cycles", function()
+    assert.has_error(function() json.encode({ f = print }) end)
+    local t = {}; t.self = t
+    assert.has_error(function() json.encode(t) end)
+  end)
+
+  it("round-trips a request-shaped body", function()
+    local body = { model = "m", messages = { { role = "user", content = "hi\n" } },
+                   max_tokens = 10, temperature = 0.25, tools = json.array(),
+                   stop = json.array({ "\n\n" }) }
+    local text = json.encode(body)
+    assert.are.equal(text, json.encode(assert(json.decode(text))))
+    assert.truthy(text:find('"tools":[]', 1, true))
+    assert.truthy(text:find('"max_tokens":10', 1, true))
+  end)
+end)
+
+describe("llm.json.is_array", function()
+  it("tells marked and plain sequences apart from objects", function()
+    assert.is_true(json.is_array({ 1, 2 }))
+    assert.is_true(json.is_array(json.array()))
+    assert.is_false(json.is_array({}))
+    assert.is_false(json.is_array(json.object()))
+    assert.is_false(json.is_array({ a = 1 }))
+    assert.is_false(json.is_array({ 1, a = 1 }))
+    assert.is_false(json.is_array("x"))
+    assert.is_false(json.is_array(json.null))
+  end)
+end)
+
+describe("llm.json decode speed", function()
+  it("reports the rate for a 200-byte stream event (informational, not asserted)", function()
+    local ev = '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello there, a sample delta"}}'
+    ev = ev .. string.rep(" ", 200 - #ev)
+    local n = 20000
+    local t0 = os.clock()
+    for _ = 1, n do json.decode(ev) end
+    local dt = os.clock() - t0
+    print(("json.decode: %d events of %d bytes in %.3f s CPU (~%d/s)"):format(n, #ev, dt,
+      dt > 0 and math.floor(n / dt) or 0))
+    assert.are.equal(0, json.decode(ev).index)
+  end)
+end)

@@ -1,0 +1,201 @@
+-- Fixture discovery and framing for the specs.
+--
+-- Fixtures live outside the repository (they are never copied in): $LLM_FIXTURES, else
+-- <repo>/../shared/fixtures. Specs list a folder's files at run time, so a new fixture
+-- file is a new test.
+
+local json = require("llm.json")
+
+local M = {}
+
+local root = os.getenv("LLM_ROOT") or "."
+
+--- The fixture folder, or nil when it is absent.
+function M.dir()
+  local d = os.getenv("LLM_FIXTURES")
+  if d == nil or d == "" then d = root .. "/../shared/fixtures" end
+  local f = io.open(d .. "/README.md", "rb")
+  if f then f:close(); return d end
+  -- a folder without the README still counts if it can be listed
+  local p = io.popen("ls -1 '" .. d:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local any = p and p:read("l")
+  if p then p:close() end
+  if any then return d end
+  return nil
+end
+
+--- Sorted file names in dir/sub (empty when the folder is missing).
+function M.list(dir, sub)
+  local names = {}
+  local p = io.popen("ls -1 '" .. (dir .. "/" .. sub):gsub("'", "'\\''") .. "' 2>/dev/null")
+  if not p then return names end
+  for line in p:lines() do names[#names + 1] = line end
+  p:close()
+  table.sort(names)
+  return names
+end
+
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Decoded JSON file, or nil when the file is missing.
+function M.read_json(path)
+  local s = M.read(path)
+  if not s then return nil end
+  return assert(json.decode(s))
+end
+
+--- status and a lower-case header map from a `.headers.json` file (nil when missing).
+function M.headers(path)
+  local h = M.read_json(path)
+  if not h then return nil, nil end
+  local map = {}
+  for _, pair in ipairs(h.headers or {}) do
+    map[pair[1]:lower()] = pair[2]
+  end
+  return h.status, map
+end
+
+---------------------------------------------------------------------------------------
+-- SSE framing
+---------------------------------------------------------------------------------------
+
+-- FALLBACK ONLY: a small WHATWG-style SSE framer with the interface of the C framer
+-- (`llm.core.framer("sse")`, docs/internals.md). It exists so the provider specs can run
+-- before the C core is built; whenever `require("llm.core")` succeeds the C framer is used
+-- and the specs print which one ran.
+local LuaFramer = { __name = "spec.LuaSSEFramer" }
+LuaFramer.__index = LuaFramer
+
+local function new_lua_framer()
+  return setmetatable({ buf = "", data = nil, name = nil, last_id = nil, started = false,
+                        comments = 0, events = 0, partial = 0 }, LuaFramer)
+end
+
+function LuaFramer:_line(line, out)
+  if line == "" then
+    if self.data then
+      out[#out + 1] = { name = self.name, data = table.concat(self.data, "\n"), id = self.last_id }
+      self.events = self.events + 1
+    end
+    self.data, self.name = nil, nil
+    return
+  end
+  if line:byte(1) == 58 then self.comments = self.comments + 1; return end
+  local field, value = line:match("^([^:]*):(.*)$")
+  if not field then field, value = line, "" end
+  if value:byte(1) == 32 then value = value:sub(2) end
+  if field == "data" then
+    self.data = self.data or {}
+    self.data[#self.data + 1] = value
+  elseif field == "event" then
+    self.name = value
+  elseif field == "id" and not value:find("\0", 1, true) then
+    self.last_id = value
+  end
+end
+
+function LuaFramer:_run(final)
+  local out, buf, pos = {}, self.buf, 1
+  if not self.started and #buf >= 3 then
+    if buf:sub(1, 3) == "\239\187\191" then pos = 4 end
+    self.started = true
+  end
+  while true do
+    local k = buf:find("[\r\n]", pos)
+    if not k then break end
+    if buf:byte(k) == 13 and k == #buf and not final then break end -- maybe CRLF split
+    self:_line(buf:sub(pos, k - 1), out)
+    if buf:byte(k) == 13 and buf:byte(k + 1) == 10 then pos = k + 2 else pos = k + 1 end
+  end
+  self.buf = buf:sub(pos)
+  return out
+end
+
+function LuaFramer:feed(bytes)
+  self.buf = self.buf .. bytes
+  return self:_run(false)
+end
+
+function LuaFramer:finish()
+  local out = self:_run(true)
+  self.partial = #self.buf + (self.data and 1 or 0)
+  self.buf, self.data, self.name = "", nil, nil
+  return out
+end
+
+--- A new SSE framer and which implementation it is ("C" or "Lua fallback").
+local core_checked, core
+function M.framer()
+  if not core_checked then
+    -- looked up once: a failing require searches the whole path every time
+    core_checked = true
+    local ok, mod = pcall(require, "llm.core")
+    if ok and type(mod) == "table" and mod.framer then core = mod end
+  end
+  if core then return core.framer("sse"), "C (llm.core)" end
+  return new_lua_framer(), "Lua fallback (llm.core not built)"
+end
+
+--- Frames `chunks` (a list of byte strings) into a list of { name, data, id } events.
+function M.frame(chunks)
+  local f = M.framer()
+  local all = {}
+  for _, c in ipairs(chunks) do
+    local evs, err = f:feed(c)
+    assert(err == nil, err and err.message)
+    for _, e in ipairs(evs or {}) do all[#all + 1] = e end
+  end
+  for _, e in ipairs(f:finish() or {}) do all[#all + 1] = e end
+  return all
+end
+
+--- `count` seeded random 2- or 3-way splits of `bytes` (lists of chunks).
+function M.splits(bytes, count, seed)
+  math.randomseed(seed or 1)
+  local out = {}
+  local len = #bytes
+  for i = 1, count do
+    local ways = (i % 2 == 0) and 3 or 2
+    local cuts = {}
+    for _ = 1, ways - 1 do cuts[#cuts + 1] = math.random(0, len) end
+    table.sort(cuts)
+    local chunks, prev = {}, 0
+    for _, c in ipairs(cuts) do
+      chunks[#chunks + 1] = bytes:sub(prev + 1, c)
+      prev = c
+    end
+    chunks[#chunks + 1] = bytes:sub(prev + 1)
+    out[i] = chunks
+  end
+  return out
+end
+
+--- Runs a provider over framed events: the response (or nil, err) and every normalized event.
+function M.run_stream(P, events, req)
+  local state = P.new_stream_state(req or {})
+  local all = {}
+  for _, ev in ipairs(events) do
+    for _, ne in ipairs(P.decode_event(state, ev)) do all[#all + 1] = ne end
+  end
+  local resp, err = P.finish_stream(state)
+  return resp, err, all
+end
+
+--- Deep equality that ignores metatables (decoded tables carry array/object markers) and
+--- treats integer and float values as equal only when they are the same number.
+function M.same(a, b)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  if a == json.null or b == json.null then return false end
+  for k, v in pairs(a) do if not M.same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+return M
