@@ -341,10 +341,10 @@ static void push_error(lua_State *L, struct transfer *t) {
     CURLcode rc = t->result;
     msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc);
     if (rc == CURLE_OPERATION_TIMEDOUT) {
-      curl_off_t ct = 0;
+      /* libcurl reports both limits with one code; a reused connection has no connect time,
+       * so its message tells them apart ("Operation timed out" is CURLOPT_TIMEOUT). */
       kind = "timeout";
-      curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &ct);
-      which = ct == 0 ? "connect" : "total";
+      which = strstr(t->errbuf, "Operation timed out") ? "total" : "connect";
     } else {
       kind = "connection";
     }

@@ -210,7 +210,10 @@ return function(loop, clock)
       tasks = tasks[1]
       tasks.n = tasks.n or #tasks
     end
-    for i = 1, tasks.n do tasks[i] = as_task(tasks[i]) end
+    for i = 1, tasks.n do
+      tasks[i] = as_task(tasks[i])
+      tasks[i].observed = true
+    end
     local results, errs = {}, {}
     for i = 1, tasks.n do
       local task = tasks[i]
@@ -320,8 +323,8 @@ return function(loop, clock)
   --- Do the ready I/O, fire due timers, resume tasks; wait at most `timeout` seconds
   -- (0: never blocks). Returns the number of live tasks.
   function M.step(timeout)
-    if stepping then error("llm.step called inside a step", 2) end
     if current ~= nil then error("llm.step cannot be called from inside a task", 2) end
+    if stepping then error("llm.step called inside a step", 2) end
     stepping = true
     local ok, err = xpcall(function()
       run_ready()

@@ -1,0 +1,244 @@
+-- The C loop and transfers through llm.http, against the mock server on 127.0.0.1.
+-- Concurrency and reuse are read from the server's counters and the loop's own; nothing
+-- here measures the wall clock.
+local mockmod = require("support.mock")
+
+local llm = require("llm")
+local http = llm.http
+local loop = llm.loop
+
+local mock
+
+setup(function() mock = mockmod.start() end)
+teardown(function() if mock then mock:stop() end end)
+before_each(function() mock:reset() end)
+
+local function chat_spec(headers, stream, extra)
+  local h = { ["content-type"] = "application/json" }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  local spec = {
+    method = "POST", url = mock.url .. "/v1/chat/completions", headers = h,
+    body = '{"model":"m","stream":' .. tostring(stream == true) .. ',"messages":[{"role":"user","content":"hi there"}]}',
+    framing = stream and "sse" or nil,
+  }
+  for k, v in pairs(extra or {}) do spec[k] = v end
+  return spec
+end
+
+-- Poll the server (each poll drives our loop a little) until pred(stats) holds.
+local function wait_stats(pred, tries)
+  for _ = 1, tries or 200 do
+    local st = mock:stats()
+    if pred(st) then return st end
+    llm.sleep(0.02)
+  end
+  return mock:stats()
+end
+
+describe("transfers", function()
+  it("performs a request and returns status, lower-case headers and body", function()
+    local res = assert(http.request(chat_spec({ ["x-mock-text"] = "hello" })))
+    assert.equal(200, res.status)
+    assert.matches("application/json", res.headers["content-type"])
+    assert.matches('"hello"', res.body)
+  end)
+
+  it("streams server-sent events in batches, keep-alive comments excluded", function()
+    local s = http.stream(chat_spec({ ["x-mock-text"] = "a b c" }, true))
+    assert.is_true(s:wait_headers())
+    assert.equal(200, s.status)
+    local n, last = 0, nil
+    while true do
+      local ev, err = s:next_event()
+      if not ev then assert.is_nil(err); break end
+      n = n + 1
+      last = ev.data
+    end
+    assert.equal("[DONE]", last)
+    assert.is_true(n >= 5)
+  end)
+
+  it("parses retry-after and x-should-retry into numbers in C", function()
+    local res = assert(http.request(chat_spec({ ["x-mock-fault"] = "status=429;retry-after=7;x-should-retry=false" })))
+    assert.equal(429, res.status)
+    assert.equal(7, res.retry_after)
+    assert.is_false(res.should_retry)
+    res = assert(http.request(chat_spec({ ["x-mock-fault"] = "status=503;retry-after-ms=250" })))
+    assert.equal(0.25, res.retry_after)
+  end)
+
+  it("refuses header values with CR or LF", function()
+    assert.has_error(function()
+      http.request(chat_spec({ ["x-evil"] = "a\r\nInjected: yes" }))
+    end, "header contains CR, LF or NUL (refused to prevent header injection)")
+    assert.equal(0, mock:stats().requests)
+  end)
+
+  it("keeps 200 requests in flight at once in one llm.run (peak concurrency 200)", function()
+    local st
+    llm.run(function()
+      local tasks = {}
+      for i = 1, 200 do
+        tasks[i] = llm.spawn(function()
+          return http.request(chat_spec({ ["x-mock-fault"] = "stall-before-headers" }))
+        end)
+      end
+      st = wait_stats(function(s) return s.requests >= 200 end)
+      for _, t in ipairs(tasks) do t:cancel() end
+      local _, errs = llm.gather(table.unpack(tasks))
+      for i = 1, 200 do assert.equal("cancelled", errs[i].kind) end
+    end)
+    assert.equal(200, st.requests)
+    assert.equal(200, st.peak_active)
+  end)
+
+  it("step(0) returns at once while every stream is stalled", function()
+    local streams = {}
+    for i = 1, 20 do
+      streams[i] = http.stream(chat_spec({ ["x-mock-fault"] = "stall-after-events=1" }, true))
+    end
+    llm.run(function() wait_stats(function(s) return s.requests >= 20 end) end)
+    local before = loop:stats()
+    for _ = 1, 500 do llm.step(0) end
+    local after = loop:stats()
+    assert.equal(before.blocking_waits, after.blocking_waits)   -- never waited
+    assert.equal(before.waits + 500, after.waits)
+    for _, s in ipairs(streams) do s:close() end
+  end)
+
+  it("a cancelled task frees its connection", function()
+    local base = mock:stats().open_connections
+    llm.run(function()
+      local t = llm.spawn(function()
+        local s = http.stream(chat_spec({ ["x-mock-fault"] = "stall-after-events=1" }, true))
+        assert(s:wait_headers())
+        return s:next_event() and s:next_event()
+      end)
+      wait_stats(function(s) return s.active == 1 end)
+      assert.equal(base + 1, mock:stats().open_connections)   -- a new one: the pool has none idle
+      t:cancel()
+      local _, err = llm.await(t)
+      assert.equal("cancelled", err.kind)
+      local st = wait_stats(function(s) return s.open_connections == base end)
+      assert.equal(base, st.open_connections)
+      collectgarbage(); collectgarbage()      -- the detached transfer object goes with its task
+      assert.equal(0, loop:stats().transfers)
+    end)
+  end)
+
+  it("a stream dropped mid-flight is collected, detached and its connection closed", function()
+    local base = mock:stats().open_connections
+    do
+      local s = http.stream(chat_spec({ ["x-mock-fault"] = "stall-after-events=2" }, true))
+      assert(s:wait_headers())
+      assert(s:next_event())
+    end
+    collectgarbage(); collectgarbage()
+    assert.equal(0, loop:stats().transfers)
+    llm.run(function()
+      local st = wait_stats(function(s) return s.open_connections == base end)
+      assert.equal(base, st.open_connections)
+    end)
+  end)
+
+  it("1,000 sequential requests reuse one keep-alive connection", function()
+    local own = llm.new()          -- its own loop, so its connection cache starts empty
+    for _ = 1, 1000 do
+      local res = assert(own.http.request(chat_spec()))
+      assert.equal(200, res.status)
+    end
+    local st = mock:stats()
+    local after = own.loop:stats()
+    assert.equal(1000, st.requests)
+    assert.equal(1, st.connections)               -- control queries are not counted
+    assert.equal(1, after.new_connections)
+    assert.equal(999, after.connections_reused)
+  end)
+
+  describe("timeouts", function()
+    it("total: a non-streaming attempt that takes too long", function()
+      local res, err = http.request(chat_spec({ ["x-mock-fault"] = "stall-before-headers" }, false, { timeout = 0.2 }))
+      assert.is_nil(res)
+      assert.equal("timeout", err.kind)
+      assert.equal("total", err.which)
+    end)
+
+    it("headers: a stream whose headers do not arrive", function()
+      local s = http.stream(chat_spec({ ["x-mock-fault"] = "stall-before-headers" }, true, { timeout = 0.2 }))
+      local ok, err = s:wait_headers()
+      assert.is_nil(ok)
+      assert.equal("timeout", err.kind)
+      assert.equal("headers", err.which)
+    end)
+
+    it("first token: keep-alive comments do not count as content", function()
+      local s = http.stream(chat_spec({ ["x-mock-fault"] = "pings=3" }, true, { first_token_timeout = 0.3 }))
+      assert(s:wait_headers())
+      local ev, err = s:next_event()
+      assert.is_nil(ev)
+      assert.equal("timeout", err.kind)
+      assert.equal("first_token", err.which)
+    end)
+
+    it("idle: named keep-alive events do not reset the idle clock", function()
+      local s = http.stream({
+        method = "POST", url = mock.url .. "/v1/messages",
+        headers = { ["x-api-key"] = "k", ["anthropic-version"] = "2023-06-01",
+                    ["x-mock-fault"] = "stall-after-events=3", ["content-type"] = "application/json" },
+        body = '{"model":"m","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}',
+        framing = "sse", keepalive = { "ping" }, idle_timeout = 0.3,
+      })
+      assert(s:wait_headers())
+      local names, err = {}, nil
+      while true do
+        local ev, e = s:next_event()
+        if not ev then err = e; break end
+        names[#names + 1] = ev.name
+      end
+      assert.equal("timeout", err.kind)
+      assert.equal("idle", err.which)
+      assert.equal(3, #names)
+    end)
+
+    it("connect: a server whose accept queue is full", function()
+      local socket = require("socket")
+      local srv = assert(socket.tcp())
+      assert(srv:bind("127.0.0.1", 0))
+      assert(srv:listen(0))
+      local _, port = srv:getsockname()
+      local fillers = {}
+      for i = 1, 8 do     -- fill the backlog so further SYNs are dropped
+        local c = socket.tcp()
+        c:settimeout(0)
+        c:connect("127.0.0.1", port)
+        fillers[i] = c
+      end
+      local res, err = http.request({ url = "http://127.0.0.1:" .. port .. "/", connect_timeout = 0.3, timeout = 5 })
+      for _, c in ipairs(fillers) do c:close() end
+      srv:close()
+      assert.is_nil(res)
+      assert.equal("timeout", err.kind)
+      assert.equal("connect", err.which)
+    end)
+  end)
+
+  it("a connection refused is a connection error", function()
+    local socket = require("socket")
+    local srv = assert(socket.tcp())
+    assert(srv:bind("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    srv:close()
+    local res, err = http.request({ url = "http://127.0.0.1:" .. port .. "/" })
+    assert.is_nil(res)
+    assert.equal("connection", err.kind)
+    assert.is_true(err.retryable)
+  end)
+
+  it("an event over the size cap ends the stream with a protocol error", function()
+    local s = http.stream(chat_spec({ ["x-mock-text"] = string.rep("x", 3000) }, true, { max_event_size = 1024 }))
+    assert(s:wait_headers())
+    local err
+    repeat local ev, e = s:next_event(); err = e until not ev
+    assert.equal("protocol", err.kind)
+  end)
+end)
