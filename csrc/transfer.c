@@ -200,7 +200,8 @@ void llm_transfer_done(struct transfer *t, CURLcode rc) {
   t->result = rc;
   t->state = ST_DONE;
   if (rc == CURLE_OK && t->framing_on) {
-    if (sse_finish(&t->sse) != SSE_OK && t->fail == F_NONE) t->fail = F_NOMEM;
+    int frc = sse_finish(&t->sse);
+    if (frc != SSE_OK && t->fail == F_NONE) t->fail = frc == SSE_ETOOBIG ? F_TOOBIG : F_NOMEM;
   }
   if (curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && t->loop) {
     if (nconn > 0) t->loop->new_connections += (lua_Integer)nconn;

@@ -198,4 +198,123 @@ function M.same(a, b)
   return true
 end
 
+-- Shared checks of normalized responses and event sequences against .expect.json facts,
+-- used by the provider-level and the client-level fixture specs.
+local assert = require("luassert")
+local null = json.null
+local function v(x) if x == null then return nil end return x end
+
+-- Checks a normalized response against the expect facts.
+function M.check_response(resp, exp)
+  assert.are.equal(exp.text or "", resp.text)
+  local calls = exp.tool_calls or {}
+  assert.are.equal(#calls, #resp.tool_calls)
+  for i, ec in ipairs(calls) do
+    local c = resp.tool_calls[i]
+    assert.are.equal(v(ec.id), c.id)
+    assert.are.equal(ec.name, c.name)
+    if ec.arguments_invalid_json then
+      assert.is_nil(c.arguments)
+      assert.are.equal(ec.arguments_raw, c.arguments_json)
+    else
+      assert.is_true(M.same(ec.arguments, c.arguments), "arguments of call " .. i)
+    end
+    assert.are.equal("string", type(c.arguments_json))
+  end
+  assert.are.equal(v(exp.finish_reason), resp.finish_reason)
+  if exp.raw_finish_reason ~= nil then
+    assert.are.equal(v(exp.raw_finish_reason), resp.raw_finish_reason)
+  end
+  assert.are.equal("table", type(resp.usage))
+  local eu = exp.usage or {}
+  assert.are.equal(v(eu.input_tokens), resp.usage.input_tokens)
+  assert.are.equal(v(eu.output_tokens), resp.usage.output_tokens)
+  for _, k in ipairs({ "input_tokens", "output_tokens", "total_tokens" }) do
+    if resp.usage[k] ~= nil then assert.are.equal("integer", math.type(resp.usage[k])) end
+  end
+  assert.are.equal(exp.reasoning_text, resp.reasoning)
+  assert.are.equal(exp.refusal, resp.refusal)
+  if exp.choices then
+    assert.are.equal(#exp.choices, #resp.choices)
+    for i, ec in ipairs(exp.choices) do
+      local c = resp.choices[i]
+      assert.are.equal(ec.index, c.index)
+      assert.are.equal(ec.text or "", c.text)
+      assert.are.equal(v(ec.finish_reason), c.finish_reason)
+      assert.are.equal(#(ec.tool_calls or {}), #c.tool_calls)
+    end
+  else
+    assert.is_nil(resp.choices)
+  end
+  -- the message is ready to append: assistant role, same calls
+  assert.are.equal("assistant", resp.message.role)
+  if #resp.tool_calls > 0 then assert.are.equal(resp.tool_calls, resp.message.tool_calls) end
+end
+
+-- Checks the normalized event sequence against the final response. Per-event checks are
+-- plain comparisons collected into one list (luassert per event would dominate the run
+-- time of 50 splits per fixture).
+function M.check_events(evs, resp)
+  local problems = {}
+  local function bad(msg) problems[#problems + 1] = msg end
+  local text, reasoning, refusal, args, done = {}, {}, {}, {}, {}
+  local prev_usage, last_usage
+  for i, e in ipairs(evs) do
+    if e.raw == nil then bad("event " .. i .. " (" .. tostring(e.type) .. ") has no raw") end
+    if e.type == "done" then bad("provider emitted done") end
+    if e.type == "text" then
+      text[#text + 1] = e.text
+    elseif e.type == "reasoning" then
+      reasoning[#reasoning + 1] = e.text
+    elseif e.type == "refusal" then
+      refusal[#refusal + 1] = e.text
+    elseif e.type == "tool_call" then
+      local call = resp.tool_calls[e.index]
+      if not call then
+        bad("tool_call event with unknown index " .. tostring(e.index))
+      else
+        if not args[e.index] then
+          args[e.index] = {}
+          if e.name ~= call.name then bad("first tool_call delta lacks the name") end
+        elseif e.name ~= nil then
+          bad("tool name repeated after the first delta")
+        end
+        if e.id ~= call.id then bad("tool_call id differs") end
+        table.insert(args[e.index], e.arguments_delta)
+      end
+    elseif e.type == "tool_call_done" then
+      done[#done + 1] = e.call
+    elseif e.type == "usage" then
+      -- cumulative: a fresh table each time, counts never going down
+      if prev_usage == e.usage then bad("usage event reuses its table") end
+      if prev_usage then
+        for _, k in ipairs({ "input_tokens", "output_tokens" }) do
+          if prev_usage[k] and e.usage[k] and e.usage[k] < prev_usage[k] then
+            bad("usage went down")
+          end
+        end
+      end
+      prev_usage, last_usage = e.usage, e.usage
+    elseif e.type == "error" then
+      bad("error event in a good stream")
+    end
+  end
+  assert.are.same({}, problems)
+  assert.are.equal(resp.text, table.concat(text))
+  assert.are.equal(resp.reasoning or "", table.concat(reasoning))
+  assert.are.equal(resp.refusal or "", table.concat(refusal))
+  assert.are.equal(#resp.tool_calls, #done)
+  for i, call in ipairs(resp.tool_calls) do
+    assert.are.equal(call.arguments_json, table.concat(args[i] or {}))
+    assert.are.equal(call.id, done[i].id)
+    assert.are.equal(call.name, done[i].name)
+    assert.is_true(M.same(call.arguments, done[i].arguments))
+  end
+  if last_usage then
+    assert.is_true(M.same(last_usage, resp.usage))
+  else
+    assert.is_nil(next(resp.usage))
+  end
+end
+
 return M

@@ -155,10 +155,20 @@ local function to_plan(r, f, provider, ctx, h)
       for i = 1, math.min(stall_n, #ev) do keep[i] = ev[i] end
       ev, plan.after = keep, "stall"
     end
-    if pings then
+    local err_n = faults.int(f["error-after-events"])
+    if err_n and provider then
       local keep = {}
+      for i = 1, math.min(err_n, #ev) do keep[i] = ev[i] end
+      keep[#keep + 1] = provider.stream_error(ctx)
+      ev, plan.after = keep, "close"
+    end
+    if pings then
+      -- With stall-after-events=N the pings follow N events of the reply (content, then
+      -- keep-alives only); alone they are all the stream sends.
+      local keep = {}
+      if stall_n then for i = 1, #ev do keep[i] = ev[i] end end
       local ping = provider and provider.ping(ctx) or ": ping\n\n"
-      if ping ~= "" then for i = 1, pings do keep[i] = ping end end
+      if ping ~= "" then for _ = 1, pings do keep[#keep + 1] = ping end end
       ev, plan.after = keep, "stall"
     end
     plan.chunks = ev
