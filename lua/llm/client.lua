@@ -5,6 +5,9 @@ local errors = require("llm.errors")
 local json = require("llm.json")
 
 local CONTENT = { text = true, reasoning = true, tool_call = true, refusal = true }
+-- A stream that got HTTP 200 but failed before any content, by its error: if the retry
+-- policy gives up on that error, the stream is handed out with the error as its last event.
+local started_streams = setmetatable({}, { __mode = "k" })
 local MAX_REDIRECTS = 5
 
 return function(env)
@@ -311,7 +314,11 @@ return function(env)
         -- Read ahead to the first content event; anything failing before it is retryable.
         while not s.content do
           local evs, done, serr = s:pull()
-          if serr then hs:close(); return nil, serr end
+          if serr then
+            hs:close()
+            started_streams[serr] = s
+            return nil, serr
+          end
           if done then break end
           local _ = evs
         end
@@ -433,7 +440,17 @@ return function(env)
     local built = p.build_request(req)
     local spec = self:spec(built, req, true)
     local policy = self:policy(req)
-    return policy:call(function() return self:open_stream(p, spec, req) end)
+    local s, err = policy:call(function() return self:open_stream(p, spec, req) end)
+    if s then return s end
+    -- After HTTP 200 a failure arrives as the stream's "error" event (API §9), not as nil, err.
+    local last = errors.is(err) and err.kind == "retry" and err.last or err
+    local started = last ~= nil and started_streams[last]
+    if started then
+      started.status, started.headers = started.hs.status, started.hs.headers
+      started:finish_with(err)
+      return started
+    end
+    return nil, err
   end
 
   M.log_retry = log_retry

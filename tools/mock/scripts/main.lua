@@ -206,7 +206,7 @@ return function(req)
   local h = req.headers
   local rt = route(req.path)
   local provider = rt and P[rt.provider]
-  local ctx = { seq = req.seq, created = os.time() }
+  local ctx = { seq = req.seq, created = os.time(), error_message = req.headers["x-mock-error-message"] }
   if provider then
     local body = json.decode(req.body)
     for k, v in pairs(provider.parse(req, type(body) == "table" and body or nil, rt)) do ctx[k] = v end

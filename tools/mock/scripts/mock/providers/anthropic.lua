@@ -26,6 +26,7 @@ local function headers(ctx, ct)
 end
 
 local function error_body(ctx, etype, msg)
+  msg = ctx.error_message or msg   -- x-mock-error-message: a server that echoes input
   return json.encode(O("type", "error", "error", O("type", etype, "message", msg),
                        "request_id", "req_mock" .. ctx.seq))
 end

@@ -106,6 +106,7 @@ function M.error(status, ctx, kind)
     status, etype, code = 429, "insufficient_quota", "insufficient_quota"
     msg = "You exceeded your current quota, please check your plan and billing details (mock)."
   end
+  msg = ctx and ctx.error_message or msg   -- x-mock-error-message: a server that echoes input
   -- Error bodies are indented with 4 spaces and end with a newline, as the real ones are.
   local body = "{\n    \"error\": {\n        \"message\": " .. str(msg) .. ",\n        \"type\": "
     .. str(etype) .. ",\n        \"param\": null,\n        \"code\": "
