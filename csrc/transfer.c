@@ -302,7 +302,11 @@ static void set_retry_fields(lua_State *L, int rec) {
   } else if (secs < 0) {
     lua_pop(L, 1);
   }
-  if (secs >= 0) { lua_pushnumber(L, secs); lua_setfield(L, rec, "retry_after"); }
+  if (secs >= 0) {
+    if (secs == (double)(lua_Integer)secs) lua_pushinteger(L, (lua_Integer)secs);  /* "2", not 2.0 */
+    else lua_pushnumber(L, secs);
+    lua_setfield(L, rec, "retry_after");
+  }
   if (lua_getfield(L, -1, "x-should-retry") == LUA_TSTRING) {
     const char *v = lua_tostring(L, -1);
     if (strcasecmp(v, "true") == 0) { lua_pushboolean(L, 1); lua_setfield(L, rec, "should_retry"); }

@@ -3,17 +3,8 @@
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 
--- The whole library when it is built; otherwise the retry module alone on a blocking clock.
-local ok, llm = pcall(require, "llm")
-local R
-if ok and type(llm) == "table" and llm.retry then
-  R = llm.retry
-else
-  R = require("llm.retry")({
-    now = os.clock,
-    sleep = function(s) os.execute(("sleep %.3f"):format(s)) end,
-  })
-end
+local llm = require("llm")
+local R = llm.retry
 
 math.randomseed(os.time())
 
