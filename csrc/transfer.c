@@ -16,6 +16,9 @@ enum framing { FR_NONE, FR_SSE, FR_NDJSON };
 enum fail { F_NONE, F_CANCELLED, F_T_HEADERS, F_T_FIRST, F_T_IDLE, F_TOOBIG, F_NOMEM, F_BODY };
 
 #define MAX_KEEPALIVE 8
+/* Bytes of framed events waiting for step before the transfer stops reading: bounds one
+ * step's batch (and memory) however much libcurl has buffered for a fast stream. */
+#define QUEUE_HIGH_WATER (1u << 20)
 
 struct transfer {
   struct loop *loop;                /* NULL once the loop is closed */
@@ -30,7 +33,8 @@ struct transfer {
   enum framing framing;
   int framing_on;                   /* framing applies to this response (2xx) */
   int attached;                     /* in the multi handle */
-  int paused;
+  int paused;                       /* paused by Lua (t:pause) */
+  int held;                         /* paused by the write callback until step drains the queue */
   enum fail fail;
   CURLcode result;
   long status;
@@ -125,6 +129,10 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   if (t->framing_on) {
     size_t before = t->queue.count;
+    if (t->queue.b.len >= QUEUE_HIGH_WATER) {   /* libcurl keeps these bytes and re-delivers them */
+      t->held = 1;
+      return CURL_WRITEFUNC_PAUSE;
+    }
     int rc = sse_feed(&t->sse, p, len);
     if (rc != SSE_OK) {
       t->fail = rc == SSE_ETOOBIG ? F_TOOBIG : F_NOMEM;
@@ -169,6 +177,7 @@ static void reset_response(struct transfer *t) {
   t->framing_on = 0;
   t->got_content = 0;
   t->fail = F_NONE;
+  t->held = 0;
   t->result = CURLE_OK;
   t->errbuf[0] = '\0';
 }
@@ -229,6 +238,10 @@ double llm_transfer_deadline(struct transfer *t) {
 void llm_transfer_check(struct transfer *t, double now) {
   if (t->state == ST_WAITING && now >= t->restart_at) { attach(t); return; }
   if (t->state != ST_RUNNING) return;
+  if (t->held && t->queue.count == 0) {        /* step has reported the batch: read on */
+    t->held = 0;
+    if (!t->paused && t->attached) curl_easy_pause(t->easy, CURLPAUSE_CONT);
+  }
   if (t->fail == F_CANCELLED) { finish(t, F_CANCELLED); return; }
   if (t->framing == FR_NONE || t->paused) return;
   if (!t->headers_ready && t->timeout > 0 && now >= t->t_start + t->timeout) finish(t, F_T_HEADERS);
@@ -463,7 +476,7 @@ static int transfer_pause(lua_State *L) {
   int on = lua_toboolean(L, 2);
   if (on == t->paused) return 0;
   t->paused = on;
-  if (t->attached) curl_easy_pause(t->easy, on ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+  if (t->attached && !(t->held && !on)) curl_easy_pause(t->easy, on ? CURLPAUSE_RECV : CURLPAUSE_CONT);
   if (!on) t->t_last_content = llm_now();
   return 0;
 }

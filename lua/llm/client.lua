@@ -3,6 +3,7 @@
 -- Providers translate; this module decides (retries, redirects, errors, event hold-back).
 local errors = require("llm.errors")
 local json = require("llm.json")
+local queue = require("llm.queue")
 
 local CONTENT = { text = true, reasoning = true, tool_call = true, refusal = true }
 -- A stream that got HTTP 200 but failed before any content, by its error: if the retry
@@ -310,7 +311,7 @@ return function(env)
         return nil, self:http_error(hs.status, hs.headers, hs.body, hs.retry_after, hs.should_retry)
       else
         local s = setmetatable({ hs = hs, p = p, req = req, state = p.new_stream_state(req),
-                                 pending = {}, ph = 1, finished = false, client = self }, Stream)
+                                 pending = queue.new(), finished = false, client = self }, Stream)
         -- Read ahead to the first content event; anything failing before it is retryable.
         while not s.content do
           local evs, done, serr = s:pull()
@@ -346,7 +347,7 @@ return function(env)
           return evs, true
         end
         if CONTENT[ev.type] then self.content = true end
-        self.pending[#self.pending + 1] = ev
+        self.pending:push(ev)
       end
       return evs, false
     end
@@ -366,7 +367,7 @@ return function(env)
     resp.status, resp.headers = self.hs.status, self.hs.headers
     resp.request_id = self.hs.headers and (self.hs.headers["x-request-id"] or self.hs.headers["request-id"])
     self.response = resp
-    self.pending[#self.pending + 1] = { type = "done", response = resp }
+    self.pending:push({ type = "done", response = resp })
     self.finished = true
     self.hs:close()
     return nil, true
@@ -374,8 +375,8 @@ return function(env)
 
   function Stream:finish_with(err, raw_ev)
     self.error = err
-    self.pending[#self.pending + 1] = { type = "error", error = err, raw = raw_ev and raw_ev.raw,
-                                        name = raw_ev and raw_ev.name }
+    self.pending:push({ type = "error", error = err, raw = raw_ev and raw_ev.raw,
+                        name = raw_ev and raw_ev.name })
     self.finished = true
     self.hs:close()
   end
@@ -383,12 +384,8 @@ return function(env)
   --- The next normalized event, or nil after `done` / `error` has been delivered.
   function Stream:next()
     while true do
-      local q = self.pending
-      if self.ph <= #q then
-        local ev = q[self.ph]
-        q[self.ph] = nil
-        self.ph = self.ph + 1
-        if self.ph > #q then self.pending, self.ph = {}, 1 end
+      local ev = self.pending:pop()
+      if ev then
         if self.on_event then self.on_event(ev) end
         return ev
       end

@@ -1,6 +1,7 @@
 --- Generic HTTP for the providers: request / response and request / event stream, both
 -- awaitable inside tasks and blocking outside them. Built on `llm.core` transfers.
 local errors = require("llm.errors")
+local queue = require("llm.queue")
 
 local HIGH_WATER = 4096   -- queued events before the transfer is paused (back-pressure)
 
@@ -47,8 +48,8 @@ return function(async)
     local kind = rec.type
     if kind == "events" then
       local q = self.queue
-      for _, ev in ipairs(rec.events) do q[#q + 1] = ev end
-      if #q - self.head + 1 >= HIGH_WATER and not self.paused then
+      for _, ev in ipairs(rec.events) do q:push(ev) end
+      if q:len() >= HIGH_WATER and not self.paused then
         self.paused = true
         self.t:pause(true)
       end
@@ -87,7 +88,7 @@ return function(async)
   -- first_token_timeout, max_event_size). Returns at once; use `wait_headers`.
   function M.stream(spec, on_debug)
     local t = loop:transfer(spec)
-    local s = setmetatable({ t = t, queue = {}, head = 1, on_debug = on_debug }, Stream)
+    local s = setmetatable({ t = t, queue = queue.new(), on_debug = on_debug }, Stream)
     async.watch(t, s)
     return s
   end
@@ -117,14 +118,9 @@ return function(async)
   -- nil, nil when the stream ended cleanly; nil, err on a transport failure.
   function Stream:next_event()
     while true do
-      local q = self.queue
-      local h = self.head
-      if h <= #q then
-        local ev = q[h]
-        q[h] = nil
-        self.head = h + 1
-        if self.head > #q then self.queue, self.head = {}, 1 end
-        if self.paused and (#self.queue - self.head + 1) < HIGH_WATER // 2 then
+      local ev = self.queue:pop()
+      if ev then
+        if self.paused and self.queue:len() < HIGH_WATER // 2 then
           self.paused = false
           self.t:pause(false)
         end
