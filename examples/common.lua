@@ -2,7 +2,7 @@
 -- client for the real API when its key is set, else for the mock server that `make demo`
 -- starts (its address in LLM_MOCK_URL).
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = "build/?.so;" .. package.cpath
+package.cpath = (os.getenv("LLM_BUILD") or "build") .. "/?.so;" .. package.cpath
 
 local llm = require("llm")
 

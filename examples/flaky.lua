@@ -1,7 +1,7 @@
 -- A function that fails two times in three, made reliable with a retry policy.
 -- Run from the repository root: lua5.4 examples/flaky.lua
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = "build/?.so;" .. package.cpath
+package.cpath = (os.getenv("LLM_BUILD") or "build") .. "/?.so;" .. package.cpath
 
 local llm = require("llm")
 local R = llm.retry
