@@ -519,4 +519,7 @@ function P.finish_stream(state)
   return resp
 end
 
+-- The Responses API is a variant of this provider: the client uses it for api = "responses".
+P.responses = require("llm.providers.openai_responses")
+
 return P

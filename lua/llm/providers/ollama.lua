@@ -1,0 +1,337 @@
+-- llm.providers.ollama: translation for Ollama's native chat API (POST /api/chat), whose
+-- stream is newline-delimited JSON. The provider contract is described at the top of
+-- llm/providers/openai.lua; this module follows it.
+--
+-- Choices particular to Ollama:
+-- * No key is needed (`needs_key = false`); when OLLAMA_API_KEY (or `api_key`) is set it
+--   is sent as a Bearer token (Ollama's hosted API, or a proxy in front of a server).
+-- * `stream` is always sent: Ollama streams unless told `stream = false`.
+-- * Images go in the message's `images` list as base64 (a `data:` URL is unpacked); Ollama
+--   cannot take an image by http(s) URL, so such a part raises.
+-- * Sampling options go in `options` (num_predict = max_tokens, temperature, top_p, stop);
+--   `response_format` json_schema sends the schema as `format`, json_object sends "json".
+-- * `reasoning` turns `think` on; an `effort` is passed as the level for gpt-oss models,
+--   which take "low" / "medium" / "high"; `reasoning = false` sends `think = false`.
+-- * Tool calls arrive whole (arguments already an object); ids are nil unless the server
+--   sends one. Tool results are `{ role = "tool", content, tool_name }`, the name from the
+--   tool message's `name`, else from the call with that id earlier in the history.
+-- * Thinking comes back as a reasoning part with `provider_data = { provider = "ollama" }`
+--   and is replayed as the assistant message's `thinking`.
+-- * finish_reason: tool calls present -> tool_calls; done_reason "length" -> length;
+--   anything else with done = true -> stop. A stream is complete iff a line with
+--   `done: true` arrived; an `{"error": ...}` line ends it with an error.
+-- * usage: input = prompt_eval_count, output = eval_count.
+-- * finish_stream's `raw` is the final (`done: true`) line with the whole message
+--   (content, thinking, tool_calls) filled in, the shape a non-streamed call returns.
+
+local json = require("llm.json")
+local C = require("llm.providers.common")
+
+local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
+local null = json.null
+local val, str = C.val, C.str
+
+local PROVIDER = "ollama"
+
+local P = {
+  name = "ollama",
+  base_url = "http://127.0.0.1:11434",
+  api_key_env = "OLLAMA_API_KEY",
+  base_url_env = "OLLAMA_BASE_URL",
+  needs_key = false,
+  framing = "ndjson",
+  keepalive_events = {},
+}
+
+function P.auth_headers(api_key)
+  if api_key == nil or api_key == false or api_key == "" then return {} end
+  return { ["authorization"] = "Bearer " .. api_key }
+end
+
+---------------------------------------------------------------------------------------
+-- Requests
+---------------------------------------------------------------------------------------
+
+local function map_finish(done_reason, done, has_calls)
+  if has_calls then return "tool_calls" end
+  if done_reason == "length" then return "length" end
+  if done_reason ~= nil or done then return "stop" end
+  return nil
+end
+P.map_finish = map_finish
+
+local function image_data(p)
+  if p.data then return p.data end
+  local b64 = type(p.url) == "string" and p.url:match("^data:[^;,]*;base64,(.*)$")
+  if b64 then return b64 end
+  error("ollama: an image part needs base64 `data` (Ollama does not fetch image URLs)", 0)
+end
+
+-- text, images and thinking of a message's content.
+local function split_content(content)
+  if type(content) ~= "table" then return content or "", nil, nil end
+  local text, images, thinking = {}, nil, nil
+  for _, p in ipairs(content) do
+    if type(p) == "string" then
+      text[#text + 1] = p
+    elseif p.type == "text" then
+      text[#text + 1] = p.text
+    elseif p.type == "image" then
+      images = images or json.array()
+      images[#images + 1] = image_data(p)
+    elseif p.type == "reasoning" and type(p.provider_data) == "table"
+        and p.provider_data.provider == PROVIDER and type(p.text) == "string" then
+      thinking = (thinking or "") .. p.text
+    end
+  end
+  return concat(text), images, thinking
+end
+
+local function message_out(m, names)
+  local role = m.role or "user"
+  if role == "tool" then
+    local out = { role = "tool", content = C.tool_result_text(m.content) }
+    local name = m.name or (m.tool_call_id and names[m.tool_call_id])
+    if name then out.tool_name = name end
+    return out
+  end
+  local text, images, thinking = split_content(m.content)
+  if role == "developer" then role = "system" end
+  local out = { role = role, content = text }
+  if images then out.images = images end
+  if role == "assistant" then
+    if thinking then out.thinking = thinking end
+    if type(m.tool_calls) == "table" and #m.tool_calls > 0 then
+      local calls = json.array()
+      for i, c in ipairs(m.tool_calls) do
+        if c.id and c.name then names[c.id] = c.name end
+        calls[i] = { ["function"] = { name = c.name, arguments = C.arguments_table(c) } }
+        if c.id then calls[i].id = c.id end
+      end
+      out.tool_calls = calls
+    end
+  end
+  return out
+end
+
+local function tool_out(t)
+  if not C.is_function_tool(t) then return t end
+  if t.type == "function" and type(t["function"]) == "table" then return t end -- wire-shaped
+  return { type = "function", ["function"] = { name = t.name, description = t.description,
+    parameters = C.schema(t.parameters) or { type = "object", properties = json.object() } } }
+end
+
+local function think_of(r, model)
+  if r == nil then return nil end
+  if r == false or r == true then return r end
+  if type(r) ~= "table" then return nil end
+  if r.enabled == false then return false end
+  if r.effort and type(model) == "string" and model:find("gpt%-oss") then return r.effort end
+  return true
+end
+
+function P.build_request(req)
+  local messages = json.array()
+  local names = {}
+  if req.system ~= nil then
+    messages[1] = { role = "system", content = C.content_text(req.system) }
+  end
+  for _, m in ipairs(req.messages or {}) do messages[#messages + 1] = message_out(m, names) end
+  local body = { model = req.model, messages = messages, stream = req.stream and true or false }
+  if type(req.tools) == "table" and #req.tools > 0 then
+    local tools = json.array()
+    for i, t in ipairs(req.tools) do tools[i] = tool_out(t) end
+    body.tools = tools
+  end
+  local options = {}
+  options.num_predict = req.max_tokens
+  options.temperature = req.temperature
+  options.top_p = req.top_p
+  options.stop = C.stop_list(req.stop)
+  if next(options) ~= nil then body.options = options end
+  local rf = req.response_format
+  if type(rf) == "table" then
+    if rf.type == "json_schema" then body.format = C.schema(rf.schema) or "json"
+    elseif rf.type == "json_object" then body.format = "json" end
+  elseif type(rf) == "string" then
+    body.format = rf
+  end
+  body.think = think_of(req.reasoning, req.model)
+  C.merge_extra(body, req.extra)
+  local headers = { ["content-type"] = "application/json" }
+  if req.stream then headers["accept"] = "application/x-ndjson" end
+  return { method = "POST", path = "/api/chat", headers = headers, body = body }
+end
+
+---------------------------------------------------------------------------------------
+-- Responses
+---------------------------------------------------------------------------------------
+
+local function usage_of(obj)
+  if val(obj.prompt_eval_count) == nil and val(obj.eval_count) == nil then return {} end
+  return C.usage(obj.prompt_eval_count, obj.eval_count, nil)
+end
+
+-- Normalized calls from a message's tool_calls (whole calls, arguments an object).
+local function calls_of(tcs, into)
+  for _, tc in ipairs(type(tcs) == "table" and tcs or {}) do
+    local fn = type(tc) == "table" and val(tc["function"]) or nil
+    if type(fn) == "table" then
+      local args = val(fn.arguments)
+      local args_json
+      if type(args) == "string" then args_json = args
+      elseif type(args) == "table" then args_json = json.encode(args)
+      else args_json = "" end
+      local call = C.tool_call(str(tc.id), str(fn.name), args_json)
+      if type(args) == "table" then call.arguments = args end
+      into[#into + 1] = call
+    end
+  end
+  return into
+end
+
+local function assistant_message(text, thinking, calls)
+  local msg = { role = "assistant", content = text }
+  if thinking and thinking ~= "" then
+    msg.content = { { type = "reasoning", text = thinking, provider_data = { provider = PROVIDER } },
+                    { type = "text", text = text } }
+  end
+  if #calls > 0 then msg.tool_calls = calls end
+  return msg
+end
+
+local function build(obj, text, thinking, calls, raw, req)
+  local done = val(obj.done) == true
+  local done_reason = str(obj.done_reason)
+  local resp = {
+    text = text, tool_calls = calls,
+    finish_reason = done and map_finish(done_reason, true, #calls > 0) or nil,
+    raw_finish_reason = done_reason,
+    usage = usage_of(obj), reasoning = (thinking and thinking ~= "") and thinking or nil,
+    message = assistant_message(text, thinking, calls),
+    model = str(obj.model), raw = raw,
+  }
+  resp.parsed = C.parsed(req, text)
+  return resp
+end
+
+function P.decode_response(body, req)
+  local obj = type(body) == "table" and body or {}
+  local m = val(obj.message)
+  if type(m) ~= "table" then m = {} end
+  local calls = calls_of(val(m.tool_calls), {})
+  return build(obj, str(m.content) or "", str(m.thinking), calls, body, req)
+end
+
+---------------------------------------------------------------------------------------
+-- Errors
+---------------------------------------------------------------------------------------
+
+local function error_message(t)
+  if type(t) ~= "table" then return nil end
+  local e = val(t.error)
+  if type(e) == "string" then return e end
+  if type(e) == "table" then return str(e.message) end
+  return nil
+end
+
+function P.decode_error(status, headers, body_text)
+  local t, body = C.decode_body(body_text)
+  return {
+    kind = C.kind_for_status(status), status = status,
+    message = error_message(t) or C.fallback_message(status, body_text),
+    request_id = C.header(headers, "x-request-id") or C.header(headers, "request-id"),
+    body = body,
+  }
+end
+
+---------------------------------------------------------------------------------------
+-- Streams
+---------------------------------------------------------------------------------------
+
+function P.new_stream_state(req)
+  return { req = req, text = {}, thinking = {}, calls = {}, usage = {}, final = nil,
+           model = nil, error = nil }
+end
+
+local function fail(state, fields, obj, name)
+  state.error = fields
+  return { { type = "error", error = fields, raw = obj, name = name } }
+end
+
+function P.decode_event(state, ev)
+  local name = ev.name
+  local obj, derr = json.decode(ev.data)
+  if type(obj) ~= "table" or obj == null then
+    return fail(state, { kind = "protocol",
+      message = "bad JSON in stream line: " .. tostring(derr or "not an object") }, ev.data, name)
+  end
+  if val(obj.error) ~= nil then
+    return fail(state, { kind = "server", message = error_message(obj) or "error in stream",
+      body = obj }, obj, name)
+  end
+  state.model = state.model or str(obj.model)
+  local out, n = {}, 0
+  local m = val(obj.message)
+  if type(m) == "table" then
+    local th = str(m.thinking)
+    if th and th ~= "" then
+      state.thinking[#state.thinking + 1] = th
+      n = n + 1; out[n] = { type = "reasoning", text = th, raw = obj, name = name }
+    end
+    local t = str(m.content)
+    if t and t ~= "" then
+      state.text[#state.text + 1] = t
+      n = n + 1; out[n] = { type = "text", text = t, raw = obj, name = name }
+    end
+    local before = #state.calls
+    calls_of(val(m.tool_calls), state.calls)
+    for i = before + 1, #state.calls do
+      local c = state.calls[i]
+      n = n + 1
+      out[n] = { type = "tool_call", index = i, id = c.id, name = c.name,
+                 arguments_delta = c.arguments_json, raw = obj }
+    end
+    for i = before + 1, #state.calls do
+      n = n + 1; out[n] = { type = "tool_call_done", call = state.calls[i], raw = obj, name = name }
+    end
+  end
+  if val(obj.done) == true then
+    state.final = obj
+    local nu = usage_of(obj)
+    if C.usage_changed(state.usage, nu) then
+      state.usage = nu
+      n = n + 1; out[n] = { type = "usage", usage = C.copy_usage(nu), raw = obj, name = name }
+    end
+  end
+  if n == 0 then out[1] = { type = "raw", raw = obj, name = name } end
+  return out
+end
+
+function P.finish_stream(state)
+  if state.error then return nil, state.error end
+  local final = state.final
+  if not final then
+    return nil, { kind = "protocol", message = "stream ended before a line with done: true" }
+  end
+  local text = concat(state.text)
+  local thinking = #state.thinking > 0 and concat(state.thinking) or nil
+  local raw = {}
+  for k, v in pairs(final) do raw[k] = v end
+  local rmsg = { role = "assistant", content = text }
+  if thinking then rmsg.thinking = thinking end
+  if #state.calls > 0 then
+    local tcs = json.array()
+    for i, c in ipairs(state.calls) do
+      tcs[i] = { ["function"] = { name = c.name, arguments = c.arguments or json.object() } }
+      if c.id then tcs[i].id = c.id end
+    end
+    rmsg.tool_calls = tcs
+  end
+  raw.message = rmsg
+  local resp = build(final, text, thinking, state.calls, raw, state.req)
+  resp.usage = C.copy_usage(state.usage)
+  return resp
+end
+
+return P
