@@ -1,3 +1,4 @@
+-- needs: fixtures (run_spec.sh skips this file with 77 when they are absent)
 -- Every fixture of the openai_chat, openai_compat and anthropic folders, run through its
 -- provider: streams (whole and in 50 seeded random 2-3-way byte splits), success bodies
 -- and error bodies, checked against the `.expect.json` facts.
@@ -33,13 +34,12 @@ local function check_stream(P, events, exp)
 end
 
 local dir = F.dir()
+if not dir then          -- run directly without fixtures: register nothing
+  print("fixtures absent")
+  return
+end
 
 describe("fixtures", function()
-  if not dir then
-    print("fixtures absent")
-    it("fixtures absent", function() pending("fixtures absent") end)
-    return
-  end
   local _, which = F.framer()
   local count = 0
   for _, pair in ipairs(FOLDERS) do

@@ -149,19 +149,20 @@ describe("core.framer", function()
     collectgarbage()
   end)
 
-  it("matches stream_facts of every shared .sse fixture, whole and split", function()
-    local dir = fixtures_dir()
-    local ok, cjson = pcall(require, "cjson")
+  -- Registered only when the shared fixtures are there; the framing rules themselves are
+  -- covered above and by tests/transcripts in every clone.
+  local fdir = fixtures_dir()
+  local has_fixtures = io.open(fdir .. "/README.md", "r")
+  if has_fixtures then has_fixtures:close() else print("fixtures absent: shared .sse cases not run") end
+  if has_fixtures then it("matches stream_facts of every shared .sse fixture, whole and split", function()
+    local dir = fdir
+    local cjson = require("cjson")
     local list = io.popen("find '" .. dir .. "' -name '*.sse' 2>/dev/null")
     local files = {}
     for line in list:lines() do files[#files + 1] = line end
     list:close()
     table.sort(files)
-    if #files == 0 or not ok then
-      print("fixtures absent")
-      pending("fixtures absent")
-      return
-    end
+    assert.is_true(#files > 0)
     print(#files .. " fixtures at " .. dir)
     for _, path in ipairs(files) do
       local body = assert(read(path))
@@ -176,5 +177,5 @@ describe("core.framer", function()
         assert.same(whole, (parse("sse", body, { i })), path .. " split at " .. i)
       end
     end
-  end)
+  end) end
 end)

@@ -155,8 +155,8 @@ return function(env)
   end
 
   --- The llm.Error for an HTTP error reply.
-  function Client:http_error(status, headers, body, retry_after, should_retry)
-    local f = self.provider.decode_error(status, headers or {}, body or "")
+  function Client:http_error(status, headers, body, retry_after, should_retry, p)
+    local f = (p or self.provider).decode_error(status, headers or {}, body or "")
     local fields = copy(f)
     fields.kind = f.kind or errors.kind_for_status(status)
     fields.status = status
@@ -234,7 +234,7 @@ return function(env)
       local res, err = self:send(spec)
       if not res then return nil, err end
       if res.status >= 300 then
-        return nil, self:http_error(res.status, res.headers, res.body, res.retry_after, res.should_retry)
+        return nil, self:http_error(res.status, res.headers, res.body, res.retry_after, res.should_retry, p)
       end
       local body, jerr = decode_json(res.body)
       if not body then return nil, jerr end
@@ -308,7 +308,7 @@ return function(env)
         spec.url = target
       elseif hs.status >= 300 then
         hs:close()
-        return nil, self:http_error(hs.status, hs.headers, hs.body, hs.retry_after, hs.should_retry)
+        return nil, self:http_error(hs.status, hs.headers, hs.body, hs.retry_after, hs.should_retry, p)
       else
         local s = setmetatable({ hs = hs, p = p, req = req, state = p.new_stream_state(req),
                                  pending = queue.new(), finished = false, client = self }, Stream)
