@@ -21,7 +21,9 @@ function M.client(provider, opts)
   local d = DEFAULTS[provider]
   opts = opts or {}
   opts.model = opts.model or d.model
-  if (d.env and os.getenv(d.env)) or not MOCK then
+  local real = d.env and os.getenv(d.env)
+  if provider == "ollama" then real = os.getenv("OLLAMA_BASE_URL") end
+  if real or not MOCK then
     return llm.client(provider, opts), false
   end
   opts.base_url = MOCK .. d.mock

@@ -21,6 +21,10 @@ local EXPECT = {
   ["errors.lua"] = { "kind=rate_limit", "kind=quota", "stream ended with: .*connection" },
   ["flaky.lua"] = { "got 42 after %d+ attempt" },
   ["retry_chat.lua"] = { "attempt 1 failed %(server%)", "after 3 attempts" },
+  ["conversation.lua"] = { "%[chat%] echo: What's my name%?  %(history: 4 messages%)", "chained on" },
+  ["responses.lua"] = { "web search events" },
+  ["gemini.lua"] = { "chat:   echo: Name a planet", "stream: echo: Name two moons" },
+  ["ollama.lua"] = { "ollama: echo: Say hello in French", "stop" },
 }
 
 describe("examples", function()

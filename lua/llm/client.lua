@@ -367,6 +367,7 @@ return function(env)
     resp.status, resp.headers = self.hs.status, self.hs.headers
     resp.request_id = self.hs.headers and (self.hs.headers["x-request-id"] or self.hs.headers["request-id"])
     self.response = resp
+    if self.on_done then self.on_done(resp) end
     self.pending:push({ type = "done", response = resp })
     self.finished = true
     self.hs:close()
@@ -448,6 +449,72 @@ return function(env)
       return started
     end
     return nil, err
+  end
+
+  ---------------------------------------------------------------------------------------
+  -- Conversations: history kept on the client side (the Chat Completions API remembers
+  -- nothing); with the Responses API, turns chain previous_response_id instead.
+
+  local Conversation = { __name = "llm.Conversation" }
+  Conversation.__index = Conversation
+  M.Conversation = Conversation
+
+  --- client:conversation{ system, messages, api, store, ...options for every turn }
+  function Client:conversation(opts)
+    opts = copy(opts)
+    local conv = setmetatable({ client = self, system = opts.system, messages = {},
+                                api = opts.api or self.api, store = opts.store }, Conversation)
+    for i, m in ipairs(opts.messages or {}) do conv.messages[i] = m end
+    opts.system, opts.messages, opts.api = nil, nil, nil
+    conv.options = opts
+    return conv
+  end
+
+  -- The request for one turn, and the user message it adds.
+  function Conversation:turn(input, overrides)
+    local msg = input
+    if type(input) == "string" then msg = { role = "user", content = input }
+    elseif type(input) ~= "table" then error("conversation: expected a string or a message", 3) end
+    local req = copy(self.options)
+    for k, v in pairs(overrides or {}) do req[k] = v end
+    req.system, req.api, req.store = self.system, self.api, self.store
+    if self.api == "responses" and self.store ~= false and self.last_response_id then
+      req.messages = { msg }                        -- the server holds the rest
+      req.previous_response_id = self.last_response_id
+    else
+      local history = {}
+      for i, m in ipairs(self.messages) do history[i] = m end
+      history[#history + 1] = msg
+      req.messages = history
+    end
+    return req, msg
+  end
+
+  -- A successful turn joins the history; a failed one leaves it unchanged.
+  function Conversation:commit(msg, resp)
+    self.messages[#self.messages + 1] = msg
+    self.messages[#self.messages + 1] = resp.message
+    self.last_response_id = resp.id
+  end
+
+  --- conv:send(text_or_message, overrides) -> response, or nil, err (history unchanged).
+  function Conversation:send(input, overrides)
+    local req, msg = self:turn(input, overrides)
+    local resp, err = self.client:chat(req)
+    if not resp then return nil, err end
+    self:commit(msg, resp)
+    return resp
+  end
+
+  --- conv:stream(text_or_message, overrides) -> stream; the turn joins the history when the
+  -- stream completes.
+  function Conversation:stream(input, overrides)
+    local req, msg = self:turn(input, overrides)
+    local s, err = self.client:stream(req)
+    if not s then return nil, err end
+    if s.response then self:commit(msg, s.response)
+    else s.on_done = function(resp) self:commit(msg, resp) end end
+    return s
   end
 
   M.log_retry = log_retry
