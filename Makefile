@@ -41,7 +41,7 @@ test-asan: deps
 
 # Specs under valgrind with an aggressive collector (a soak for lifetimes and leaks).
 test-valgrind: build
-	LLM_VALGRIND=1 $(LUA) tools/valgrind_specs.lua
+	sh tools/valgrind.sh
 
 demo: build
 	@sh tools/demo.sh $(BUILD)

@@ -546,3 +546,37 @@ describe("stream API", function()
     for i = 1, 20 do assert.equal("echo: p" .. i, results[i].text) end
   end)
 end)
+
+------------------------------------------------------------------------------------------
+describe("redirects", function()
+  it("are followed within the same origin, with the credentials", function()
+    local c = openai{ headers = { ["x-mock-sequence"] = "redirect=/v1/chat/completions|ok", ["x-mock-key"] = key() } }
+    assert.equal("echo: moved", assert(c:chat("moved")).text)
+    local reqs = mock:requests()
+    assert.equal(2, #reqs)
+    assert.equal("Bearer " .. KEY, reqs[2].headers["authorization"])
+    mock:reset()
+    local s = assert(openai{ headers = { ["x-mock-sequence"] = "redirect=" .. mock.url .. "/v1/chat/completions|ok",
+                                         ["x-mock-key"] = key() } }:stream("streamed"))
+    assert.equal("echo: streamed", assert(s:final()).text)
+  end)
+
+  it("to another origin are refused and nothing is sent there", function()
+    local other = mockmod.start()
+    local c = openai{ max_retries = 0, headers = { ["x-mock-fault"] = "redirect=" .. other.url .. "/v1/chat/completions" } }
+    local resp, err = c:chat("x")
+    local received = #other:requests()
+    other:stop()
+    assert.is_nil(resp)
+    assert.equal("protocol", err.kind)
+    assert.matches("another origin", err.message)
+    assert.equal(0, received)
+  end)
+
+  it("stop after five", function()
+    local _, err = openai{ max_retries = 0, headers = { ["x-mock-fault"] = "redirect=/v1/chat/completions" } }:chat("x")
+    assert.equal("protocol", err.kind)
+    assert.matches("too many redirects", err.message)
+    assert.equal(6, #mock:requests())
+  end)
+end)

@@ -24,6 +24,8 @@ local EXPECT = {
   ["conversation.lua"] = { "%[chat%] echo: What's my name%?  %(history: 4 messages%)", "chained on" },
   ["responses.lua"] = { "web search events" },
   ["gemini.lua"] = { "chat:   echo: Name a planet", "stream: echo: Name two moons" },
+  ["tools.lua"] = { "Seoul is 21 C and Busan is 24 C", "2 model round trips" },
+  ["agent.lua"] = { "calculator%(", "29032 feet" },
   ["ollama.lua"] = { "ollama: echo: Say hello in French", "stop" },
 }
 

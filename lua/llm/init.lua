@@ -135,11 +135,10 @@ local function build(opts)
     return M
   end
 
-  local okt, tools = pcall(require, "llm.tools")
-  if okt and type(tools) == "function" then tools = tools(env, M) end
-  if okt and type(tools) == "table" then
-    M.tool = tools.tool
-  end
+  local tools = require("llm.tools")(env, M)
+  M.tool = tools.tool
+  M.schema = tools.schema
+  for name, fn in pairs(tools.methods or {}) do clients.Client[name] = fn end
 
   return M
 end

@@ -244,6 +244,8 @@ return function(req)
     local delay = f["retry-after"] and (f["retry-after"] .. "s")
       or f["retry-after-ms"] and (string.format("%.3fs", tonumber(f["retry-after-ms"]) / 1000))
     r = shape.error(status, ctx, nil, { retry_delay = delay })
+  elseif f.redirect then
+    r = { status = faults.int(f["redirect-status"]) or 307, headers = { { "location", f.redirect } }, body = "" }
   elseif fixture then
     local err
     r, err = fixtures.load(core.fixtures, fixture)

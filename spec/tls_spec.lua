@@ -1,0 +1,78 @@
+-- TLS is verified by default: a self-signed server on 127.0.0.1 (openssl s_server with a
+-- certificate made for this run) fails verification, is trusted through ca_file, and is
+-- reached with insecure = true.
+local llm = require("llm")
+local socket = require("socket")
+
+local dir, port, pid
+
+local function sh(cmd) return os.execute(cmd) end
+
+setup(function()
+  dir = os.tmpname(); os.remove(dir); assert(sh("mkdir -p " .. dir))
+  assert(sh(("cd %s && env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+    .. "-addext subjectAltName=IP:127.0.0.1 -keyout key.pem -out cert.pem >/dev/null 2>&1"):format(dir)))
+  local f = assert(io.open(dir .. "/hello.txt", "w")); f:write("hello over tls"); f:close()
+  local probe = assert(socket.bind("127.0.0.1", 0))
+  port = select(2, probe:getsockname())
+  probe:close()
+  assert(sh(("cd %s && env -u LD_PRELOAD openssl s_server -quiet -accept 127.0.0.1:%d -cert cert.pem -key key.pem -WWW "
+    .. ">/dev/null 2>&1 & echo $! > %s/pid"):format(dir, port, dir)))
+  local pf = assert(io.open(dir .. "/pid")); pid = pf:read("n"); pf:close()
+  for _ = 1, 100 do           -- wait until it accepts
+    local c = socket.tcp()
+    c:settimeout(0.1)
+    local ok = c:connect("127.0.0.1", port)
+    c:close()
+    if ok then break end
+    sh("sleep 0.05")
+  end
+end)
+
+teardown(function()
+  if pid then sh("kill " .. pid .. " 2>/dev/null") end
+  if dir then sh("rm -rf " .. dir) end
+end)
+
+local function get(opts)
+  local spec = { url = ("https://127.0.0.1:%d/hello.txt"):format(port), timeout = 10 }
+  for k, v in pairs(opts or {}) do spec[k] = v end
+  return llm.http.request(spec)
+end
+
+describe("TLS", function()
+  it("refuses a certificate it cannot verify: a connection error that is not retryable", function()
+    local res, err = get()
+    assert.is_nil(res)
+    assert.equal("connection", err.kind)
+    assert.is_true(err.tls)
+    assert.is_false(err.retryable)
+  end)
+
+  it("trusts a server through ca_file", function()
+    local res = assert(get{ ca_file = dir .. "/cert.pem" })
+    assert.equal(200, res.status)
+    assert.equal("hello over tls", res.body)
+  end)
+
+  it("skips verification only with insecure = true", function()
+    local res = assert(get{ insecure = true })
+    assert.equal("hello over tls", res.body)
+  end)
+
+  it("a client with insecure = true warns once on stderr", function()
+    local lib = llm.new()
+    local written = {}
+    local real = io.stderr
+    io.stderr = { write = function(_, ...) for _, s in ipairs({ ... }) do written[#written + 1] = s end end }
+    local ok = pcall(function()
+      lib.client("openai", { model = "m", api_key = "k", insecure = true })
+      lib.client("openai", { model = "m", api_key = "k", insecure = true })
+    end)
+    io.stderr = real
+    assert.is_true(ok)
+    local text = table.concat(written)
+    local _, n = text:gsub("TLS verification is off", "")
+    assert.equal(1, n)
+  end)
+end)
