@@ -58,6 +58,14 @@ describe("transfers", function()
     assert.is_true(n >= 5)
   end)
 
+  it("accepts a compressed response and hands over the decoded body", function()
+    local res = assert(http.request(chat_spec({ ["x-mock-gzip"] = "1", ["x-mock-text"] = "zipped" })))
+    assert.equal("gzip", res.headers["content-encoding"])
+    assert.matches('"zipped"', res.body)
+    local req = mock:requests()[1]
+    assert.matches("gzip", req.headers["accept-encoding"])
+  end)
+
   it("parses retry-after and x-should-retry into numbers in C", function()
     local res = assert(http.request(chat_spec({ ["x-mock-fault"] = "status=429;retry-after=7;x-should-retry=false" })))
     assert.equal(429, res.status)

@@ -181,6 +181,11 @@ local function to_plan(r, f, provider, ctx, h)
       body = cut == 0 and "" or body:sub(1, #body // 2)
       plan.after = reset_n and "reset" or f.truncate and "close" or "stall"
     end
+    if h["x-mock-gzip"] then   -- Content-Encoding: gzip, which a client must accept
+      body = util.gzip(body)
+      headers[#headers + 1] = { "content-encoding", "gzip" }
+      if plan.content_length then plan.content_length = #body end
+    end
     plan.body = body
   end
   if f["stall-before-headers"] then plan.stall_before_headers = true end

@@ -81,4 +81,32 @@ function M.has_header(list, name)
   return false
 end
 
+-- gzip with stored (uncompressed) deflate blocks: a valid gzip member that any client
+-- must inflate, without a compression library in the mock.
+local crc_table = {}
+for i = 0, 255 do
+  local c = i
+  for _ = 1, 8 do c = (c & 1 == 1) and (0xEDB88320 ~ (c >> 1)) or (c >> 1) end
+  crc_table[i] = c
+end
+
+local function crc32(s)
+  local c = 0xFFFFFFFF
+  for i = 1, #s do c = crc_table[(c ~ s:byte(i)) & 0xFF] ~ (c >> 8) end
+  return c ~ 0xFFFFFFFF
+end
+
+function M.gzip(s)
+  local out = { "\31\139\8\0\0\0\0\0\0\255" }   -- magic, deflate, no flags, no mtime, unknown OS
+  local pos = 1
+  repeat
+    local piece = s:sub(pos, pos + 65534)
+    pos = pos + #piece
+    local final = pos > #s and 1 or 0
+    out[#out + 1] = string.pack("<BI2I2", final, #piece, (~#piece) & 0xFFFF) .. piece
+  until final == 1
+  out[#out + 1] = string.pack("<I4I4", crc32(s), #s & 0xFFFFFFFF)
+  return table.concat(out)
+end
+
 return M
