@@ -25,9 +25,15 @@ LLM_EXPORT int luaopen_llm_core(lua_State *L) {
   lua_newtable(L);
   llm_loop_register(L);
   llm_framer_register(L);
+  llm_json_register(L);
   lua_pushcfunction(L, core_now);
   lua_setfield(L, -2, "now");
-  lua_pushstring(L, curl_version());
-  lua_setfield(L, -2, "curl_version");
+  {
+    /* curl_version_info, not curl_version: the latter initializes libldap and SASL just to
+     * print their versions, and those keep allocations valgrind reports as lost. */
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    lua_pushfstring(L, "libcurl/%s %s", v->version, v->ssl_version ? v->ssl_version : "");
+    lua_setfield(L, -2, "curl_version");
+  }
   return 1;
 }

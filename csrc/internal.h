@@ -39,6 +39,7 @@ struct loop {
 
 double llm_now(void);
 void llm_framer_register(lua_State *L);
+void llm_json_register(lua_State *L);
 void llm_loop_register(lua_State *L);
 void llm_transfer_register(lua_State *L);
 

@@ -13,9 +13,12 @@
 -- * JSON null becomes `M.null`, a unique sentinel whose tostring is "null";
 -- * bad input returns `nil, message` and never raises.
 --
--- The decoder walks the text with `string.find` anchored patterns, which keeps most of the
--- work in C; a typical 200-byte stream event decodes in a few microseconds (see the
--- figure in docs/providers.md).
+-- Decoding runs in C when the core is available: `core.json_decode` (csrc/json.c) builds
+-- the values directly with these markers and this null, strictly per RFC 8259 (about 1 µs
+-- for a typical 200-byte stream event). Without the core (a pure-Lua use of llm.json) the
+-- Lua path below does the same work: lua-cjson plus a fix-up walk when cjson is installed,
+-- else a decoder that walks the text with `string.find` anchored patterns. The two agree
+-- on every valid document (spec/json_core_spec.lua) except where noted at `lua_decode`.
 --
 -- Encoding (request bodies): marked tables are encoded as marked; an unmarked empty table
 -- is `{}`; a table whose keys are exactly 1..n is an array; a table whose keys are all
@@ -284,17 +287,45 @@ local function fast_decode(s)
   return true, v
 end
 
---- Decodes a JSON text. Returns the value, or nil and a message (never raises).
-function M.decode(s)
-  if type(s) ~= "string" then return nil, "JSON: expected a string, got " .. type(s) end
-  if cjson then
-    local ok, v = fast_decode(s)
-    if ok then return v end
-  end
+-- The exact Lua decoder alone: value, or nil and a message.
+local function exact_decode(s)
   local ok, v = pcall(decode_all, s)
   if ok then return v end
   if getmetatable(v) == Fail then return nil, v.msg end
   return nil, "JSON: " .. tostring(v) -- e.g. a stack overflow on absurd nesting
+end
+
+-- The decoder used when the core is not available. Where it differs from core.json_decode
+-- (both documented in spec/json_core_spec.lua): the cjson fast path accepts a leading zero
+-- and a raw control character inside a string, and the exact decoder has no nesting limit
+-- (the core stops at 1,000 levels).
+local function lua_decode(s)
+  if cjson then
+    local ok, v = fast_decode(s)
+    if ok then return v end
+  end
+  return exact_decode(s)
+end
+
+-- core.json_decode when the core loads (once, here); a Lua-only user of llm.json, or a
+-- core built without it, gets lua_decode.
+local core_decode
+do
+  local ok, core = pcall(require, "llm.core")
+  if ok and type(core) == "table" and type(core.json_decode) == "function" then
+    core_decode = core.json_decode
+  end
+end
+
+-- For spec/json_core_spec.lua: the Lua path and the exact decoder, whichever path
+-- M.decode takes.
+M._decode_lua, M._decode_exact = lua_decode, exact_decode
+
+--- Decodes a JSON text. Returns the value, or nil and a message (never raises).
+function M.decode(s)
+  if type(s) ~= "string" then return nil, "JSON: expected a string, got " .. type(s) end
+  if core_decode then return core_decode(s, ARRAY, OBJECT, null) end
+  return lua_decode(s)
 end
 
 ---------------------------------------------------------------------------------------

@@ -1,0 +1,478 @@
+/* core.json_decode: a strict RFC 8259 JSON decoder that builds Lua values directly.
+ *
+ *   local v, err = core.json_decode(s, array_mt, object_mt, null)
+ *
+ * Arrays get array_mt, objects get object_mt (either may be nil: no metatable), JSON null
+ * becomes the value `null` (any Lua value). A number literal without '.', 'e' or 'E' that
+ * fits in a lua_Integer becomes an integer; every other literal is converted exactly as
+ * Lua's tonumber converts it (so 2^63 and beyond, and 1e400 = inf, are floats), except
+ * that a float zero is always +0.0, as in the Lua decoder (see positive_zero). \u escapes
+ * become UTF-8; a surrogate pair becomes one 4-byte sequence and a lone surrogate is
+ * encoded on its own (3 bytes), as utf8.char does, which is what lua/llm/json.lua's Lua
+ * decoder does. Duplicate keys: the last one wins. Malformed input, and nesting deeper
+ * than JSON_MAX_DEPTH, return nil and "JSON: <what> at byte <1-based offset>".
+ *
+ * Memory: the parser reads the Lua string in place and owns no C memory. Strings without
+ * escapes are pushed straight from the input; strings with escapes are decoded into a
+ * luaL_Buffer (Lua-owned). So the only raise possible, a memory error from the Lua API,
+ * longjmps over frames that hold nothing to release. Parse errors never raise: each
+ * parse function returns NULL and the message is built once the recursion has unwound.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "compat.h"
+
+#define JSON_MAX_DEPTH 1000   /* containers inside containers; deeper input is an error */
+#define JSON_STACK_SLACK 12   /* Lua stack slots a container needs besides its staged
+                                 children (see JSON_STAGE): the table's slot, a key, a
+                                 value, a luaL_Buffer's box and a metatable */
+
+#if defined(__GNUC__)
+#define JSON_NOINLINE __attribute__((noinline))
+#else
+#define JSON_NOINLINE
+#endif
+
+void llm_json_register(lua_State *L);
+
+struct json_parser {
+  lua_State *L;
+  const char *text;          /* the input, for byte offsets in messages */
+  const char *end;           /* one past the last byte; *end == '\0' (Lua strings end so) */
+  const char *err;           /* the first error's description; NULL while all is well */
+  const char *err_at;        /* where it was found */
+  int array_mt, object_mt, null; /* stack indices; 0: no metatable */
+};
+
+/* Bytes that end the fast scan of a string: control characters, '"' and '\\'. The
+ * '\0' entry also stops every scan at the end of the input. */
+static const unsigned char str_stop[256] = {
+  [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+  [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1,
+  [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1,
+  [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1,
+  [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x22] = 1, [0x5c] = 1
+};
+
+/* Hex digit value plus one; 0 for anything else. */
+static const unsigned char hex_value[256] = {
+  [0x30] = 1, [0x31] = 2, [0x32] = 3, [0x33] = 4, [0x34] = 5, [0x35] = 6, [0x36] = 7,
+  [0x37] = 8, [0x38] = 9, [0x39] = 10, [0x41] = 11, [0x42] = 12, [0x43] = 13, [0x44] = 14,
+  [0x45] = 15, [0x46] = 16, [0x61] = 11, [0x62] = 12, [0x63] = 13, [0x64] = 14, [0x65] = 15,
+  [0x66] = 16
+};
+
+#define IS_WS(c) ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
+#define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
+
+static inline const char *skip_ws(const char *p) {
+  while (IS_WS(*p))          /* stops at the terminating '\0' */
+    p++;
+  return p;
+}
+
+/* Records the first error and returns NULL, so callers can `return fail(...)`. */
+static const char *fail(struct json_parser *jp, const char *at, const char *what) {
+  if (jp->err == NULL) {
+    jp->err = what;
+    jp->err_at = at;
+  }
+  return NULL;
+}
+
+/* Four hex digits at p as a code unit, or -1. Reads stop at the first non-hex byte, so
+ * they never pass the closing quote the caller has already found. */
+static int hex4(const unsigned char *p) {
+  int a, b, c, d;
+  if (!(a = hex_value[p[0]]) || !(b = hex_value[p[1]]) || !(c = hex_value[p[2]]) ||
+      !(d = hex_value[p[3]]))
+    return -1;
+  return ((a - 1) << 12) | ((b - 1) << 8) | ((c - 1) << 4) | (d - 1);
+}
+
+static char *put_utf8(char *o, unsigned cp) {
+  if (cp < 0x80) {
+    *o++ = (char)cp;
+  } else if (cp < 0x800) {
+    *o++ = (char)(0xC0 | (cp >> 6));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {     /* lone surrogates land here too, as utf8.char does */
+    *o++ = (char)(0xE0 | (cp >> 12));
+    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  } else {
+    *o++ = (char)(0xF0 | (cp >> 18));
+    *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  }
+  return o;
+}
+
+/* The slow path of parse_string: p is just after the opening quote, q at the first '\\'
+ * or control byte. Finds the closing quote first, so the decoded text (never longer than
+ * the raw text) goes into one buffer of known size. [-0, +1] on success; on failure the
+ * stack holds leftovers the caller discards. Kept out of line: the luaL_Buffer is large
+ * and must not sit in every recursive frame. */
+static JSON_NOINLINE const char *parse_string_escaped(struct json_parser *jp, const char *p,
+                                                      const char *q) {
+  const char *r = q;
+  for (;;) {
+    while (!str_stop[(unsigned char)*r])
+      r++;
+    if (*r == '"')
+      break;
+    if (*r == '\\') {
+      if (r + 1 >= jp->end)
+        return fail(jp, jp->end, "unterminated string");
+      r += 2;                    /* the escaped byte is checked while decoding */
+      continue;
+    }
+    if (r == jp->end)
+      return fail(jp, jp->end, "unterminated string");
+    return fail(jp, r, "control character in string");
+  }
+
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(jp->L, &b, (size_t)(r - p));
+  char *o = out;
+  const char *s = p;
+  while (s < r) {
+    const char *bs = memchr(s, '\\', (size_t)(r - s));
+    if (bs == NULL)
+      bs = r;
+    memcpy(o, s, (size_t)(bs - s));
+    o += bs - s;
+    s = bs;
+    if (s == r)
+      break;
+    switch (s[1]) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '/': *o++ = '/'; break;
+    case 'b': *o++ = '\b'; break;
+    case 'f': *o++ = '\f'; break;
+    case 'n': *o++ = '\n'; break;
+    case 'r': *o++ = '\r'; break;
+    case 't': *o++ = '\t'; break;
+    case 'u': {
+      int cp = hex4((const unsigned char *)s + 2);
+      if (cp < 0)
+        return fail(jp, s, "bad \\u escape");
+      s += 6;
+      /* A high surrogate followed by an escaped low one is a pair; anything else leaves
+       * the surrogate alone and the next escape is read on its own. */
+      if (cp >= 0xD800 && cp <= 0xDBFF && s[0] == '\\' && s[1] == 'u') {
+        int lo = hex4((const unsigned char *)s + 2);
+        if (lo >= 0xDC00 && lo <= 0xDFFF) {
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          s += 6;
+        }
+      }
+      o = put_utf8(o, (unsigned)cp);
+      continue;
+    }
+    default:
+      return fail(jp, s, "bad escape");
+    }
+    s += 2;
+  }
+  luaL_pushresultsize(&b, (size_t)(o - out));
+  return r + 1;
+}
+
+/* p is just after the opening quote. [-0, +1] on success. */
+static inline const char *parse_string(struct json_parser *jp, const char *p) {
+  const char *q = p;
+  for (;;) {                     /* each test guards the next read: a stop byte (the
+                                    final '\0' included) ends the scan before it */
+    if (str_stop[(unsigned char)q[0]]) break;
+    if (str_stop[(unsigned char)q[1]]) { q += 1; break; }
+    if (str_stop[(unsigned char)q[2]]) { q += 2; break; }
+    if (str_stop[(unsigned char)q[3]]) { q += 3; break; }
+    q += 4;
+  }
+  if (*q == '"') {
+    lua_pushlstring(jp->L, p, (size_t)(q - p));
+    return q + 1;
+  }
+  return parse_string_escaped(jp, p, q);
+}
+
+/* A float zero becomes +0.0: the Lua decoder computes `tonumber(lit) + 0.0`, which drops
+ * the sign of -0.0 (and of an underflow such as -1e-400), and both decoders must give the
+ * same values. [-1, +1] */
+static void positive_zero(lua_State *L) {
+  if (!lua_isinteger(L, -1) && lua_tonumber(L, -1) == 0) {
+    lua_pop(L, 1);
+    lua_pushnumber(L, 0.0);
+  }
+}
+
+/* Literals other than short integers: converted by Lua itself so the result is exactly
+ * tonumber's (integer if it fits, else float; locale-proof). [-0, +1] on success */
+static JSON_NOINLINE const char *push_number_slow(struct json_parser *jp, const char *p,
+                                                  const char *e) {
+  size_t len = (size_t)(e - p);
+  char tmp[64];
+  if (len < sizeof tmp) {
+    memcpy(tmp, p, len);
+    tmp[len] = '\0';
+    if (lua_stringtonumber(jp->L, tmp) != 0) {
+      positive_zero(jp->L);
+      return e;
+    }
+  } else {                       /* a long literal: let Lua hold the NUL-terminated copy */
+    lua_pushlstring(jp->L, p, len);
+    if (lua_stringtonumber(jp->L, lua_tostring(jp->L, -1)) != 0) {
+      lua_remove(jp->L, -2);
+      positive_zero(jp->L);
+      return e;
+    }
+  }
+  return fail(jp, p, "number out of range");
+}
+
+/* p at '-' or a digit. [-0, +1] on success. */
+static inline const char *parse_number(struct json_parser *jp, const char *p) {
+  const char *q = p;
+  int neg = 0;
+  if (*q == '-') {
+    neg = 1;
+    q++;
+  }
+  const char *digits = q;
+  uint64_t u = 0;
+  if (*q == '0') {
+    q++;
+    if (IS_DIGIT(*q))
+      return fail(jp, p, "leading zero in number");
+  } else if (IS_DIGIT(*q)) {
+    do
+      u = u * 10 + (uint64_t)(*q++ - '0');   /* may wrap; only used for <= 18 digits */
+    while (IS_DIGIT(*q));
+  } else {
+    return fail(jp, p, "unexpected character");
+  }
+  int isint = 1;
+  if (*q == '.') {
+    q++;
+    if (!IS_DIGIT(*q))
+      return fail(jp, q, "digit expected after '.'");
+    while (IS_DIGIT(*q))
+      q++;
+    isint = 0;
+  }
+  if (*q == 'e' || *q == 'E') {
+    q++;
+    if (*q == '+' || *q == '-')
+      q++;
+    if (!IS_DIGIT(*q))
+      return fail(jp, q, "digit expected in exponent");
+    while (IS_DIGIT(*q))
+      q++;
+    isint = 0;
+  }
+  if (isint && q - digits <= 18) {   /* 10^18 - 1 < 2^63: cannot overflow */
+    lua_pushinteger(jp->L, neg ? -(lua_Integer)u : (lua_Integer)u);
+    return q;
+  }
+  return push_number_slow(jp, p, q);
+}
+
+static const char *parse_value(struct json_parser *jp, const char *p, int depth);
+
+/* Containers are built in two phases so that each table is allocated at its final size:
+ * up to JSON_STAGE elements (or key-value pairs) wait on the Lua stack above a slot
+ * reserved for the table, which is then created with the exact count and filled. Growing
+ * a table one key at a time instead reallocates its hash part at 1, 2, 4, 8... keys, and
+ * those reallocations cost more than the whole parse. A container longer than JSON_STAGE
+ * gets its table at that point and is filled directly from then on, so the stack use of
+ * one level stays bounded. */
+#define JSON_STAGE 16
+
+/* Creates the table of the container whose slot is t, moves the n values staged above it
+ * into it (pairs = 1: key-value pairs) and leaves it in slot t, the stack ending at t.
+ * size is the table's size hint. [-(n or 2n), +0] */
+static void flush_container(struct json_parser *jp, int t, int n, int pairs, int size) {
+  lua_State *L = jp->L;
+  if (pairs) {
+    lua_createtable(L, 0, size);
+    if (jp->object_mt) {
+      lua_pushvalue(L, jp->object_mt);
+      lua_setmetatable(L, -2);
+    }
+    for (int i = 0; i < n; i++) {  /* in order: for a repeated key the last one wins */
+      lua_pushvalue(L, t + 1 + 2 * i);
+      lua_pushvalue(L, t + 2 + 2 * i);
+      lua_rawset(L, -3);
+    }
+    lua_replace(L, t);
+    lua_settop(L, t);
+  } else {
+    lua_createtable(L, size, 0);
+    if (jp->array_mt) {
+      lua_pushvalue(L, jp->array_mt);
+      lua_setmetatable(L, -2);
+    }
+    lua_replace(L, t);           /* the staged values are now on top, the last one first */
+    for (int i = n; i >= 1; i--)
+      lua_rawseti(L, t, i);
+  }
+}
+
+/* p just after '['. [-0, +1] on success. */
+static const char *parse_array(struct json_parser *jp, const char *p, int depth) {
+  lua_State *L = jp->L;
+  if (depth >= JSON_MAX_DEPTH)
+    return fail(jp, p - 1, "nesting too deep");
+  if (!lua_checkstack(L, JSON_STAGE + JSON_STACK_SLACK))
+    return fail(jp, p - 1, "nesting too deep");
+  lua_pushnil(L);                /* the table's slot */
+  int t = lua_gettop(L);
+  int n = 0;
+  p = skip_ws(p);
+  if (*p == ']') {
+    flush_container(jp, t, 0, 0, 0);
+    return p + 1;
+  }
+  for (;;) {
+    if ((p = parse_value(jp, p, depth + 1)) == NULL)
+      return NULL;
+    if (++n > JSON_STAGE) {
+      if (n == JSON_STAGE + 1)   /* too long to stage: the table now, at twice the size */
+        flush_container(jp, t, n, 0, 2 * n);
+      else
+        lua_rawseti(L, t, n);
+    }
+    p = skip_ws(p);
+    if (*p == ',') {
+      p = skip_ws(p + 1);
+      continue;
+    }
+    if (*p == ']') {
+      if (n <= JSON_STAGE)
+        flush_container(jp, t, n, 0, n);
+      return p + 1;
+    }
+    return fail(jp, p, p < jp->end ? "expected ',' or ']'" : "unterminated array");
+  }
+}
+/* p just after '{'. [-0, +1] on success. */
+static const char *parse_object(struct json_parser *jp, const char *p, int depth) {
+  lua_State *L = jp->L;
+  if (depth >= JSON_MAX_DEPTH)
+    return fail(jp, p - 1, "nesting too deep");
+  if (!lua_checkstack(L, 2 * JSON_STAGE + JSON_STACK_SLACK))
+    return fail(jp, p - 1, "nesting too deep");
+  lua_pushnil(L);                /* the table's slot */
+  int t = lua_gettop(L);
+  int n = 0;
+  p = skip_ws(p);
+  if (*p == '}') {
+    flush_container(jp, t, 0, 1, 0);
+    return p + 1;
+  }
+  for (;;) {
+    if (*p != '"')
+      return fail(jp, p, p < jp->end ? "expected a string key" : "unterminated object");
+    if ((p = parse_string(jp, p + 1)) == NULL)
+      return NULL;
+    p = skip_ws(p);
+    if (*p != ':')
+      return fail(jp, p, "expected ':'");
+    if ((p = parse_value(jp, skip_ws(p + 1), depth + 1)) == NULL)
+      return NULL;
+    if (++n > JSON_STAGE) {
+      if (n == JSON_STAGE + 1)   /* too many to stage: the table now, at twice the size */
+        flush_container(jp, t, n, 1, 2 * n);
+      else
+        lua_rawset(L, t);        /* a repeated key overwrites: the last one wins */
+    }
+    p = skip_ws(p);
+    if (*p == ',') {
+      p = skip_ws(p + 1);
+      continue;
+    }
+    if (*p == '}') {
+      if (n <= JSON_STAGE)
+        flush_container(jp, t, n, 1, n);
+      return p + 1;
+    }
+    return fail(jp, p, p < jp->end ? "expected ',' or '}'" : "unterminated object");
+  }
+}
+
+/* p at the first byte of a value (whitespace already skipped). [-0, +1] on success. */
+static const char *parse_value(struct json_parser *jp, const char *p, int depth) {
+  switch (*p) {
+  case '"':
+    return parse_string(jp, p + 1);
+  case '{':
+    return parse_object(jp, p + 1, depth);
+  case '[':
+    return parse_array(jp, p + 1, depth);
+  case '-': case '0': case '1': case '2': case '3': case '4':
+  case '5': case '6': case '7': case '8': case '9':
+    return parse_number(jp, p);
+  case 't':
+    if (jp->end - p >= 4 && memcmp(p, "true", 4) == 0) {
+      lua_pushboolean(jp->L, 1);
+      return p + 4;
+    }
+    break;
+  case 'f':
+    if (jp->end - p >= 5 && memcmp(p, "false", 5) == 0) {
+      lua_pushboolean(jp->L, 0);
+      return p + 5;
+    }
+    break;
+  case 'n':
+    if (jp->end - p >= 4 && memcmp(p, "null", 4) == 0) {
+      lua_pushvalue(jp->L, jp->null);
+      return p + 4;
+    }
+    break;
+  case '\0':
+    if (p == jp->end)
+      return fail(jp, p, "unexpected end of input");
+    break;
+  }
+  return fail(jp, p, "unexpected character");
+}
+
+/* core.json_decode(s, array_mt?, object_mt?, null?) -> value | nil, message.
+ * Raises only on misuse (s not a string, a metatable that is not a table) or when Lua
+ * runs out of memory. */
+static int json_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (!lua_isnoneornil(L, 2))
+    luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3))
+    luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 4);              /* index 4 is the null value, nil when absent */
+  struct json_parser jp = {
+    .L = L, .text = s, .end = s + len, .err = NULL, .err_at = NULL,
+    .array_mt = lua_isnil(L, 2) ? 0 : 2,
+    .object_mt = lua_isnil(L, 3) ? 0 : 3,
+    .null = 4,
+  };
+  const char *p = parse_value(&jp, skip_ws(s), 0);
+  if (p != NULL) {
+    p = skip_ws(p);
+    if (p == jp.end)
+      return 1;                  /* the value is on top */
+    fail(&jp, p, "trailing characters");
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "JSON: %s at byte %I", jp.err, (lua_Integer)(jp.err_at - s + 1));
+  return 2;
+}
+
+/* [-0, +0] with the core module table on top. */
+void llm_json_register(lua_State *L) {
+  lua_pushcfunction(L, json_decode);
+  lua_setfield(L, -2, "json_decode");
+}
