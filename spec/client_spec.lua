@@ -548,6 +548,19 @@ describe("stream API", function()
 end)
 
 ------------------------------------------------------------------------------------------
+describe("proxy", function()
+  it("sends requests through the configured HTTP proxy", function()
+    -- api.example.invalid never resolves: only the proxy (the mock) can answer.
+    local c = llm.client("openai", { model = "m", api_key = KEY, base_url = "http://api.example.invalid/v1",
+                                     proxy = mock.url, max_retries = 0 })
+    assert.equal("echo: proxied", assert(c:chat("proxied")).text)
+    local r = mock:requests()[1]
+    assert.equal("api.example.invalid", r.proxied_host)
+    assert.equal("/v1/chat/completions", r.path)
+  end)
+end)
+
+------------------------------------------------------------------------------------------
 describe("redirects", function()
   it("are followed within the same origin, with the credentials", function()
     local c = openai{ headers = { ["x-mock-sequence"] = "redirect=/v1/chat/completions|ok", ["x-mock-key"] = key() } }

@@ -49,7 +49,7 @@ local function encode_log()
   local out = {}
   for i, r in ipairs(log) do
     out[i] = json.encode(O("seq", r.seq, "conn", r.conn, "t", r.t, "method", r.method, "path", r.path,
-      "query", r.query, "headers", r.headers, "body", r.body))
+      "query", r.query, "headers", r.headers, "body", r.body, "proxied_host", r.proxied_host))
   end
   return "[" .. table.concat(out, ",") .. "]"
 end
@@ -206,6 +206,10 @@ end
 ---------------------------------------------------------------- the handler
 
 return function(req)
+  -- Absolute-form targets ("POST http://host/v1/... HTTP/1.1") arrive when a client uses the
+  -- mock as its HTTP proxy: serve them as if addressed here, and note the host asked for.
+  local host, path = req.path:match("^https?://([^/]+)(/.*)$")
+  if host then req.path, req.proxied_host = path, host end
   if req.path:sub(1, 8) == "/__mock/" then return control(req) end
   log[#log + 1] = req
   local h = req.headers
