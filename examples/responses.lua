@@ -3,11 +3,15 @@
 local common = dofile("examples/common.lua")
 
 local client, mocked = common.client("openai", { api = "responses" })
+-- Against the mock, replay a recorded web-search stream when the shared fixtures are there.
+local fixtures = os.getenv("LLM_FIXTURES") or "../shared/fixtures"
+local recorded = io.open(fixtures .. "/openai_responses/responses_web_search_stream.sse")
+if recorded then recorded:close() end
 local stream = assert(client:stream{
   instructions = "Answer with one sentence and cite nothing.",
   input = "What happened in the news today?",
   tools = { { type = "web_search" } },
-  extra_headers = mocked and { ["x-mock-fixture"] = "openai_responses/responses_web_search_stream" } or nil,
+  extra_headers = mocked and recorded and { ["x-mock-fixture"] = "openai_responses/responses_web_search_stream" } or nil,
 })
 local searches = 0
 for ev in stream:events() do

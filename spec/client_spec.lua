@@ -187,7 +187,24 @@ describe("requests the server receives", function()
     assert.equal("object", b.tools[1].input_schema.type)
   end)
 
-  it("a history with tool calls and thinking blocks (with signatures) is sent back unchanged", function()
+  it("a hand-built history with thinking (signature) and tool calls is sent as Anthropic blocks", function()
+    local history = {
+      { role = "user", content = "weather?" },
+      { role = "assistant", content = {
+          { type = "reasoning", text = "I should look it up.", provider_data = { provider = "anthropic", signature = "sig-abc" } },
+          { type = "text", text = "Checking." } },
+        tool_calls = { { id = "toolu_9", name = "get_weather", arguments = { city = "Seoul" }, arguments_json = '{"city":"Seoul"}' } } },
+      { role = "tool", tool_call_id = "toolu_9", name = "get_weather", content = "21C" },
+    }
+    assert(anthropic():chat{ messages = history })
+    local m = bodies()[1].messages[2].content
+    assert.same({ type = "thinking", thinking = "I should look it up.", signature = "sig-abc" }, m[1])
+    assert.equal("text", m[2].type)
+    assert.equal("tool_use", m[3].type)
+    assert.equal("toolu_9", m[3].id)
+  end)
+
+  if F.dir() then it("a history with tool calls and thinking blocks (with signatures) is sent back unchanged", function()
     local c = anthropic{ headers = { ["x-mock-fixture"] = "anthropic/anthropic_thinking_stream" } }
     local first = assert(assert(c:stream("think")):final())
     local thinking
@@ -211,7 +228,7 @@ describe("requests the server receives", function()
     local ob = bodies()[1]
     assert.equal("assistant", ob.messages[2].role)
     assert.is_nil(tostring(ob.messages[2].content):find(thinking.provider_data.signature, 1, true))
-  end)
+  end) end
 end)
 
 ------------------------------------------------------------------------------------------
