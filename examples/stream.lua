@@ -2,7 +2,6 @@
 --   make demo                       (against the built-in mock server, or the real API when
 --                                    OPENAI_API_KEY / ANTHROPIC_API_KEY is set)
 local common = dofile("examples/common.lua")
-local llm = common.llm
 
 local provider = arg[1] or common.default_provider()
 local client, mocked = common.client(provider)
@@ -29,4 +28,3 @@ local resp = assert(stream:final())
 print()
 print(("-- finish: %s, tokens in/out: %s/%s --"):format(resp.finish_reason,
   tostring(resp.usage.input_tokens), tostring(resp.usage.output_tokens)))
-local _ = llm

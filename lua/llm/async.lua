@@ -155,7 +155,7 @@ return function(loop, clock)
   --- Wait for a future. Inside a task: yields. Outside: drives the loop until it settles.
   -- `on_cancel` runs if the waiting task is cancelled meanwhile (abort the operation).
   function M.wait(fut, on_cancel)
-    local co, is_main = coroutine.running()
+    local co = coroutine.running()
     if current ~= nil then
       if co ~= current.co then
         error("an llm call in a plain coroutine inside a task cannot wait: wrap it in llm.spawn", 3)
@@ -167,7 +167,6 @@ return function(loop, clock)
       if fut.done then return unpack(fut.values, 1, fut.values.n) end
       return coroutine.yield(WAIT, fut, on_cancel)
     end
-    local _ = is_main
     while not fut.done do M.step(SLICE) end
     return unpack(fut.values, 1, fut.values.n)
   end

@@ -314,14 +314,13 @@ return function(env)
                                  pending = queue.new(), finished = false, client = self }, Stream)
         -- Read ahead to the first content event; anything failing before it is retryable.
         while not s.content do
-          local evs, done, serr = s:pull()
+          local _, done, serr = s:pull()
           if serr then
             hs:close()
             started_streams[serr] = s
             return nil, serr
           end
           if done then break end
-          local _ = evs
         end
         s.status, s.headers = hs.status, hs.headers
         s.request_id = hs.headers["x-request-id"] or hs.headers["request-id"]
