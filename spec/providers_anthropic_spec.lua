@@ -1,25 +1,15 @@
 local json = require("llm.json")
 local P = require("llm.providers.anthropic")
 local F = require("support.fixtures")
+local S = require("support.providers")
 
-local function wire(req)
-  local r = P.build_request(req)
-  return assert(json.decode(json.encode(r.body))), r, json.encode(r.body)
-end
+local function wire(req) return S.wire(P, req) end
 
 local function sse(name, obj)
   return { name = name, data = type(obj) == "string" and obj or json.encode(obj) }
 end
 
-local function run(events, req)
-  local state = P.new_stream_state(req or {})
-  local all = {}
-  for _, ev in ipairs(events) do
-    for _, e in ipairs(P.decode_event(state, ev)) do all[#all + 1] = e end
-  end
-  local resp, err = P.finish_stream(state)
-  return resp, err, all
-end
+local function run(events, req) return F.run_stream(P, events, req) end
 
 local START = sse("message_start", { type = "message_start", message = { id = "msg_1", model = "claude",
   role = "assistant", content = json.array(), usage = { input_tokens = 10, output_tokens = 1 } } })
@@ -285,24 +275,18 @@ describe("anthropic decode_error", function()
   for _, c in ipairs(cases) do
     it(("HTTP %d %s -> %s"):format(c[1], json.decode(c[2]).error.type, c[3]), function()
       local headers = (c[1] ~= 529) and { ["request-id"] = "req_" .. c[1] } or {}
-      local e = P.decode_error(c[1], headers, c[2])
-      assert.are.equal(c[3], e.kind)
-      assert.are.equal(json.decode(c[2]).error.message, e.message)
-      assert.are.equal("req_" .. c[1], e.request_id)
+      local e = S.check_error_case(P, c, headers)
       assert.are.equal(json.decode(c[2]).error.type, e.type)
-      assert.is_nil(e.retryable)
     end)
   end
 
   it("reads fixture error bodies where they exist", function()
-    local dir = F.dir()
-    if not dir then pending("fixtures absent"); return end
-    local status, headers = F.headers(dir .. "/anthropic/anthropic_error_401.headers.json")
-    local e = P.decode_error(status, headers, F.read(dir .. "/anthropic/anthropic_error_401.json"))
+    if not F.dir() then pending("fixtures absent"); return end
+    local e, headers = S.fixture_error(P, "anthropic/anthropic_error_401")
     assert.are.equal("auth", e.kind)
     assert.are.equal("invalid x-api-key", e.message)
     assert.are.equal(headers["request-id"], e.request_id)
-    e = P.decode_error(529, nil, F.read(dir .. "/anthropic/anthropic_error_529_with_request_id.json"))
+    e = S.fixture_error(P, "anthropic/anthropic_error_529_with_request_id", 529)
     assert.are.equal("overloaded", e.kind)
     assert.are.equal("req_011CZAau32QzxDkriovTaFCB", e.request_id)
   end)

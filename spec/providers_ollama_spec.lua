@@ -4,33 +4,18 @@
 local json = require("llm.json")
 local P = require("llm.providers.ollama")
 local F = require("support.fixtures")
+local S = require("support.providers")
 
 local root = os.getenv("LLM_ROOT") or "."
 local SPLITS = 50
 
-local function wire(req)
-  local r = P.build_request(req)
-  local text = json.encode(r.body)
-  return assert(json.decode(text)), r, text
-end
+local function wire(req) return S.wire(P, req) end
 
 local function line(obj) return { data = json.encode(obj) } end
 
-local function run(events, req)
-  local state = P.new_stream_state(req or {})
-  local all = {}
-  for _, e in ipairs(events) do
-    for _, n in ipairs(P.decode_event(state, e)) do all[#all + 1] = n end
-  end
-  local resp, err = P.finish_stream(state)
-  return resp, err, all
-end
+local function run(events, req) return F.run_stream(P, events, req) end
 
-local function types(evs)
-  local t = {}
-  for i, e in ipairs(evs) do t[i] = e.type end
-  return t
-end
+local types = S.types
 
 local ok_core, core = pcall(require, "llm.core")
 if not (ok_core and type(core) == "table" and core.framer) then core = nil end

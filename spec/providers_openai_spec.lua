@@ -1,24 +1,13 @@
 local json = require("llm.json")
 local P = require("llm.providers.openai")
 local F = require("support.fixtures")
+local S = require("support.providers")
 
--- The body as the wire sees it: encoded, then decoded again (markers and all).
-local function wire(req)
-  local r = P.build_request(req)
-  return assert(json.decode(json.encode(r.body))), r, json.encode(r.body)
-end
+local function wire(req) return S.wire(P, req) end
 
 local function sse(obj) return { data = type(obj) == "string" and obj or json.encode(obj) } end
 
-local function run(events, req)
-  local state = P.new_stream_state(req or {})
-  local all = {}
-  for _, ev in ipairs(events) do
-    for _, e in ipairs(P.decode_event(state, ev)) do all[#all + 1] = e end
-  end
-  local resp, err = P.finish_stream(state)
-  return resp, err, all
-end
+local function run(events, req) return F.run_stream(P, events, req) end
 
 local function chunk(delta, finish, extra)
   local c = { id = "c1", model = "m", choices = { { index = 0, delta = delta or json.object(),
@@ -302,21 +291,15 @@ describe("openai decode_error", function()
   }
   for _, c in ipairs(cases) do
     it(("HTTP %d -> %s"):format(c[1], c[3]), function()
-      local e = P.decode_error(c[1], { ["x-request-id"] = "req_" .. c[1] }, c[2])
-      assert.are.equal(c[3], e.kind)
-      assert.are.equal(json.decode(c[2]).error.message, e.message)
-      assert.are.equal("req_" .. c[1], e.request_id)
+      local e = S.check_error_case(P, c, { ["x-request-id"] = "req_" .. c[1] })
       assert.are.equal("table", type(e.body))
-      assert.is_nil(e.retryable)
       assert.is_nil(e.retry_after)
     end)
   end
 
   it("reads fixture error bodies where they exist", function()
-    local dir = F.dir()
-    if not dir then pending("fixtures absent"); return end
-    local status, headers = F.headers(dir .. "/openai_chat/chat_error_429_rate_limit.headers.json")
-    local e = P.decode_error(status, headers, F.read(dir .. "/openai_chat/chat_error_429_rate_limit.json"))
+    if not F.dir() then pending("fixtures absent"); return end
+    local e = S.fixture_error(P, "openai_chat/chat_error_429_rate_limit")
     assert.are.equal("rate_limit", e.kind)
     assert.are.equal("rate_limit_exceeded", e.code)
     assert.are.equal("df4093761753468e57c467fd3774f9ad", e.request_id)

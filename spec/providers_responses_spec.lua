@@ -3,33 +3,17 @@
 local json = require("llm.json")
 local P = require("llm.providers.openai_responses")
 local F = require("support.fixtures")
+local S = require("support.providers")
 
--- The body as the wire sees it: encoded, then decoded again (markers and all).
-local function wire(req)
-  local r = P.build_request(req)
-  local text = json.encode(r.body)
-  return assert(json.decode(text)), r, text
-end
+local function wire(req) return S.wire(P, req) end
 
 local function ev(obj)
   return { name = obj.type, data = json.encode(obj) }
 end
 
-local function run(events, req)
-  local state = P.new_stream_state(req or {})
-  local all = {}
-  for _, e in ipairs(events) do
-    for _, n in ipairs(P.decode_event(state, e)) do all[#all + 1] = n end
-  end
-  local resp, err = P.finish_stream(state)
-  return resp, err, all
-end
+local function run(events, req) return F.run_stream(P, events, req) end
 
-local function types(evs)
-  local t = {}
-  for i, e in ipairs(evs) do t[i] = e.type end
-  return t
-end
+local types = S.types
 
 local USAGE = { input_tokens = 10, output_tokens = 7, total_tokens = 17,
                 input_tokens_details = { cached_tokens = 4 },

@@ -176,15 +176,26 @@ function M.splits(bytes, count, seed)
   return out
 end
 
---- Runs a provider over framed events: the response (or nil, err) and every normalized event.
-function M.run_stream(P, events, req)
+--- Runs a provider over framed events: the response (or nil, err), every normalized event,
+--- and a list of per-event problems. Problems are looked for only as `opts` asks:
+--- opts.every_event, each framed event gives at least one normalized event;
+--- opts.raw_names, a set of event names that must give exactly one "raw" event each.
+function M.run_stream(P, events, req, opts)
   local state = P.new_stream_state(req or {})
-  local all = {}
-  for _, ev in ipairs(events) do
-    for _, ne in ipairs(P.decode_event(state, ev)) do all[#all + 1] = ne end
+  local all, problems = {}, {}
+  local every, raw_names = opts and opts.every_event, opts and opts.raw_names
+  for i, ev in ipairs(events) do
+    local out = P.decode_event(state, ev)
+    if every and #out == 0 then
+      problems[#problems + 1] = "event " .. i .. " (" .. tostring(ev.name) .. ") dropped"
+    end
+    if raw_names and ev.name and raw_names[ev.name] and (#out ~= 1 or out[1].type ~= "raw") then
+      problems[#problems + 1] = "event " .. i .. " (" .. ev.name .. ") is not raw"
+    end
+    for _, ne in ipairs(out) do all[#all + 1] = ne end
   end
   local resp, err = P.finish_stream(state)
-  return resp, err, all
+  return resp, err, all, problems
 end
 
 --- Deep equality that ignores metatables (decoded tables carry array/object markers) and
@@ -229,8 +240,11 @@ function M.check_response(resp, exp)
   local eu = exp.usage or {}
   assert.are.equal(v(eu.input_tokens), resp.usage.input_tokens)
   assert.are.equal(v(eu.output_tokens), resp.usage.output_tokens)
-  for _, k in ipairs({ "input_tokens", "output_tokens", "total_tokens" }) do
-    if resp.usage[k] ~= nil then assert.are.equal("integer", math.type(resp.usage[k])) end
+  if eu.reasoning_tokens ~= nil then
+    assert.are.equal(v(eu.reasoning_tokens), resp.usage.reasoning_tokens)
+  end
+  for k, n in pairs(resp.usage) do
+    assert.are.equal("integer", math.type(n), "usage." .. k)
   end
   assert.are.equal(exp.reasoning_text, resp.reasoning)
   assert.are.equal(exp.refusal, resp.refusal)
@@ -249,6 +263,20 @@ function M.check_response(resp, exp)
   -- the message is ready to append: assistant role, same calls
   assert.are.equal("assistant", resp.message.role)
   if #resp.tool_calls > 0 then assert.are.equal(resp.tool_calls, resp.message.tool_calls) end
+  -- the message's text and reasoning parts say what the response says
+  local content = resp.message.content
+  if type(content) == "string" then
+    assert.are.equal(resp.text, content)
+    assert.is_nil(resp.reasoning)
+  else
+    local text, reasoning = {}, {}
+    for _, p in ipairs(content) do
+      if p.type == "text" then text[#text + 1] = p.text end
+      if p.type == "reasoning" then reasoning[#reasoning + 1] = p.text end
+    end
+    assert.are.equal(resp.text, table.concat(text))
+    assert.are.equal(resp.reasoning or "", table.concat(reasoning))
+  end
 end
 
 -- Checks the normalized event sequence against the final response. Per-event checks are
@@ -316,6 +344,116 @@ function M.check_events(evs, resp, opts)
   else
     assert.is_nil(next(resp.usage))
   end
+end
+
+--- Runs a provider over a framed stream and checks it against the expect facts: the error
+--- of a failing stream, else the response and the events (`opts` as for run_stream and
+--- check_events; any per-event problem fails). Returns the response and the events.
+function M.check_stream(P, events, exp, opts)
+  local resp, err, evs, problems = M.run_stream(P, events, {}, opts)
+  assert.are.same({}, problems)
+  if exp.error then
+    assert.is_nil(resp)
+    assert.are.equal(exp.error.message, err.message)
+    return
+  end
+  assert.is_nil(err, err and err.message)
+  M.check_response(resp, exp)
+  M.check_events(evs, resp, opts)
+  return resp, evs
+end
+
+-- The kind of an HTTP error by the fixture's status.
+local EXPECTED_KIND = { [400] = "bad_request", [401] = "auth", [403] = "permission",
+  [404] = "not_found", [413] = "bad_request", [422] = "bad_request", [429] = "rate_limit",
+  [500] = "server", [502] = "server", [503] = "server", [529] = "overloaded" }
+
+--- Decodes an error body fixture and checks it against the expect facts: kind, message,
+--- type, code and param (when expected), status, request id (the expected one, else the
+--- headers') and the decoded body. Returns the error fields.
+function M.check_error(P, exp, status, headers, text)
+  local e = P.decode_error(status, headers or {}, text)
+  assert.are.equal(EXPECTED_KIND[status], e.kind)
+  assert.are.equal(exp.error.message, e.message)
+  assert.are.equal(v(exp.error.type), e.type)
+  if exp.error.code ~= nil then assert.are.equal(v(exp.error.code), e.code) end
+  if exp.error.param ~= nil then assert.are.equal(v(exp.error.param), e.param) end
+  assert.are.equal(status, e.status)
+  local rid = exp.error.request_id
+    or (headers and (headers["x-request-id"] or headers["request-id"]))
+  assert.are.equal(rid, e.request_id)
+  assert.are.equal("table", type(e.body))
+  return e
+end
+
+local function is_fixture(name)
+  return not name:find("%.expect%.json$") and not name:find("%.headers%.json$")
+end
+
+--- Registers a test for every fixture of `folders` (a list of { folder, provider module }),
+--- one `describe` per folder, with busted's `describe` and `it` (a module does not see
+--- them): a stream whole and in `splits` seeded random 2-3-way byte splits, an error body,
+--- or a success body. `checks` are the spec's own:
+---   checks.stream(P, folder, events, exp)          a framed stream (whole, then each split)
+---   checks.error_body(P, folder, exp, status, headers, text)
+---   checks.response_body(P, folder, exp, body)
+--- Without the fixture folder nothing is registered.
+function M.describe_fixtures(describe, it, title, folders, splits, checks)
+  local dir = M.dir()
+  if not dir then          -- run directly without fixtures: register nothing
+    print("fixtures absent")
+    return
+  end
+  describe(title, function()
+    local _, which = M.framer()
+    local count = 0
+    for _, pair in ipairs(folders) do
+      for _, name in ipairs(M.list(dir, pair[1])) do
+        if is_fixture(name) then count = count + 1 end
+      end
+    end
+    print(("%d fixtures at %s (SSE framer: %s)"):format(count, dir, which))
+
+    for _, pair in ipairs(folders) do
+      local folder, P = pair[1], require(pair[2])
+      describe(folder, function()
+        for _, name in ipairs(M.list(dir, folder)) do
+          local path = dir .. "/" .. folder .. "/" .. name
+          local base = name:match("^(.*)%.sse$") or name:match("^(.*)%.json$")
+          if base and is_fixture(name) then
+            local stem = dir .. "/" .. folder .. "/" .. base
+            local exp = M.read_json(stem .. ".expect.json")
+            if name:find("%.sse$") then
+              it(name .. " (whole body)", function()
+                assert.is_not_nil(exp, "missing " .. base .. ".expect.json")
+                checks.stream(P, folder, M.frame({ M.read(path) }), exp)
+              end)
+              it(name .. " (" .. splits .. " random 2-3-way splits)", function()
+                local bytes = M.read(path)
+                local whole = M.frame({ bytes })
+                for i, chunks in ipairs(M.splits(bytes, splits, #bytes)) do
+                  local evs = M.frame(chunks)
+                  assert.are.equal(#whole, #evs, "split " .. i)
+                  checks.stream(P, folder, evs, exp)
+                end
+              end)
+            elseif exp and exp.error then
+              it(name .. " (error body)", function()
+                local status, headers = M.headers(stem .. ".headers.json")
+                checks.error_body(P, folder, exp, status or exp.http_status, headers, M.read(path))
+              end)
+            else
+              it(name .. " (response body)", function()
+                assert.is_not_nil(exp, "missing " .. base .. ".expect.json")
+                local body = assert(json.decode(M.read(path)))
+                checks.response_body(P, folder, exp, body)
+              end)
+            end
+          end
+        end
+      end)
+    end
+  end)
 end
 
 return M

@@ -22,19 +22,15 @@
 local json = require("llm.json")
 local C = require("llm.providers.common")
 
-local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
+local type, ipairs, concat = type, ipairs, table.concat
 local null = json.null
 local val, str = C.val, C.str
 
 local P = {
-  name = "anthropic",
-  base_url = "https://api.anthropic.com",
-  api_key_env = "ANTHROPIC_API_KEY",
-  base_url_env = "ANTHROPIC_BASE_URL",
-  framing = "sse",
-  keepalive_events = { "ping" },
-  version = "2023-06-01",
-  default_max_tokens = 4096,
+  name = "anthropic", base_url = "https://api.anthropic.com",
+  api_key_env = "ANTHROPIC_API_KEY", base_url_env = "ANTHROPIC_BASE_URL",
+  framing = "sse", keepalive_events = { "ping" },
+  version = "2023-06-01", default_max_tokens = 4096,
 }
 
 function P.auth_headers(api_key)
@@ -51,10 +47,7 @@ local FINISH = { end_turn = "stop", stop_sequence = "stop", pause_turn = "stop",
                  max_tokens = "length", model_context_window_exceeded = "length",
                  tool_use = "tool_calls", refusal = "content_filter" }
 
-local function map_finish(raw)
-  if raw == nil then return nil end
-  return FINISH[raw] or "stop"
-end
+local map_finish = C.finish_mapper(FINISH, "stop")
 P.map_finish = map_finish
 
 local EFFORT_BUDGET = { minimal = 1024, low = 1024, medium = 4096, high = 16384 }
@@ -65,33 +58,29 @@ local function image_block(p)
                                       data = p.data } }
 end
 
--- Content blocks of a user or assistant message; reasoning parts only when they came from
--- this provider.
+-- A text block; an empty text part is left out (a bare string in a list is kept).
+local function text_block(s, part)
+  if part and s == "" then return nil end
+  return { type = "text", text = s }
+end
+
+-- Thinking blocks come back only when they came from this provider.
+local function thinking_block(p)
+  if p.type ~= "reasoning" then return nil end
+  local pd = C.own_data(p.provider_data, "anthropic")
+  if not pd then return nil end
+  if pd.type == "redacted_thinking" then return { type = "redacted_thinking", data = pd.data } end
+  return { type = "thinking", thinking = p.text or "", signature = pd.signature }
+end
+
+-- Content blocks of a user or assistant message.
 local function blocks(content)
-  local out = json.array()
   if type(content) == "string" then
+    local out = json.array()
     if content ~= "" then out[1] = { type = "text", text = content } end
     return out
   end
-  for _, p in ipairs(content or {}) do
-    if type(p) == "string" then
-      out[#out + 1] = { type = "text", text = p }
-    elseif p.type == "text" then
-      if p.text ~= "" then out[#out + 1] = { type = "text", text = p.text } end
-    elseif p.type == "image" then
-      out[#out + 1] = image_block(p)
-    elseif p.type == "reasoning" then
-      local pd = p.provider_data
-      if type(pd) == "table" and pd.provider == "anthropic" then
-        if pd.type == "redacted_thinking" then
-          out[#out + 1] = { type = "redacted_thinking", data = pd.data }
-        else
-          out[#out + 1] = { type = "thinking", thinking = p.text or "", signature = pd.signature }
-        end
-      end
-    end
-  end
-  return out
+  return C.map_parts(content or {}, text_block, image_block, thinking_block)
 end
 
 local function tool_result_block(m)
@@ -107,10 +96,8 @@ end
 
 local function tool_out(t)
   if not C.is_function_tool(t) then return t end -- hosted (server) tool: unchanged
-  local fn = t
-  if t.type == "function" and type(t["function"]) == "table" then fn = t["function"] end
-  return { name = fn.name, description = fn.description,
-           input_schema = C.schema(fn.parameters) or { type = "object", properties = json.object() } }
+  local fn = C.function_of(t)
+  return { name = fn.name, description = fn.description, input_schema = C.parameters(fn.parameters) }
 end
 
 local function tool_choice_out(tc, parallel)
@@ -128,45 +115,26 @@ local function tool_choice_out(tc, parallel)
   return out
 end
 
-function P.build_request(req)
-  local system = {}
-  if req.system ~= nil then system[1] = C.content_text(req.system) end
-  local messages = json.array()
-  local pending_results -- the user message collecting consecutive tool results
-  for _, m in ipairs(req.messages or {}) do
-    local role = m.role
-    if role == "system" or role == "developer" then
-      system[#system + 1] = C.content_text(m.content)
-    elseif role == "tool" then
-      if not pending_results then
-        pending_results = { role = "user", content = json.array() }
-        messages[#messages + 1] = pending_results
-      end
-      local c = pending_results.content
-      c[#c + 1] = tool_result_block(m)
-    else
-      pending_results = nil
-      if role == "assistant" then
-        local content = blocks(m.content)
-        for _, call in ipairs(m.tool_calls or {}) do
-          content[#content + 1] = { type = "tool_use", id = call.id, name = call.name,
-                                    input = C.arguments_table(call) }
-        end
-        -- a plain-text turn stays a string (also the form of an assistant prefill)
-        if type(m.content) == "string" and #content <= 1 and not m.tool_calls then
-          messages[#messages + 1] = { role = "assistant", content = m.content }
-        else
-          messages[#messages + 1] = { role = "assistant", content = content }
-        end
-      else
-        if type(m.content) == "string" then
-          messages[#messages + 1] = { role = "user", content = m.content }
-        else
-          messages[#messages + 1] = { role = "user", content = blocks(m.content) }
-        end
-      end
+-- The message of a user or assistant turn.
+local function message_out(m)
+  if m.role == "assistant" then
+    local content = blocks(m.content)
+    for _, call in ipairs(m.tool_calls or {}) do
+      content[#content + 1] = { type = "tool_use", id = call.id, name = call.name,
+                                input = C.arguments_table(call) }
     end
+    -- a plain-text turn stays a string (also the form of an assistant prefill)
+    if type(m.content) == "string" and #content <= 1 and not m.tool_calls then
+      return { role = "assistant", content = m.content }
+    end
+    return { role = "assistant", content = content }
   end
+  if type(m.content) == "string" then return { role = "user", content = m.content } end
+  return { role = "user", content = blocks(m.content) }
+end
+
+function P.build_request(req)
+  local system, messages = C.turns(req, "content", tool_result_block, message_out)
 
   local rf = req.response_format
   if type(rf) == "table" and rf.type == "json_schema" then
@@ -190,17 +158,10 @@ function P.build_request(req)
   body.temperature = req.temperature
   body.top_p = req.top_p
   body.stop_sequences = C.stop_list(req.stop)
-  if type(req.tools) == "table" and #req.tools > 0 then
-    local tools = json.array()
-    for i, t in ipairs(req.tools) do tools[i] = tool_out(t) end
-    body.tools = tools
-  end
+  body.tools = C.tools_list(req.tools, tool_out)
   body.tool_choice = tool_choice_out(req.tool_choice, req.parallel_tool_calls)
   if req.stream then body.stream = true end
-  C.merge_extra(body, req.extra)
-  local headers = { ["content-type"] = "application/json" }
-  if req.stream then headers["accept"] = "text/event-stream" end
-  return { method = "POST", path = "/v1/messages", headers = headers, body = body }
+  return C.post("/v1/messages", body, req)
 end
 
 ---------------------------------------------------------------------------------------
@@ -239,13 +200,7 @@ local function build_response(content, stop_reason, usage, id, model, raw, req, 
       if calls_in then
         calls[#calls + 1] = calls_in[b]
       else
-        local input = val(b.input)
-        local call = C.tool_call(str(b.id), str(b.name), "")
-        if type(input) == "table" then
-          call.arguments = input
-          call.arguments_json = json.encode(input)
-        end
-        calls[#calls + 1] = call
+        calls[#calls + 1] = C.decoded_tool_call(str(b.id), str(b.name), val(b.input), "")
       end
     end
     -- server_tool_use and *_tool_result blocks (hosted tools) stay in `raw`
@@ -289,33 +244,22 @@ local REFINE = { billing_error = "quota", overloaded_error = "overloaded",
                  rate_limit_error = "rate_limit", api_error = "server",
                  authentication_error = "auth" }
 
+-- Anthropic's errors carry a message and a type (no code or param), and the body may carry
+-- the request id.
+local function top_level(f, t) f.message = str(t.message) end
+
 local function error_fields(t)
-  local f = {}
-  if type(t) ~= "table" then return f end
-  local e = val(t.error)
-  if type(e) == "table" then
-    f.message = str(e.message)
-    f.type = str(e.type)
-  elseif type(e) == "string" then
-    f.message = e
-  else
-    f.message = str(t.message)
-  end
-  f.request_id = str(t.request_id)
-  return f
+  if type(t) ~= "table" then return {} end
+  local e = C.error_fields(t, top_level)
+  return { message = e.message, type = e.type, request_id = str(t.request_id) }
 end
 
 function P.decode_error(status, headers, body_text)
   local t, body = C.decode_body(body_text)
   local f = error_fields(t)
-  local kind = C.kind_for_status(status)
-  if f.type and REFINE[f.type] then kind = REFINE[f.type] end
-  return {
-    kind = kind, status = status,
-    message = f.message or C.fallback_message(status, body_text),
-    request_id = C.header(headers, "request-id") or C.header(headers, "x-request-id") or f.request_id,
-    body = body, type = f.type,
-  }
+  f.kind = REFINE[f.type]
+  f.request_id = C.header(headers, "request-id") or C.header(headers, "x-request-id") or f.request_id
+  return C.http_error(status, body_text, body, f)
 end
 
 ---------------------------------------------------------------------------------------
@@ -327,45 +271,37 @@ function P.new_stream_state(req)
            stop_reason = nil, stop_sequence = nil, stopped = false, error = nil }
 end
 
-local function ev1(type_, obj, name)
-  return { { type = type_, raw = obj, name = name } }
-end
-
-local function usage_event(state, u, obj, name, out)
+-- The events of a record that carries usage (a usage event when it changed, else raw).
+local function usage_events(state, u, obj, name)
   state.raw_usage = u
-  local nu = merge_usage(state.usage, u)
-  if C.usage_changed(state.usage, nu) then
-    state.usage = nu
-    out[#out + 1] = { type = "usage", usage = C.copy_usage(nu), raw = obj, name = name }
-  end
+  local out = {}
+  local n = C.push_usage(state, merge_usage(state.usage, u), out, 0, obj, name)
+  if n == 0 then out[1] = { type = "raw", raw = obj, name = name } end
+  return out
 end
 
-local function fail(state, fields, obj, name)
-  state.error = fields
-  return { { type = "error", error = fields, raw = obj, name = name } }
-end
+-- Blocks that open with text: the field holding it, and the event their text gives.
+local START_TEXT = { text = "text", thinking = "thinking" }
+local TEXT_EVENT = { text = "text", thinking = "reasoning" }
 
 function P.decode_event(state, ev)
   local name = ev.name
   if name == "ping" then return {} end
   local obj, derr = json.decode(ev.data)
-  if type(obj) ~= "table" or obj == null then
-    return fail(state, { kind = "protocol",
-      message = "bad JSON in stream event: " .. tostring(derr or "not an object") }, ev.data, name)
-  end
+  if type(obj) ~= "table" or obj == null then return C.bad_json(state, ev, derr) end
   local t = obj.type
   if t == "content_block_delta" then
     local d = obj.delta
     local b = state.blocks[obj.index]
-    if type(d) ~= "table" or not b then return ev1("raw", obj, name) end
+    if type(d) ~= "table" or not b then return C.raw_event(obj, name) end
     local dt = d.type
     if dt == "text_delta" then
       b.text[#b.text + 1] = d.text
-      if d.text == "" then return ev1("raw", obj, name) end
+      if d.text == "" then return C.raw_event(obj, name) end
       return { { type = "text", text = d.text, raw = obj, name = name } }
     elseif dt == "thinking_delta" then
       b.text[#b.text + 1] = d.thinking
-      if d.thinking == "" then return ev1("raw", obj, name) end
+      if d.thinking == "" then return C.raw_event(obj, name) end
       return { { type = "reasoning", text = d.thinking, raw = obj, name = name } }
     elseif dt == "input_json_delta" then
       local pj = str(d.partial_json) or ""
@@ -376,26 +312,21 @@ function P.decode_event(state, ev)
     elseif dt == "signature_delta" then
       b.signature = (b.signature or "") .. (str(d.signature) or "")
     end
-    return ev1("raw", obj, name)
+    return C.raw_event(obj, name)
   elseif t == "content_block_start" then
     local cb = val(obj.content_block)
     local idx = obj.index
-    if type(cb) ~= "table" or idx == nil then return ev1("raw", obj, name) end
+    if type(cb) ~= "table" or idx == nil then return C.raw_event(obj, name) end
     local b = { type = cb.type, text = {}, args = {}, start = cb, id = str(cb.id),
                 name = str(cb.name), signature = str(cb.signature), data = str(cb.data) }
     state.blocks[idx] = b
     state.order[#state.order + 1] = idx
-    if cb.type == "text" then
-      local s = str(cb.text)
+    local field = START_TEXT[cb.type]
+    if field then
+      local s = str(cb[field])
       if s and s ~= "" then
         b.text[1] = s
-        return { { type = "text", text = s, raw = obj, name = name } }
-      end
-    elseif cb.type == "thinking" then
-      local s = str(cb.thinking)
-      if s and s ~= "" then
-        b.text[1] = s
-        return { { type = "reasoning", text = s, raw = obj, name = name } }
+        return { { type = TEXT_EVENT[cb.type], text = s, raw = obj, name = name } }
       end
     elseif cb.type == "tool_use" then
       state.calls[#state.calls + 1] = b
@@ -403,31 +334,22 @@ function P.decode_event(state, ev)
       return { { type = "tool_call", index = b.call_pos, id = b.id, name = b.name,
                  arguments_delta = "", raw = obj } }
     end
-    return ev1("raw", obj, name)
+    return C.raw_event(obj, name)
   elseif t == "content_block_stop" then
     local b = state.blocks[obj.index]
     if b and b.type == "tool_use" and not b.call then
-      local args = concat(b.args)
       local input = val(b.start.input)
-      if not b.got_delta and type(input) == "table" and next(input) ~= nil then
-        -- the whole input came with content_block_start
-        b.call = C.tool_call(b.id, b.name, json.encode(input))
-        b.call.arguments = input
-      else
-        b.call = C.tool_call(b.id, b.name, args)
-      end
+      -- the whole input may come with content_block_start (no deltas follow then)
+      if b.got_delta or type(input) ~= "table" or next(input) == nil then input = nil end
+      b.call = C.decoded_tool_call(b.id, b.name, input, concat(b.args))
       return { { type = "tool_call_done", call = b.call, raw = obj, name = name } }
     end
-    return ev1("raw", obj, name)
+    return C.raw_event(obj, name)
   elseif t == "message_start" then
     local m = val(obj.message)
-    local out = {}
-    if type(m) == "table" then
-      state.id, state.model, state.role = str(m.id), str(m.model), str(m.role)
-      usage_event(state, val(m.usage), obj, name, out)
-    end
-    if #out == 0 then out[1] = { type = "raw", raw = obj, name = name } end
-    return out
+    if type(m) ~= "table" then return C.raw_event(obj, name) end
+    state.id, state.model, state.role = str(m.id), str(m.model), str(m.role)
+    return usage_events(state, val(m.usage), obj, name)
   elseif t == "message_delta" then
     local d = val(obj.delta)
     if type(d) == "table" then
@@ -435,29 +357,24 @@ function P.decode_event(state, ev)
       if sr then state.stop_reason = sr end
       if val(d.stop_sequence) ~= nil then state.stop_sequence = d.stop_sequence end
     end
-    local out = {}
-    usage_event(state, val(obj.usage), obj, name, out)
-    if #out == 0 then out[1] = { type = "raw", raw = obj, name = name } end
-    return out
+    return usage_events(state, val(obj.usage), obj, name)
   elseif t == "message_stop" then
     state.stopped = true
-    return ev1("raw", obj, name)
+    return C.raw_event(obj, name)
   elseif t == "ping" then
     return {}
   elseif t == "error" then
     local f = error_fields(obj)
-    return fail(state, { kind = TYPE_KIND[f.type] or "server",
+    return C.stream_error(state, { kind = TYPE_KIND[f.type] or "server",
       message = f.message or "error in stream", type = f.type,
       request_id = f.request_id, body = obj }, obj, name)
   end
-  return ev1("raw", obj, name)
+  return C.raw_event(obj, name)
 end
 
 function P.finish_stream(state)
-  if state.error then return nil, state.error end
-  if not state.stop_reason then
-    return nil, { kind = "protocol", message = "stream ended before message_delta.stop_reason" }
-  end
+  local err = C.unfinished(state, state.stop_reason, "message_delta.stop_reason")
+  if err then return nil, err end
   -- rebuild the Message's content blocks in index order
   local idxs = {}
   for i, idx in ipairs(state.order) do idxs[i] = idx end

@@ -233,6 +233,17 @@ function M.stop_list(stop)
   return l
 end
 
+--- A finish-reason mapper: nil stays nil, a raw value maps through `map`, an unknown one
+--- to `other`; the raw value `stop_with_calls` (when given) means "tool_calls" in a turn
+--- that has calls. Called as `mapper(raw, has_calls)`.
+function M.finish_mapper(map, other, stop_with_calls)
+  return function(raw, has_calls)
+    if raw == nil then return nil end
+    if has_calls and raw == stop_with_calls then return "tool_calls" end
+    return map[raw] or other
+  end
+end
+
 --- The parsed object when the request asked for JSON output and the text decodes.
 function M.parsed(req, text)
   if type(req) ~= "table" or req.response_format == nil or type(text) ~= "string" then
@@ -241,6 +252,257 @@ function M.parsed(req, text)
   local v = json.decode(text)
   if v == null then return nil end
   return v
+end
+
+---------------------------------------------------------------------------------------
+-- Requests
+---------------------------------------------------------------------------------------
+
+--- Auth headers for an API that takes the key as a Bearer token (none without a key).
+function M.bearer_auth(api_key)
+  if api_key == nil or api_key == false or api_key == "" then return {} end
+  return { ["authorization"] = "Bearer " .. api_key }
+end
+
+--- `pd` when it is provider_data that came from `provider` (parts from other providers are
+--- not replayed to this one), else nil.
+function M.own_data(pd, provider)
+  if type(pd) == "table" and pd.provider == provider then return pd end
+  return nil
+end
+
+--- The URL of an image part: its `url`, else a `data:` URL built from `data` and `mime_type`.
+function M.image_url(p)
+  local url = p.url
+  if not url and p.data then
+    url = "data:" .. (p.mime_type or "image/png") .. ";base64," .. p.data
+  end
+  return url
+end
+
+--- A content list mapped part by part into a JSON array: a string (a bare text) through
+--- `text(s)`, a text part through `text(p.text, p)`, an image part through `image(p)` and any
+--- other part through `other(p)` when given; a nil result is left out.
+function M.map_parts(content, text, image, other)
+  local out = json.array()
+  for _, p in ipairs(content) do
+    local v
+    if type(p) == "string" then v = text(p)
+    elseif p.type == "text" then v = text(p.text, p)
+    elseif p.type == "image" then v = image(p)
+    elseif other then v = other(p) end
+    if v ~= nil then out[#out + 1] = v end
+  end
+  return out
+end
+
+--- The function description inside a tool table: `t.function` for a tool already in Chat
+--- Completions shape, else the tool itself.
+function M.function_of(t)
+  if t.type == "function" and type(t["function"]) == "table" then return t["function"] end
+  return t
+end
+
+--- A tool's parameter schema ready to send (an empty object schema when it has none).
+function M.parameters(params)
+  return M.schema(params) or { type = "object", properties = json.object() }
+end
+
+--- `tools` mapped through `tool_out` into a JSON array; nil when there are none (the field
+--- is then left out).
+function M.tools_list(tools, tool_out)
+  if type(tools) ~= "table" or #tools == 0 then return nil end
+  local out = json.array()
+  for i, t in ipairs(tools) do out[i] = tool_out(t) end
+  return out
+end
+
+--- The system texts and the turns of `req`, for an API that takes the system prompt apart
+--- (`req.system` first, then every system-role message) and wants consecutive tool results
+--- in one user turn. `key` names a turn's list ("content" / "parts"); `result(m)` gives the
+--- item of one tool result and `turn(m)` the turn of any other message.
+function M.turns(req, key, result, turn)
+  local system = {}
+  if req.system ~= nil then system[1] = M.content_text(req.system) end
+  local turns = json.array()
+  local pending -- the user turn collecting consecutive tool results
+  for _, m in ipairs(req.messages or {}) do
+    local role = m.role
+    if role == "system" or role == "developer" then
+      system[#system + 1] = M.content_text(m.content)
+    elseif role == "tool" then
+      if not pending then
+        pending = { role = "user", [key] = json.array() }
+        turns[#turns + 1] = pending
+      end
+      local items = pending[key]
+      items[#items + 1] = result(m)
+    else
+      pending = nil
+      turns[#turns + 1] = turn(m)
+    end
+  end
+  return system, turns
+end
+
+--- The HTTP request for a JSON POST: `extra` merged into the body last, and an `accept`
+--- header of `stream_type` (default "text/event-stream") when the request streams.
+function M.post(path, body, req, stream_type)
+  M.merge_extra(body, req.extra)
+  local headers = { ["content-type"] = "application/json" }
+  if req.stream then headers["accept"] = stream_type or "text/event-stream" end
+  return { method = "POST", path = path, headers = headers, body = body }
+end
+
+---------------------------------------------------------------------------------------
+-- Responses
+---------------------------------------------------------------------------------------
+
+--- A reader of usage in the OpenAI shape (Chat Completions and Responses name the fields
+--- differently): counts under `input` / `output` / total_tokens, `reasoning_tokens` inside
+--- the `out_details` object and `cached_tokens` inside `in_details`. The reader maps a raw
+--- usage object (or JSON null / nil, giving `{}`) to normalized usage.
+function M.usage_reader(input, output, out_details, in_details)
+  return function(u)
+    if type(u) ~= "table" or u == null then return {} end
+    local extra
+    local od, id = M.val(u[out_details]), M.val(u[in_details])
+    if type(od) == "table" and M.val(od.reasoning_tokens) ~= nil then
+      extra = { reasoning_tokens = od.reasoning_tokens }
+    end
+    if type(id) == "table" and M.val(id.cached_tokens) ~= nil then
+      extra = extra or {}
+      extra.cached_input_tokens = id.cached_tokens
+    end
+    return M.usage(u[input], u[output], u.total_tokens, extra)
+  end
+end
+
+--- A normalized tool call whose arguments may arrive decoded: for a table `args` that table
+--- is `arguments` and its encoding `arguments_json`; otherwise the call is built from
+--- `text`, the argument text to use instead.
+function M.decoded_tool_call(id, name, args, text, provider_data)
+  if type(args) ~= "table" then return M.tool_call(id, name, text, provider_data) end
+  local call = M.tool_call(id, name, json.encode(args), provider_data)
+  call.arguments = args
+  return call
+end
+
+--- The assistant turn of a reply: `content` is the text, or a reasoning part (tagged with
+--- `provider`) and a text part when there was reasoning; `tool_calls` when there are calls.
+function M.assistant_message(text, reasoning, calls, provider)
+  local msg = { role = "assistant", content = text }
+  if reasoning and reasoning ~= "" then
+    msg.content = { { type = "reasoning", text = reasoning, provider_data = { provider = provider } },
+                    { type = "text", text = text } }
+  end
+  if #calls > 0 then msg.tool_calls = calls end
+  return msg
+end
+
+--- The fields of an error body (or stream event) `t`: an `error` object gives message, type,
+--- code and param, an `error` string the message; a table without either is read by the
+--- provider's `top(f, t)` (when given), which fills `f` from the table's own fields.
+function M.error_fields(t, top)
+  local f = {}
+  if type(t) ~= "table" then return f end
+  local e = M.val(t.error)
+  if type(e) == "table" then
+    f.message, f.type, f.code, f.param = M.str(e.message), M.str(e.type), M.val(e.code), M.val(e.param)
+  elseif type(e) == "string" then
+    f.message = e
+  elseif top then
+    top(f, t)
+  end
+  return f
+end
+
+--- The kind an OpenAI error has whatever its status: insufficient_quota (a 429 that waiting
+--- cannot fix) is "quota"; nil otherwise.
+function M.openai_error_kind(f)
+  if f.code == "insufficient_quota" or f.type == "insufficient_quota" then return "quota" end
+  return nil
+end
+
+--- What decode_error returns, from the error fields `f` read from the body (kind, message,
+--- request_id, code, type, param; each optional): the kind from the status unless `f.kind`
+--- gives one, and our own message when the body has none.
+function M.http_error(status, body_text, body, f)
+  return {
+    kind = f.kind or M.kind_for_status(status), status = status,
+    message = f.message or M.fallback_message(status, body_text),
+    request_id = f.request_id, body = body, code = f.code, type = f.type, param = f.param,
+  }
+end
+
+--- The request id from the response headers (`x-request-id`, else `request-id`).
+function M.request_id(headers)
+  return M.header(headers, "x-request-id") or M.header(headers, "request-id")
+end
+
+---------------------------------------------------------------------------------------
+-- Streams
+---------------------------------------------------------------------------------------
+
+--- Marks the stream failed with `fields`; the one error event to return.
+function M.stream_error(state, fields, obj, name)
+  state.error = fields
+  return { { type = "error", error = fields, raw = obj, name = name } }
+end
+
+--- The error events for a stream record whose data did not decode to a JSON object (`derr`
+--- is the decoder's message, if any); the stream is then failed. `what` names the record in
+--- the message ("event", the default, or "line"). Providers decode and test the data inline,
+--- so a good record costs no call.
+function M.bad_json(state, ev, derr, what)
+  return M.stream_error(state, { kind = "protocol",
+    message = "bad JSON in stream " .. (what or "event") .. ": " .. tostring(derr or "not an object") },
+    ev.data, ev.name)
+end
+
+--- Puts the usage `nu` into the stream state and appends a usage event (a fresh copy) at
+--- out[n + 1] when it differs from the state's; returns the new event count.
+function M.push_usage(state, nu, out, n, obj, name)
+  if M.usage_changed(state.usage, nu) then
+    state.usage = nu
+    n = n + 1; out[n] = { type = "usage", usage = M.copy_usage(nu), raw = obj, name = name }
+  end
+  return n
+end
+
+--- push_usage for a record's raw usage table `u`: `u` is kept as state.raw_usage and
+--- normalized with `read`.
+function M.push_usage_of(state, u, read, out, n, obj, name)
+  state.raw_usage = u
+  return M.push_usage(state, read(u), out, n, obj, name)
+end
+
+--- Appends the events of calls that arrive whole, `calls[first..]`: one tool_call delta
+--- with every argument each, then their tool_call_done events. Returns the new count.
+function M.push_whole_calls(out, n, calls, first, obj, name)
+  for i = first, #calls do
+    local c = calls[i]
+    n = n + 1
+    out[n] = { type = "tool_call", index = i, id = c.id, name = c.name,
+               arguments_delta = c.arguments_json, raw = obj }
+  end
+  for i = first, #calls do
+    n = n + 1; out[n] = { type = "tool_call_done", call = calls[i], raw = obj, name = name }
+  end
+  return n
+end
+
+--- The events of a record without normalized meaning.
+function M.raw_event(obj, name)
+  return { { type = "raw", raw = obj, name = name } }
+end
+
+--- Why finish_stream has no response: the stream's error, or (when the finish signal was
+--- not `seen`) a protocol error naming the signal `what`; nil when the stream is complete.
+function M.unfinished(state, seen, what)
+  if state.error then return state.error end
+  if not seen then return { kind = "protocol", message = "stream ended before " .. what } end
+  return nil
 end
 
 return M

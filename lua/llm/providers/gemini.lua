@@ -36,12 +36,9 @@ local val, str = C.val, C.str
 local PROVIDER = "gemini"
 
 local P = {
-  name = "gemini",
-  base_url = "https://generativelanguage.googleapis.com/v1beta",
-  api_key_env = "GEMINI_API_KEY",
-  base_url_env = "GEMINI_BASE_URL",
-  framing = "sse",
-  keepalive_events = {},
+  name = "gemini", base_url = "https://generativelanguage.googleapis.com/v1beta",
+  api_key_env = "GEMINI_API_KEY", base_url_env = "GEMINI_BASE_URL",
+  framing = "sse", keepalive_events = {},
 }
 
 function P.auth_headers(api_key)
@@ -58,11 +55,7 @@ local FINISH = { STOP = "stop", MAX_TOKENS = "length", SAFETY = "content_filter"
                  PROHIBITED_CONTENT = "content_filter", SPII = "content_filter",
                  IMAGE_SAFETY = "content_filter" }
 
-local function map_finish(raw, has_calls)
-  if raw == nil then return nil end
-  if raw == "STOP" and has_calls then return "tool_calls" end
-  return FINISH[raw] or "error"
-end
+local map_finish = C.finish_mapper(FINISH, "error", "STOP")
 P.map_finish = map_finish
 
 -- Thinking budgets for an effort when no budget_tokens is given (Gemini 2.5 models).
@@ -73,8 +66,8 @@ local MIME = { png = "image/png", jpg = "image/jpeg", jpeg = "image/jpeg", webp 
                pdf = "application/pdf" }
 
 local function signature_of(pd)
-  if type(pd) == "table" and pd.provider == PROVIDER then return pd.thought_signature end
-  return nil
+  pd = C.own_data(pd, PROVIDER)
+  return pd and pd.thought_signature
 end
 
 local function image_part(p)
@@ -89,29 +82,31 @@ local function image_part(p)
                          file_uri = url } }
 end
 
--- Parts of a user or model turn; reasoning parts only when they came from Gemini.
+-- A text part; an empty text part is left out unless it carries a signature (a bare string
+-- in a list is kept).
+local function text_part(s, part)
+  if not part then return { text = s } end
+  local sig = signature_of(part.provider_data)
+  if s ~= "" or sig then return { text = s, thoughtSignature = sig } end
+  return nil
+end
+
+-- Thought parts come back only when they came from Gemini.
+local function thought_part(p)
+  if p.type ~= "reasoning" then return nil end
+  local pd = C.own_data(p.provider_data, PROVIDER)
+  if not pd then return nil end
+  return { text = p.text or "", thought = true, thoughtSignature = pd.thought_signature }
+end
+
+-- Parts of a user or model turn.
 local function parts_of(content)
-  local out = json.array()
   if type(content) == "string" then
+    local out = json.array()
     if content ~= "" then out[1] = { text = content } end
     return out
   end
-  for _, p in ipairs(content or {}) do
-    if type(p) == "string" then
-      out[#out + 1] = { text = p }
-    elseif p.type == "text" then
-      local sig = signature_of(p.provider_data)
-      if p.text ~= "" or sig then out[#out + 1] = { text = p.text, thoughtSignature = sig } end
-    elseif p.type == "image" then
-      out[#out + 1] = image_part(p)
-    elseif p.type == "reasoning" then
-      local pd = p.provider_data
-      if type(pd) == "table" and pd.provider == PROVIDER then
-        out[#out + 1] = { text = p.text or "", thought = true, thoughtSignature = pd.thought_signature }
-      end
-    end
-  end
-  return out
+  return C.map_parts(content or {}, text_part, image_part, thought_part)
 end
 
 local function function_response(m, names)
@@ -201,38 +196,26 @@ local function thinking_config(r, model)
   return cfg
 end
 
-function P.build_request(req)
-  local system = {}
-  if req.system ~= nil then system[1] = C.content_text(req.system) end
-  local contents = json.array()
-  local names = {} -- tool-call id -> name, for results that carry no name
-  local pending -- the user turn collecting consecutive tool results
-  for _, m in ipairs(req.messages or {}) do
-    local role = m.role
-    if role == "system" or role == "developer" then
-      system[#system + 1] = C.content_text(m.content)
-    elseif role == "tool" then
-      if not pending then
-        pending = { role = "user", parts = json.array() }
-        contents[#contents + 1] = pending
-      end
-      pending.parts[#pending.parts + 1] = function_response(m, names)
-    else
-      pending = nil
-      if role == "assistant" or role == "model" then
-        local parts = parts_of(m.content)
-        for _, call in ipairs(m.tool_calls or {}) do
-          if call.id and call.name then names[call.id] = call.name end
-          local fc = { name = call.name, args = C.arguments_table(call) }
-          if call.id then fc.id = call.id end
-          parts[#parts + 1] = { functionCall = fc, thoughtSignature = signature_of(call.provider_data) }
-        end
-        contents[#contents + 1] = { role = "model", parts = parts }
-      else
-        contents[#contents + 1] = { role = "user", parts = parts_of(m.content) }
-      end
-    end
+-- The turn of a user or model message; `names` learns the name of each call's id.
+local function content_out(m, names)
+  if m.role ~= "assistant" and m.role ~= "model" then
+    return { role = "user", parts = parts_of(m.content) }
   end
+  local parts = parts_of(m.content)
+  for _, call in ipairs(m.tool_calls or {}) do
+    if call.id and call.name then names[call.id] = call.name end
+    local fc = { name = call.name, args = C.arguments_table(call) }
+    if call.id then fc.id = call.id end
+    parts[#parts + 1] = { functionCall = fc, thoughtSignature = signature_of(call.provider_data) }
+  end
+  return { role = "model", parts = parts }
+end
+
+function P.build_request(req)
+  local names = {} -- tool-call id -> name, for results that carry no name
+  local system, contents = C.turns(req, "parts",
+    function(m) return function_response(m, names) end,
+    function(m) return content_out(m, names) end)
 
   local body = { contents = contents }
   if #system > 0 then
@@ -258,13 +241,10 @@ function P.build_request(req)
   end
   gc.thinkingConfig = thinking_config(req.reasoning, req.model)
   if next(gc) ~= nil then body.generationConfig = gc end
-  C.merge_extra(body, req.extra)
 
   local model = tostring(req.model or ""):gsub("^models/", "")
   local path = "/models/" .. model .. (req.stream and ":streamGenerateContent?alt=sse" or ":generateContent")
-  local headers = { ["content-type"] = "application/json" }
-  if req.stream then headers["accept"] = "text/event-stream" end
-  return { method = "POST", path = path, headers = headers, body = body }
+  return C.post(path, body, req)
 end
 
 ---------------------------------------------------------------------------------------
@@ -301,26 +281,22 @@ local function add_text(g, kind, text, sig)
 end
 
 local function add_call(g, fc, sig)
-  local args = val(fc.args)
-  local args_json = type(args) == "table" and json.encode(args) or "{}"
-  local call = C.tool_call(str(fc.id), str(fc.name), args_json,
+  local call = C.decoded_tool_call(str(fc.id), str(fc.name), val(fc.args), "{}",
     sig and { provider = PROVIDER, thought_signature = sig } or nil)
-  if type(args) == "table" then call.arguments = args end
   g.calls[#g.calls + 1] = call
   g.parts[#g.parts + 1] = { kind = "call", call = call }
   g.cur = nil
-  return call
 end
 
--- Reads one candidate's parts; returns the text, reasoning and calls it added.
+-- Reads one candidate's parts; returns the text and reasoning it added.
 local function read_parts(g, parts)
-  local text, reasoning, calls = {}, {}, {}
+  local text, reasoning = {}, {}
   for _, p in ipairs(type(parts) == "table" and parts or {}) do
     if type(p) == "table" then
       local sig = str(p.thoughtSignature) or str(p.thought_signature)
       local fc = val(p.functionCall) or val(p.function_call)
       if type(fc) == "table" then
-        calls[#calls + 1] = add_call(g, fc, sig)
+        add_call(g, fc, sig)
       elseif str(p.text) then
         if p.thought == true then
           reasoning[#reasoning + 1] = p.text
@@ -337,7 +313,7 @@ local function read_parts(g, parts)
       -- executableCode, codeExecutionResult, inlineData ... stay in `raw`
     end
   end
-  return concat(text), concat(reasoning), calls
+  return concat(text), concat(reasoning)
 end
 
 -- The normalized message content and wire parts (for a rebuilt raw body) of a gather.
@@ -476,12 +452,10 @@ end
 function P.decode_error(status, headers, body_text)
   local t, body = C.decode_body(body_text)
   local f = status_fields(t)
-  return {
-    kind = kind_of(f, status), status = status,
-    message = f.message or C.fallback_message(status, body_text),
-    request_id = C.header(headers, "x-request-id") or C.header(headers, "request-id"),
-    body = body, code = f.code, type = f.type, retry_after = f.retry_after, reason = f.reason,
-  }
+  f.kind, f.request_id = kind_of(f, status), C.request_id(headers)
+  local e = C.http_error(status, body_text, body, f)
+  e.retry_after, e.reason = f.retry_after, f.reason
+  return e
 end
 
 ---------------------------------------------------------------------------------------
@@ -493,21 +467,13 @@ function P.new_stream_state(req)
            error = nil, id = nil, model = nil }
 end
 
-local function fail(state, fields, obj, name)
-  state.error = fields
-  return { { type = "error", error = fields, raw = obj, name = name } }
-end
-
 function P.decode_event(state, ev)
   local name = ev.name
   local obj, derr = json.decode(ev.data)
-  if type(obj) ~= "table" or obj == null then
-    return fail(state, { kind = "protocol",
-      message = "bad JSON in stream event: " .. tostring(derr or "not an object") }, ev.data, name)
-  end
+  if type(obj) ~= "table" or obj == null then return C.bad_json(state, ev, derr) end
   if val(obj.error) ~= nil then
     local f = status_fields(obj)
-    return fail(state, { kind = kind_of(f, nil), message = f.message or "error in stream",
+    return C.stream_error(state, { kind = kind_of(f, nil), message = f.message or "error in stream",
       code = f.code, type = f.type, retry_after = f.retry_after, body = obj }, obj, name)
   end
   state.id = state.id or str(obj.responseId)
@@ -521,10 +487,11 @@ function P.decode_event(state, ev)
       if type(c) == "table" and (C.int(val(c.index)) or 0) == 0 then cand = c; break end
     end
   end
-  local text, reasoning, calls = "", "", {}
+  local text, reasoning = "", ""
+  local first_call = #state.g.calls + 1 -- the calls this record adds start here
   if cand then
     local content = val(cand.content)
-    text, reasoning, calls = read_parts(state.g, type(content) == "table" and val(content.parts) or nil)
+    text, reasoning = read_parts(state.g, type(content) == "table" and val(content.parts) or nil)
     local fr = str(cand.finishReason)
     if fr then state.finish = fr end
   end
@@ -535,33 +502,18 @@ function P.decode_event(state, ev)
   if reasoning ~= "" then n = n + 1; out[n] = { type = "reasoning", text = reasoning, raw = obj, name = name } end
   if text ~= "" then n = n + 1; out[n] = { type = "text", text = text, raw = obj, name = name } end
   -- Gemini sends each call whole: one delta with every argument, then its done event
-  local base = #state.g.calls - #calls
-  for i, call in ipairs(calls) do
-    n = n + 1
-    out[n] = { type = "tool_call", index = base + i, id = call.id, name = call.name,
-               arguments_delta = call.arguments_json, raw = obj }
-  end
-  for _, call in ipairs(calls) do
-    n = n + 1; out[n] = { type = "tool_call_done", call = call, raw = obj, name = name }
+  if #state.g.calls >= first_call then
+    n = C.push_whole_calls(out, n, state.g.calls, first_call, obj, name)
   end
   local u = val(obj.usageMetadata)
-  if type(u) == "table" then
-    state.raw_usage = u
-    local nu = usage_of(u)
-    if C.usage_changed(state.usage, nu) then
-      state.usage = nu
-      n = n + 1; out[n] = { type = "usage", usage = C.copy_usage(nu), raw = obj, name = name }
-    end
-  end
+  if type(u) == "table" then n = C.push_usage_of(state, u, usage_of, out, n, obj, name) end
   if n == 0 then out[1] = { type = "raw", raw = obj, name = name } end
   return out
 end
 
 function P.finish_stream(state)
-  if state.error then return nil, state.error end
-  if not state.finish then
-    return nil, { kind = "protocol", message = "stream ended before a finishReason" }
-  end
+  local err = C.unfinished(state, state.finish, "a finishReason")
+  if err then return nil, err end
   local g = state.g
   local message, wire = message_of(g)
   local finish = map_finish(state.finish, #g.calls > 0)

@@ -34,19 +34,12 @@ local val, str = C.val, C.str
 local PROVIDER = "ollama"
 
 local P = {
-  name = "ollama",
-  base_url = "http://127.0.0.1:11434",
-  api_key_env = "OLLAMA_API_KEY",
-  base_url_env = "OLLAMA_BASE_URL",
-  needs_key = false,
-  framing = "ndjson",
-  keepalive_events = {},
+  name = "ollama", base_url = "http://127.0.0.1:11434", needs_key = false,
+  api_key_env = "OLLAMA_API_KEY", base_url_env = "OLLAMA_BASE_URL",
+  framing = "ndjson", keepalive_events = {},
 }
 
-function P.auth_headers(api_key)
-  if api_key == nil or api_key == false or api_key == "" then return {} end
-  return { ["authorization"] = "Bearer " .. api_key }
-end
+P.auth_headers = C.bearer_auth
 
 ---------------------------------------------------------------------------------------
 -- Requests
@@ -79,8 +72,8 @@ local function split_content(content)
     elseif p.type == "image" then
       images = images or json.array()
       images[#images + 1] = image_data(p)
-    elseif p.type == "reasoning" and type(p.provider_data) == "table"
-        and p.provider_data.provider == PROVIDER and type(p.text) == "string" then
+    elseif p.type == "reasoning" and C.own_data(p.provider_data, PROVIDER)
+        and type(p.text) == "string" then
       thinking = (thinking or "") .. p.text
     end
   end
@@ -118,7 +111,7 @@ local function tool_out(t)
   if not C.is_function_tool(t) then return t end
   if t.type == "function" and type(t["function"]) == "table" then return t end -- wire-shaped
   return { type = "function", ["function"] = { name = t.name, description = t.description,
-    parameters = C.schema(t.parameters) or { type = "object", properties = json.object() } } }
+    parameters = C.parameters(t.parameters) } }
 end
 
 local function think_of(r, model)
@@ -138,11 +131,7 @@ function P.build_request(req)
   end
   for _, m in ipairs(req.messages or {}) do messages[#messages + 1] = message_out(m, names) end
   local body = { model = req.model, messages = messages, stream = req.stream and true or false }
-  if type(req.tools) == "table" and #req.tools > 0 then
-    local tools = json.array()
-    for i, t in ipairs(req.tools) do tools[i] = tool_out(t) end
-    body.tools = tools
-  end
+  body.tools = C.tools_list(req.tools, tool_out)
   local options = {}
   options.num_predict = req.max_tokens
   options.temperature = req.temperature
@@ -157,10 +146,7 @@ function P.build_request(req)
     body.format = rf
   end
   body.think = think_of(req.reasoning, req.model)
-  C.merge_extra(body, req.extra)
-  local headers = { ["content-type"] = "application/json" }
-  if req.stream then headers["accept"] = "application/x-ndjson" end
-  return { method = "POST", path = "/api/chat", headers = headers, body = body }
+  return C.post("/api/chat", body, req, "application/x-ndjson")
 end
 
 ---------------------------------------------------------------------------------------
@@ -178,26 +164,11 @@ local function calls_of(tcs, into)
     local fn = type(tc) == "table" and val(tc["function"]) or nil
     if type(fn) == "table" then
       local args = val(fn.arguments)
-      local args_json
-      if type(args) == "string" then args_json = args
-      elseif type(args) == "table" then args_json = json.encode(args)
-      else args_json = "" end
-      local call = C.tool_call(str(tc.id), str(fn.name), args_json)
-      if type(args) == "table" then call.arguments = args end
-      into[#into + 1] = call
+      into[#into + 1] = C.decoded_tool_call(str(tc.id), str(fn.name), args,
+        type(args) == "string" and args or "")
     end
   end
   return into
-end
-
-local function assistant_message(text, thinking, calls)
-  local msg = { role = "assistant", content = text }
-  if thinking and thinking ~= "" then
-    msg.content = { { type = "reasoning", text = thinking, provider_data = { provider = PROVIDER } },
-                    { type = "text", text = text } }
-  end
-  if #calls > 0 then msg.tool_calls = calls end
-  return msg
 end
 
 local function build(obj, text, thinking, calls, raw, req)
@@ -208,7 +179,7 @@ local function build(obj, text, thinking, calls, raw, req)
     finish_reason = done and map_finish(done_reason, true, #calls > 0) or nil,
     raw_finish_reason = done_reason,
     usage = usage_of(obj), reasoning = (thinking and thinking ~= "") and thinking or nil,
-    message = assistant_message(text, thinking, calls),
+    message = C.assistant_message(text, thinking, calls, PROVIDER),
     model = str(obj.model), raw = raw,
   }
   resp.parsed = C.parsed(req, text)
@@ -228,21 +199,13 @@ end
 ---------------------------------------------------------------------------------------
 
 local function error_message(t)
-  if type(t) ~= "table" then return nil end
-  local e = val(t.error)
-  if type(e) == "string" then return e end
-  if type(e) == "table" then return str(e.message) end
-  return nil
+  return (C.error_fields(t).message)
 end
 
 function P.decode_error(status, headers, body_text)
   local t, body = C.decode_body(body_text)
-  return {
-    kind = C.kind_for_status(status), status = status,
-    message = error_message(t) or C.fallback_message(status, body_text),
-    request_id = C.header(headers, "x-request-id") or C.header(headers, "request-id"),
-    body = body,
-  }
+  return C.http_error(status, body_text, body,
+    { message = error_message(t), request_id = C.request_id(headers) })
 end
 
 ---------------------------------------------------------------------------------------
@@ -254,20 +217,12 @@ function P.new_stream_state(req)
            model = nil, error = nil }
 end
 
-local function fail(state, fields, obj, name)
-  state.error = fields
-  return { { type = "error", error = fields, raw = obj, name = name } }
-end
-
 function P.decode_event(state, ev)
   local name = ev.name
   local obj, derr = json.decode(ev.data)
-  if type(obj) ~= "table" or obj == null then
-    return fail(state, { kind = "protocol",
-      message = "bad JSON in stream line: " .. tostring(derr or "not an object") }, ev.data, name)
-  end
+  if type(obj) ~= "table" or obj == null then return C.bad_json(state, ev, derr, "line") end
   if val(obj.error) ~= nil then
-    return fail(state, { kind = "server", message = error_message(obj) or "error in stream",
+    return C.stream_error(state, { kind = "server", message = error_message(obj) or "error in stream",
       body = obj }, obj, name)
   end
   state.model = state.model or str(obj.model)
@@ -284,36 +239,22 @@ function P.decode_event(state, ev)
       state.text[#state.text + 1] = t
       n = n + 1; out[n] = { type = "text", text = t, raw = obj, name = name }
     end
-    local before = #state.calls
+    local first = #state.calls + 1
     calls_of(val(m.tool_calls), state.calls)
-    for i = before + 1, #state.calls do
-      local c = state.calls[i]
-      n = n + 1
-      out[n] = { type = "tool_call", index = i, id = c.id, name = c.name,
-                 arguments_delta = c.arguments_json, raw = obj }
-    end
-    for i = before + 1, #state.calls do
-      n = n + 1; out[n] = { type = "tool_call_done", call = state.calls[i], raw = obj, name = name }
-    end
+    if #state.calls >= first then n = C.push_whole_calls(out, n, state.calls, first, obj, name) end
   end
   if val(obj.done) == true then
     state.final = obj
-    local nu = usage_of(obj)
-    if C.usage_changed(state.usage, nu) then
-      state.usage = nu
-      n = n + 1; out[n] = { type = "usage", usage = C.copy_usage(nu), raw = obj, name = name }
-    end
+    n = C.push_usage(state, usage_of(obj), out, n, obj, name)
   end
   if n == 0 then out[1] = { type = "raw", raw = obj, name = name } end
   return out
 end
 
 function P.finish_stream(state)
-  if state.error then return nil, state.error end
+  local err = C.unfinished(state, state.final, "a line with done: true")
+  if err then return nil, err end
   local final = state.final
-  if not final then
-    return nil, { kind = "protocol", message = "stream ended before a line with done: true" }
-  end
   local text = concat(state.text)
   local thinking = #state.thinking > 0 and concat(state.thinking) or nil
   local raw = {}

@@ -46,12 +46,9 @@ local null = json.null
 local val, str = C.val, C.str
 
 local P = {
-  name = "openai",
-  base_url = "https://api.openai.com/v1",
-  api_key_env = "OPENAI_API_KEY",
-  base_url_env = "OPENAI_BASE_URL",
-  framing = "sse",
-  keepalive_events = {},
+  name = "openai", base_url = "https://api.openai.com/v1",
+  api_key_env = "OPENAI_API_KEY", base_url_env = "OPENAI_BASE_URL",
+  framing = "sse", keepalive_events = {},
 }
 
 --- A copy of this provider with some fields replaced (OpenAI-compatible servers).
@@ -63,10 +60,7 @@ function P.derive(fields)
   return d
 end
 
-function P.auth_headers(api_key)
-  if api_key == nil or api_key == false or api_key == "" then return {} end
-  return { ["authorization"] = "Bearer " .. api_key }
-end
+P.auth_headers = C.bearer_auth
 
 ---------------------------------------------------------------------------------------
 -- Requests
@@ -77,32 +71,21 @@ local FINISH = { stop = "stop", length = "length", tool_calls = "tool_calls",
 
 -- Unknown finish reasons from compatible servers ("eos", "end_turn" ...) count as "stop";
 -- the provider's own value stays in raw_finish_reason.
-local function map_finish(raw)
-  if raw == nil then return nil end
-  return FINISH[raw] or "stop"
-end
+local map_finish = C.finish_mapper(FINISH, "stop")
 P.map_finish = map_finish
 
+local function text_part(s) return { type = "text", text = s } end
+
+local function image_part(p)
+  local image_url = { url = C.image_url(p) }
+  if p.detail then image_url.detail = p.detail end
+  return { type = "image_url", image_url = image_url }
+end
+
+-- reasoning parts and unknown part types are not part of a user turn here
 local function user_parts(content)
   if type(content) ~= "table" then return content end
-  local out = json.array()
-  for _, p in ipairs(content) do
-    if type(p) == "string" then
-      out[#out + 1] = { type = "text", text = p }
-    elseif p.type == "text" then
-      out[#out + 1] = { type = "text", text = p.text }
-    elseif p.type == "image" then
-      local url = p.url
-      if not url and p.data then
-        url = "data:" .. (p.mime_type or "image/png") .. ";base64," .. p.data
-      end
-      local image_url = { url = url }
-      if p.detail then image_url.detail = p.detail end
-      out[#out + 1] = { type = "image_url", image_url = image_url }
-    end
-    -- reasoning parts and unknown part types are not part of a user turn here
-  end
-  return out
+  return C.map_parts(content, text_part, image_part)
 end
 
 local function tool_calls_out(calls)
@@ -140,8 +123,7 @@ end
 local function tool_out(t)
   if not C.is_function_tool(t) then return t end -- hosted tool: unchanged
   if t.type == "function" and type(t["function"]) == "table" then return t end -- already wire-shaped
-  local fn = { name = t.name, description = t.description,
-               parameters = C.schema(t.parameters) or { type = "object", properties = json.object() } }
+  local fn = { name = t.name, description = t.description, parameters = C.parameters(t.parameters) }
   if t.strict ~= nil then fn.strict = t.strict end
   return { type = "function", ["function"] = fn }
 end
@@ -169,11 +151,7 @@ function P.build_request(req)
   body.top_p = req.top_p
   body.stop = C.stop_list(req.stop)
   body.n = req.n
-  if type(req.tools) == "table" and #req.tools > 0 then
-    local tools = json.array()
-    for i, t in ipairs(req.tools) do tools[i] = tool_out(t) end
-    body.tools = tools
-  end
+  body.tools = C.tools_list(req.tools, tool_out)
   body.tool_choice = tool_choice_out(req.tool_choice)
   if req.parallel_tool_calls ~= nil then body.parallel_tool_calls = req.parallel_tool_calls end
   if type(req.reasoning) == "table" and req.reasoning.effort then
@@ -193,42 +171,22 @@ function P.build_request(req)
     body.stream = true
     body.stream_options = { include_usage = true }
   end
-  C.merge_extra(body, req.extra)
-  local headers = { ["content-type"] = "application/json" }
-  if req.stream then headers["accept"] = "text/event-stream" end
-  return { method = "POST", path = "/chat/completions", headers = headers, body = body }
+  return C.post("/chat/completions", body, req)
 end
 
 ---------------------------------------------------------------------------------------
 -- Responses
 ---------------------------------------------------------------------------------------
 
-local function usage_of(u)
-  if type(u) ~= "table" or u == null then return {} end
-  local extra
-  local ctd, ptd = val(u.completion_tokens_details), val(u.prompt_tokens_details)
-  if type(ctd) == "table" and val(ctd.reasoning_tokens) ~= nil then
-    extra = { reasoning_tokens = ctd.reasoning_tokens }
-  end
-  if type(ptd) == "table" and val(ptd.cached_tokens) ~= nil then
-    extra = extra or {}
-    extra.cached_input_tokens = ptd.cached_tokens
-  end
-  return C.usage(u.prompt_tokens, u.completion_tokens, u.total_tokens, extra)
-end
+local usage_of = C.usage_reader("prompt_tokens", "completion_tokens",
+  "completion_tokens_details", "prompt_tokens_details")
 
 local function reasoning_of(m)
   return str(m.reasoning_content) or str(m.reasoning)
 end
 
 local function assistant_message(text, reasoning, calls)
-  local msg = { role = "assistant", content = text }
-  if reasoning and reasoning ~= "" then
-    msg.content = { { type = "reasoning", text = reasoning, provider_data = { provider = "openai" } },
-                    { type = "text", text = text } }
-  end
-  if #calls > 0 then msg.tool_calls = calls end
-  return msg
+  return C.assistant_message(text, reasoning, calls, "openai")
 end
 
 local function decode_choice(ch)
@@ -285,34 +243,15 @@ local TYPE_KIND = {
   permission_error = "permission", not_found_error = "not_found",
 }
 
-local function error_fields(t)
-  local e = type(t) == "table" and val(t.error)
-  local f = {}
-  if type(e) == "table" then
-    f.message = str(e.message)
-    f.type = str(e.type)
-    f.code = val(e.code)
-    f.param = val(e.param)
-  elseif type(e) == "string" then
-    f.message = e
-  elseif type(t) == "table" then
-    f.message = str(t.message) or str(t.detail)
-  end
-  return f
-end
+-- Besides `error`, compatible servers send `{"message": ...}` or `{"detail": ...}`.
+local function top_level(f, t) f.message = str(t.message) or str(t.detail) end
 
 function P.decode_error(status, headers, body_text)
   local t, body = C.decode_body(body_text)
-  local f = error_fields(t)
-  local kind = C.kind_for_status(status)
-  if f.code == "insufficient_quota" or f.type == "insufficient_quota" then kind = "quota" end
-  return {
-    kind = kind, status = status,
-    message = f.message or C.fallback_message(status, body_text),
-    request_id = C.header(headers, "x-request-id") or C.header(headers, "request-id")
-      or (t and str(t.request_id)),
-    body = body, code = f.code, type = f.type, param = f.param,
-  }
+  local f = C.error_fields(t, top_level)
+  f.kind = C.openai_error_kind(f)
+  f.request_id = C.request_id(headers) or (t and str(t.request_id))
+  return C.http_error(status, body_text, body, f)
 end
 
 ---------------------------------------------------------------------------------------
@@ -326,11 +265,6 @@ end
 function P.new_stream_state(req)
   return { req = req, choices = { [0] = new_choice() }, order = { 0 },
            usage = {}, raw_usage = nil, finish = nil, done = false, error = nil }
-end
-
-local function stream_error(state, fields, obj, name)
-  state.error = fields
-  return { { type = "error", error = fields, raw = obj, name = name } }
 end
 
 local function get_choice(state, idx)
@@ -364,16 +298,13 @@ function P.decode_event(state, ev)
     return {}
   end
   local obj, derr = json.decode(data)
-  if type(obj) ~= "table" or obj == null then
-    return stream_error(state, { kind = "protocol",
-      message = "bad JSON in stream event: " .. tostring(derr or "not an object") }, data, name)
-  end
+  if type(obj) ~= "table" or obj == null then return C.bad_json(state, ev, derr) end
   local out, n = {}, 0
   local e = val(obj.error)
   if e ~= nil then
-    local f = error_fields(obj)
+    local f = C.error_fields(obj, top_level)
     local kind = TYPE_KIND[f.code] or TYPE_KIND[f.type] or "server"
-    return stream_error(state, { kind = kind, message = f.message or "error in stream",
+    return C.stream_error(state, { kind = kind, message = f.message or "error in stream",
       code = f.code, type = f.type, param = f.param, body = obj }, obj, name)
   end
   if state.id == nil then state.id = str(obj.id) end
@@ -457,14 +388,7 @@ function P.decode_event(state, ev)
     end
   end
   local u = val(obj.usage)
-  if type(u) == "table" then
-    state.raw_usage = u
-    local nu = usage_of(u)
-    if C.usage_changed(state.usage, nu) then
-      state.usage = nu
-      n = n + 1; out[n] = { type = "usage", usage = C.copy_usage(nu), raw = obj, name = name }
-    end
-  end
+  if type(u) == "table" then n = C.push_usage_of(state, u, usage_of, out, n, obj, name) end
   if n == 0 then out[1] = { type = "raw", raw = obj, name = name } end
   return out
 end
@@ -483,10 +407,8 @@ local function final_choice(c, idx)
 end
 
 function P.finish_stream(state)
-  if state.error then return nil, state.error end
-  if not state.finish then
-    return nil, { kind = "protocol", message = "stream ended before a finish_reason" }
-  end
+  local err = C.unfinished(state, state.finish, "a finish_reason")
+  if err then return nil, err end
   local list = {}
   local order = {}
   for _, idx in ipairs(state.order) do order[#order + 1] = idx end

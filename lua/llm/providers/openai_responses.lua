@@ -37,49 +37,39 @@ local val, str = C.val, C.str
 local PROVIDER = "openai_responses"
 
 local P = {
-  name = "openai_responses",
-  api = "responses",
-  base_url = "https://api.openai.com/v1",
-  api_key_env = "OPENAI_API_KEY",
-  base_url_env = "OPENAI_BASE_URL",
-  framing = "sse",
-  keepalive_events = {},
+  name = "openai_responses", api = "responses", base_url = "https://api.openai.com/v1",
+  api_key_env = "OPENAI_API_KEY", base_url_env = "OPENAI_BASE_URL",
+  framing = "sse", keepalive_events = {},
 }
 
-function P.auth_headers(api_key)
-  if api_key == nil or api_key == false or api_key == "" then return {} end
-  return { ["authorization"] = "Bearer " .. api_key }
-end
+P.auth_headers = C.bearer_auth
 
 ---------------------------------------------------------------------------------------
 -- Requests
 ---------------------------------------------------------------------------------------
 
 local function is_ours(pd)
-  return type(pd) == "table" and pd.provider == PROVIDER
+  return C.own_data(pd, PROVIDER) ~= nil
+end
+
+local function input_text(s) return { type = "input_text", text = s } end
+
+local function input_image(p)
+  return { type = "input_image", image_url = C.image_url(p), detail = p.detail or "auto" }
+end
+
+local WIRE_PARTS = { input_text = true, input_image = true, input_file = true }
+
+local function wire_part(p)
+  if WIRE_PARTS[p.type] then return p end -- already wire-shaped
+  return nil
 end
 
 -- Content of a user (or system) message: a string stays a string, parts become
 -- input_text / input_image parts.
 local function input_content(content)
   if type(content) ~= "table" then return content or "" end
-  local out = json.array()
-  for _, p in ipairs(content) do
-    if type(p) == "string" then
-      out[#out + 1] = { type = "input_text", text = p }
-    elseif p.type == "text" then
-      out[#out + 1] = { type = "input_text", text = p.text }
-    elseif p.type == "image" then
-      local url = p.url
-      if not url and p.data then
-        url = "data:" .. (p.mime_type or "image/png") .. ";base64," .. p.data
-      end
-      out[#out + 1] = { type = "input_image", image_url = url, detail = p.detail or "auto" }
-    elseif p.type == "input_text" or p.type == "input_image" or p.type == "input_file" then
-      out[#out + 1] = p -- already wire-shaped
-    end
-  end
-  return out
+  return C.map_parts(content, input_text, input_image, wire_part)
 end
 
 local function reasoning_item(p)
@@ -130,10 +120,9 @@ end
 
 local function tool_out(t)
   if not C.is_function_tool(t) then return t end -- hosted tool: unchanged
-  local fn = t
-  if t.type == "function" and type(t["function"]) == "table" then fn = t["function"] end
+  local fn = C.function_of(t)
   local out = { type = "function", name = fn.name, description = fn.description,
-                parameters = C.schema(fn.parameters) or { type = "object", properties = json.object() } }
+                parameters = C.parameters(fn.parameters) }
   if fn.strict ~= nil then out.strict = fn.strict end
   return out
 end
@@ -165,11 +154,7 @@ function P.build_request(req)
   body.max_output_tokens = req.max_tokens
   body.temperature = req.temperature
   body.top_p = req.top_p
-  if type(req.tools) == "table" and #req.tools > 0 then
-    local tools = json.array()
-    for i, t in ipairs(req.tools) do tools[i] = tool_out(t) end
-    body.tools = tools
-  end
+  body.tools = C.tools_list(req.tools, tool_out)
   body.tool_choice = tool_choice_out(req.tool_choice)
   if req.parallel_tool_calls ~= nil then body.parallel_tool_calls = req.parallel_tool_calls end
   if req.previous_response_id ~= nil then body.previous_response_id = req.previous_response_id end
@@ -192,29 +177,15 @@ function P.build_request(req)
     end
   end
   if req.stream then body.stream = true end
-  C.merge_extra(body, req.extra)
-  local headers = { ["content-type"] = "application/json" }
-  if req.stream then headers["accept"] = "text/event-stream" end
-  return { method = "POST", path = "/responses", headers = headers, body = body }
+  return C.post("/responses", body, req)
 end
 
 ---------------------------------------------------------------------------------------
 -- Responses
 ---------------------------------------------------------------------------------------
 
-local function usage_of(u)
-  if type(u) ~= "table" or u == null then return {} end
-  local extra
-  local otd, itd = val(u.output_tokens_details), val(u.input_tokens_details)
-  if type(otd) == "table" and val(otd.reasoning_tokens) ~= nil then
-    extra = { reasoning_tokens = otd.reasoning_tokens }
-  end
-  if type(itd) == "table" and val(itd.cached_tokens) ~= nil then
-    extra = extra or {}
-    extra.cached_input_tokens = itd.cached_tokens
-  end
-  return C.usage(u.input_tokens, u.output_tokens, u.total_tokens, extra)
-end
+local usage_of = C.usage_reader("input_tokens", "output_tokens",
+  "output_tokens_details", "input_tokens_details")
 
 --- Normalized finish reason and the raw one for a response object's status.
 local function finish_of(resp_obj, has_calls)
@@ -324,31 +295,17 @@ local CODE_KIND = {
   vector_store_timeout = "timeout",
 }
 
-local function error_fields(t)
-  local f = {}
-  if type(t) ~= "table" then return f end
-  local e = val(t.error)
-  if type(e) == "table" then
-    f.message, f.type, f.code, f.param = str(e.message), str(e.type), val(e.code), val(e.param)
-  elseif type(e) == "string" then
-    f.message = e
-  else
-    f.message, f.type, f.code, f.param = str(t.message), nil, val(t.code), val(t.param)
-  end
-  return f
+-- Without an `error` member (an `error` stream event) the fields are the object's own.
+local function top_level(f, t)
+  f.message, f.code, f.param = str(t.message), val(t.code), val(t.param)
 end
 
 function P.decode_error(status, headers, body_text)
   local t, body = C.decode_body(body_text)
-  local f = error_fields(t)
-  local kind = C.kind_for_status(status)
-  if f.code == "insufficient_quota" or f.type == "insufficient_quota" then kind = "quota" end
-  return {
-    kind = kind, status = status,
-    message = f.message or C.fallback_message(status, body_text),
-    request_id = C.header(headers, "x-request-id") or C.header(headers, "request-id"),
-    body = body, code = f.code, type = f.type, param = f.param,
-  }
+  local f = C.error_fields(t, top_level)
+  f.kind = C.openai_error_kind(f)
+  f.request_id = C.request_id(headers)
+  return C.http_error(status, body_text, body, f)
 end
 
 ---------------------------------------------------------------------------------------
@@ -365,11 +322,6 @@ local function one(type_, obj, name, fields)
   local e = fields or {}
   e.type, e.raw, e.name = type_, obj, name
   return { e }
-end
-
-local function fail(state, fields, obj, name)
-  state.error = fields
-  return one("error", obj, name, { error = fields })
 end
 
 -- The record of an output item by its output_index (created on first sight).
@@ -418,23 +370,12 @@ local function close_call(call, final_args, obj, name)
   return out
 end
 
-local function usage_event(state, u, obj, name, out)
-  local nu = usage_of(u)
-  if C.usage_changed(state.usage, nu) then
-    state.usage = nu
-    out[#out + 1] = { type = "usage", usage = C.copy_usage(nu), raw = obj, name = name }
-  end
-end
-
 local TERMINAL = { ["response.completed"] = true, ["response.incomplete"] = true }
 
 function P.decode_event(state, ev)
   local name = ev.name
   local obj, derr = json.decode(ev.data)
-  if type(obj) ~= "table" or obj == null then
-    return fail(state, { kind = "protocol",
-      message = "bad JSON in stream event: " .. tostring(derr or "not an object") }, ev.data, name)
-  end
+  if type(obj) ~= "table" or obj == null then return C.bad_json(state, ev, derr) end
   local t = str(obj.type) or name
   if t == "response.output_text.delta" then
     local d = str(obj.delta) or ""
@@ -494,20 +435,20 @@ function P.decode_event(state, ev)
     state.finished = true
     state.response = type(r) == "table" and r or {}
     local out = {}
-    usage_event(state, val(state.response.usage), obj, name, out)
-    if #out == 0 then out[1] = { type = "raw", raw = obj, name = name } end
+    local n = C.push_usage(state, usage_of(val(state.response.usage)), out, 0, obj, name)
+    if n == 0 then out[1] = { type = "raw", raw = obj, name = name } end
     return out
   elseif t == "response.failed" then
     local r = val(obj.response)
     local e = type(r) == "table" and val(r.error) or nil
-    local f = error_fields({ error = e })
+    local f = C.error_fields({ error = e }, top_level)
     local kind = CODE_KIND[f.code] or CODE_KIND[f.type] or "server"
-    return fail(state, { kind = kind, message = f.message or "response failed",
+    return C.stream_error(state, { kind = kind, message = f.message or "response failed",
       code = f.code, type = f.type, body = obj }, obj, name)
   elseif t == "error" then
-    local f = error_fields(obj)
+    local f = C.error_fields(obj, top_level)
     local kind = CODE_KIND[f.code] or CODE_KIND[f.type] or "server"
-    return fail(state, { kind = kind, message = f.message or "error in stream", code = f.code,
+    return C.stream_error(state, { kind = kind, message = f.message or "error in stream", code = f.code,
       type = f.type, param = f.param, body = obj }, obj, name)
   elseif t == "response.created" or t == "response.in_progress" or t == "response.queued" then
     local r = val(obj.response)
@@ -519,11 +460,9 @@ function P.decode_event(state, ev)
 end
 
 function P.finish_stream(state)
-  if state.error then return nil, state.error end
-  if not state.finished then
-    return nil, { kind = "protocol",
-      message = "stream ended before response.completed or response.incomplete" }
-  end
+  local err = C.unfinished(state, state.finished,
+    "response.completed or response.incomplete")
+  if err then return nil, err end
   local calls = {}
   for i, call in ipairs(state.calls) do
     if not call.final then
