@@ -4,9 +4,10 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= 2
 LUA        ?= lua5.4
 
-# Debian packages the project needs (DESIGN.md "Toolchain facts").
+# Debian packages the project needs (DESIGN.md "Toolchain facts"). lua-socket serves the
+# specs only: a listener whose accept queue is full (connect timeouts) and free-port probes.
 DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson \
-       lua-busted luarocks clang libclang-rt-14-dev valgrind openssl curl ca-certificates
+       lua-busted lua-socket luarocks clang libclang-rt-14-dev valgrind openssl curl ca-certificates
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
