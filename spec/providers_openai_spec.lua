@@ -297,13 +297,14 @@ describe("openai decode_error", function()
     end)
   end
 
-  it("reads fixture error bodies where they exist", function()
-    if not F.dir() then pending("fixtures absent"); return end
+  -- Registered only when the shared fixtures are there (hand-written bodies are above).
+  if not F.dir() then print("fixtures absent: recorded error bodies not checked") end
+  if F.dir() then it("reads fixture error bodies where they exist", function()
     local e = S.fixture_error(P, "openai_chat/chat_error_429_rate_limit")
     assert.are.equal("rate_limit", e.kind)
     assert.are.equal("rate_limit_exceeded", e.code)
     assert.are.equal("df4093761753468e57c467fd3774f9ad", e.request_id)
-  end)
+  end) end
 
   it("gives a clear message for HTML, empty and non-JSON bodies", function()
     local e = P.decode_error(502, {}, "<html><body>Bad gateway</body></html>")
