@@ -19,6 +19,10 @@ return function(env)
   Client.__index = Client
   M.Client = Client
 
+  local function request_id(headers)
+    return headers and (headers["x-request-id"] or headers["request-id"])
+  end
+
   ---------------------------------------------------------------------------------------
   -- Construction
 
@@ -161,7 +165,7 @@ return function(env)
     fields.kind = f.kind or errors.kind_for_status(status)
     fields.status = status
     fields.retry_after = retry_after or f.retry_after
-    fields.request_id = f.request_id or (headers and (headers["x-request-id"] or headers["request-id"]))
+    fields.request_id = f.request_id or request_id(headers)
     if fields.kind == "quota" then fields.retryable = false
     elseif should_retry ~= nil then fields.retryable = should_retry
     else fields.retryable = errors.retryable_default(fields.kind, status) end
@@ -218,18 +222,22 @@ return function(env)
   local function attach_meta(resp, res)
     resp.status = res.status
     resp.headers = res.headers
-    resp.request_id = res.headers["x-request-id"] or res.headers["request-id"]
+    resp.request_id = request_id(res.headers)
     return resp
   end
 
   --- chat(req) -> normalized response, or nil, err (API §2).
-  function Client:chat(req)
-    req = self:normalize(req)
-    req.stream = false
+  -- The normalized request, its provider, the transfer spec and the retry policy of a call.
+  function Client:prepare(req, streaming)
+    req = self:normalize(req, 3)   -- errors blame the caller of chat / stream
+    req.stream = streaming
     local p = self:provider_for(req)
-    local built = p.build_request(req)
-    local spec = self:spec(built, req, false)
-    local policy = self:policy(req)
+    return req, p, self:spec(p.build_request(req), req, streaming), self:policy(req)
+  end
+
+  function Client:chat(req)
+    local p, spec, policy
+    req, p, spec, policy = self:prepare(req, false)
     return policy:call(function()
       local res, err = self:send(spec)
       if not res then return nil, err end
@@ -268,8 +276,7 @@ return function(env)
       if res.status >= 300 then
         return nil, self:http_error(res.status, res.headers, res.body, res.retry_after, res.should_retry)
       end
-      local meta = { status = res.status, headers = res.headers,
-                     request_id = res.headers["x-request-id"] or res.headers["request-id"] }
+      local meta = { status = res.status, headers = res.headers, request_id = request_id(res.headers) }
       if opts.raw then return res.body, meta end
       if res.body == "" then return json.object(), meta end
       local v, jerr = decode_json(res.body)
@@ -323,7 +330,7 @@ return function(env)
           if done then break end
         end
         s.status, s.headers = hs.status, hs.headers
-        s.request_id = hs.headers["x-request-id"] or hs.headers["request-id"]
+        s.request_id = request_id(hs.headers)
         return s
       end
     end
@@ -364,7 +371,7 @@ return function(env)
       return nil, true
     end
     resp.status, resp.headers = self.hs.status, self.hs.headers
-    resp.request_id = self.hs.headers and (self.hs.headers["x-request-id"] or self.hs.headers["request-id"])
+    resp.request_id = request_id(self.hs.headers)
     self.response = resp
     if self.on_done then self.on_done(resp) end
     self.pending:push({ type = "done", response = resp })
@@ -431,12 +438,8 @@ return function(env)
 
   --- stream(req) -> Stream, or nil, err (an HTTP error or connection failure after retries).
   function Client:stream(req)
-    req = self:normalize(req)
-    req.stream = true
-    local p = self:provider_for(req)
-    local built = p.build_request(req)
-    local spec = self:spec(built, req, true)
-    local policy = self:policy(req)
+    local p, spec, policy
+    req, p, spec, policy = self:prepare(req, true)
     local s, err = policy:call(function() return self:open_stream(p, spec, req) end)
     if s then return s end
     -- After HTTP 200 a failure arrives as the stream's "error" event (API §9), not as nil, err.
