@@ -553,6 +553,43 @@ describe("stream API", function()
     assert.equal("m2", json.decode(mock:requests()[2].body).model)
   end)
 
+  it("llm.configure reads providers and defaults from a Lua file", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(([[return {
+      providers = { filed = { base = "openai", base_url = %q, api_key_env = "LLM_NO_SUCH_KEY" } },
+      defaults = { provider = "filed", model = "from-file", api_key = false },
+    }]]):format(mock.url .. "/v1"))
+    f:close()
+    local lib = llm.new()
+    lib.configure(path)
+    os.remove(path)
+    assert(lib.client():chat("x"))
+    assert.equal("from-file", json.decode(mock:requests()[1].body).model)
+  end)
+
+  it("LLM_LOG=debug logs requests and libcurl's text to stderr, redacted", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(([[
+      local llm = require("llm")
+      local c = llm.client("openai", { model = "m", base_url = %q, api_key = %q })
+      assert(c:chat("logged"))
+    ]]):format(mock.url .. "/v1", KEY))
+    f:close()
+    local root = os.getenv("LLM_ROOT") or "."
+    local build = os.getenv("LLM_BUILD") or (root .. "/build")
+    local p = io.popen(("cd %s && LLM_LOG=debug LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s/?.so;;' lua5.4 %s 2>&1")
+      :format(root, build, script))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    assert.matches("llm debug: POST .*/v1/chat/completions %-> 200", out)
+    assert.matches("llm debug: curl: ", out)            -- libcurl's verbose text, through the same sink
+    assert.matches("%[REDACTED%]", out)                 -- the Authorization header it printed
+    assert.is_nil(out:find(KEY, 1, true))
+  end)
+
   it("tasks: many chats at once under llm.run", function()
     local c = openai{ headers = { ["x-mock-delay-ms"] = "5" } }
     local results = llm.run(function()

@@ -242,6 +242,25 @@ describe("transfers", function()
     assert.is_true(err.retryable)
   end)
 
+  it("a consumer that stops reading pauses the transfer; the idle clock stops meanwhile", function()
+    local s = http.stream(chat_spec({ ["x-mock-events"] = "20000" }, true, { idle_timeout = 0.2 }))
+    assert(s:wait_headers())
+    for _ = 1, 200 do                      -- drive the loop without reading
+      if s.paused then break end
+      llm.step(0.01)
+    end
+    assert.is_true(s.paused)
+    llm.sleep(0.6)                         -- three idle periods pass while paused
+    assert.is_nil(s.done)                  -- neither finished nor timed out
+    local n = 0
+    while true do
+      local ev, err = s:next_event()
+      if not ev then assert.is_nil(err); break end
+      n = n + 1
+    end
+    assert.is_true(n > 20000)              -- every delta plus the framing events
+  end)
+
   it("an event over the size cap ends the stream with a protocol error", function()
     local s = http.stream(chat_spec({ ["x-mock-text"] = string.rep("x", 3000) }, true, { max_event_size = 1024 }))
     assert(s:wait_headers())
