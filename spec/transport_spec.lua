@@ -242,6 +242,28 @@ describe("transfers", function()
     assert.is_true(err.retryable)
   end)
 
+  it("llm.pollfd() becomes readable when a timer or a transfer needs a step", function()
+    local socket = require("socket")
+    local fd = llm.pollfd()
+    assert.is_true(math.type(fd) == "integer" and fd > 2)
+    local pollable = { getfd = function() return fd end }
+    local t = llm.spawn(function() llm.sleep(0.05); return "woke" end)
+    llm.step(0)                                   -- starts the task; its timer is armed
+    assert.is_false(t:done())
+    local readable = socket.select({ pollable }, nil, 5)
+    assert.equal(1, #readable)                    -- the host's own poll saw the timer
+    for _ = 1, 10 do if t:done() then break end llm.step(0) end
+    assert.equal("woke", llm.await(t))
+    local res
+    local r = llm.spawn(function() res = http.request(chat_spec({ ["x-mock-text"] = "polled" })) end)
+    for _ = 1, 200 do                             -- a host loop: poll, then step(0)
+      if r:done() then break end
+      socket.select({ pollable }, nil, 1)
+      llm.step(0)
+    end
+    assert.matches("polled", res.body)
+  end)
+
   it("a consumer that stops reading pauses the transfer; the idle clock stops meanwhile", function()
     local s = http.stream(chat_spec({ ["x-mock-events"] = "20000" }, true, { idle_timeout = 0.2 }))
     assert(s:wait_headers())
