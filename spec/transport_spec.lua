@@ -25,9 +25,10 @@ local function chat_spec(headers, stream, extra)
   return spec
 end
 
--- Poll the server (each poll drives our loop a little) until pred(stats) holds.
+-- Poll the server (each poll drives our loop a little) until pred(stats) holds; generous, as
+-- it returns as soon as the condition does.
 local function wait_stats(pred, tries)
-  for _ = 1, tries or 200 do
+  for _ = 1, tries or 1000 do
     local st = mock:stats()
     if pred(st) then return st end
     llm.sleep(0.02)
