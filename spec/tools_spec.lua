@@ -88,20 +88,9 @@ local function has_module(name)
   return (pcall(require, "llm.providers." .. name))
 end
 
--- The Responses API is reached through `api = "responses"` on an openai client. When the
--- openai provider does not link its Responses variant yet, an OpenAI-derived provider that
--- carries it stands in, so the loop is still run through `api = "responses"`.
-local function responses_provider()
-  local openai = require("llm.providers.openai")
-  if openai.responses then return "openai" end
-  llm.providers.openai_with_responses = { base = "openai",
-                                          responses = require("llm.providers.openai_responses") }
-  return "openai_with_responses"
-end
-
 local PROVIDERS = {
   { label = "openai", name = "openai", path = "/v1", results = chat_results, raw_json = true },
-  { label = "openai responses", module = "openai_responses", path = "/v1", api = "responses",
+  { label = "openai responses", name = "openai", module = "openai_responses", path = "/v1", api = "responses",
     results = responses_results, raw_json = true },
   { label = "anthropic", name = "anthropic", path = "", results = anthropic_results, has_is_error = true },
   { label = "gemini", name = "gemini", module = "gemini", path = "/v1beta", results = gemini_results,
@@ -110,8 +99,7 @@ local PROVIDERS = {
 }
 
 local function client_for(p, script)
-  local name = p.name or responses_provider()
-  local c = llm.client(name, { model = "test-model", base_url = mock.url .. p.path, api_key = "sk-test",
+  local c = llm.client(p.name, { model = "test-model", base_url = mock.url .. p.path, api_key = "sk-test",
                                max_retries = 0, api = p.api,
                                headers = { ["x-mock-script"] = script, ["x-mock-key"] = key() } })
   return c
