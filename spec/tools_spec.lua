@@ -531,7 +531,6 @@ describe("streamed tool calls from recorded fixtures", function()
     local exp = F.read_json(dir .. "/" .. folder .. "/" .. name .. ".expect.json")
     if exp and ((not module) or has_module(module)) then
       it("gives the calls of " .. folder .. "/" .. name .. " as deltas, done events and final calls", function()
-        if api == "responses" then provider = responses_provider() end
         local c = llm.client(provider, { model = "m", base_url = mock.url .. path, api_key = "sk-test",
           max_retries = 0, api = api,
           headers = { ["x-mock-fixture"] = folder .. "/" .. name, ["x-mock-split"] = "random" } })
