@@ -84,10 +84,6 @@ local function ollama_results(body)
   return out
 end
 
-local function has_module(name)
-  return (pcall(require, "llm.providers." .. name))
-end
-
 local PROVIDERS = {
   { label = "openai", name = "openai", path = "/v1", results = chat_results, raw_json = true },
   { label = "openai responses", name = "openai", module = "openai_responses", path = "/v1", api = "responses",
@@ -149,13 +145,7 @@ local function content_text(c)
 end
 
 for _, p in ipairs(PROVIDERS) do
-  local available = (not p.module) or has_module(p.module)
   describe("run_tools with " .. p.label, function()
-    if not available then
-      it("is skipped: provider module absent", function() end)
-      return
-    end
-
     for _, streaming in ipairs({ false, true }) do
       local mode = streaming and " (streamed)" or ""
 
@@ -447,8 +437,7 @@ end)
 ------------------------------------------------------------------------------------------
 describe("run_tools with api = responses", function()
   it("passes api through, so tool results go out as function_call_output items", function()
-    if not has_module("openai_responses") then return end
-    local resp = assert(client_for({ path = "/v1", name = nil }, "two_cities"):run_tools{
+    local resp = assert(client_for({ path = "/v1", name = "openai" }, "two_cities"):run_tools{
       messages = USER, tools = make_tools(), api = "responses" })
     assert.equal("Seoul is 21 C and Busan is 24 C.", resp.text)
     local reqs = mock:requests()
@@ -527,9 +516,9 @@ describe("streamed tool calls from recorded fixtures", function()
   }
   local null = json.null
   for _, cs in ipairs(CASES) do
-    local folder, name, provider, path, module, api = cs[1], cs[2], cs[3], cs[4], cs[5], cs[6]
+    local folder, name, provider, path, api = cs[1], cs[2], cs[3], cs[4], cs[6]
     local exp = F.read_json(dir .. "/" .. folder .. "/" .. name .. ".expect.json")
-    if exp and ((not module) or has_module(module)) then
+    if exp then
       it("gives the calls of " .. folder .. "/" .. name .. " as deltas, done events and final calls", function()
         local c = llm.client(provider, { model = "m", base_url = mock.url .. path, api_key = "sk-test",
           max_retries = 0, api = api,
