@@ -78,9 +78,9 @@ describe("core.json_decode", function()
     assert.are.same({ nil, "JSON: expected a string, got nil" }, { json.decode(nil) })
   end)
 
-  it("agrees with both Lua paths on every fixture body and SSE payload", function()
+  if not (F.dir()) then print("fixtures absent: the fixture corpus comparison is not run") end
+  if F.dir() then it("agrees with both Lua paths on every fixture body and SSE payload", function()
     local dir = F.dir()
-    if not dir then print("fixtures absent"); return end
     local files, payloads = 0, 0
     for _, sub in ipairs(F.list(dir, "")) do
       for _, name in ipairs(F.list(dir, sub)) do
@@ -109,7 +109,7 @@ describe("core.json_decode", function()
     end
     print(("%d fixtures at %s (%d SSE payloads)"):format(files, dir, payloads))
     assert.is_true(files > 0)
-  end)
+  end) end
 
   it("makes integers of integer literals and floats of the others", function()
     local v = assert(cdecode('[17,-3,0,-0,1.5,2.0,1e2,1E2,-0.0,1e-2,123456789012345678]'))

@@ -310,15 +310,12 @@ describe("llm-mock", function()
   end)
 
   describe("fixture replay", function()
-    it("sends every fixture body byte for byte with the recorded status and header order", function()
+    if not (exists(FIXTURES .. "/README.md")) then print("fixtures absent (" .. FIXTURES .. "): replay not checked") end
+    if exists(FIXTURES .. "/README.md") then it("sends every fixture body byte for byte with the recorded status and header order", function()
       local list = io.popen("ls -d " .. sh_quote(FIXTURES) .. "/*/ 2>/dev/null")
       local dirs = {}
       for d in list:lines() do dirs[#dirs + 1] = d:match("([^/]+)/$") end
       list:close()
-      if #dirs == 0 then
-        print("fixtures absent (" .. FIXTURES .. "): skipping replay")
-        return
-      end
       local DROP = { ["content-encoding"] = true, ["content-length"] = true,
                      ["transfer-encoding"] = true, ["connection"] = true }
       local count = 0
@@ -360,9 +357,9 @@ describe("llm-mock", function()
       end
       print(count .. " fixtures at " .. FIXTURES)
       assert.truthy(count > 0)
-    end)
+    end) end
 
-    it("produces stream shapes of the same event families as the recordings", function()
+    if exists(FIXTURES .. "/README.md") then it("produces stream shapes of the same event families as the recordings", function()
       local function fixture_names(dir, pattern)
         local names = {}
         local files = io.popen("ls " .. sh_quote(FIXTURES .. "/" .. dir) .. " 2>/dev/null")
@@ -374,7 +371,6 @@ describe("llm-mock", function()
         files:close()
         return names
       end
-      if not exists(FIXTURES .. "/README.md") then print("fixtures absent: skipping") return end
       -- Anthropic and Responses: every event name the mock sends occurs in a recording.
       local a = fixture_names("anthropic", "%.sse$")
       local r = request { path = "/v1/messages", headers = with(ANTHROPIC, { ["x-mock-script"] = "add", ["x-mock-key"] = "fam" }),
@@ -396,7 +392,7 @@ describe("llm-mock", function()
       assert.are.equal(rec:sub(-4), r.body:sub(-4))
       assert.are.equal("\r\n\r\n", r.body:sub(-4))
       assert.is_nil(next(event_names(r.body)))
-    end)
+    end) end
   end)
 
   describe("faults", function()
