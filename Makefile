@@ -11,7 +11,9 @@ DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-de
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-asan test-valgrind demo bench mock clean
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build test test-asan test-valgrind fuzz demo bench mock clean
 
 all: build
 
@@ -43,6 +45,15 @@ test-asan: deps
 # Specs under valgrind with an aggressive collector (a soak for lifetimes and leaks).
 test-valgrind: build
 	sh tools/valgrind.sh
+
+# libFuzzer on the stream framers (clang, ASan, UBSan): whole vs split parses must agree.
+# The corpus starts from tests/transcripts, copied to a temporary folder.
+fuzz: deps
+	@mkdir -p $(BUILD)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc \
+	  tests/fuzz/fuzz_sse.c csrc/sse.c csrc/buf.c -o $(BUILD)/fuzz_sse
+	@corpus=$$(mktemp -d) && cp tests/transcripts/*.sse tests/transcripts/*.ndjson $$corpus/ && \
+	  $(BUILD)/fuzz_sse -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $$corpus; rc=$$?; rm -rf $$corpus; exit $$rc
 
 demo: build
 	@sh tools/demo.sh $(BUILD)
