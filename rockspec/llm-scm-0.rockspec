@@ -8,7 +8,6 @@ description = {
   license = "MIT",
 }
 dependencies = { "lua >= 5.4", "lua-cjson" }
-external_dependencies = { CURL = { header = "curl/curl.h" } }
 build = {
   type = "cmake",
   variables = {
