@@ -35,6 +35,7 @@ struct loop {
   lua_Alloc alloc; void *alloc_ud;
   /* counters for loop:stats() */
   lua_Integer waits, blocking_waits, events, new_connections, reused;
+  lua_Integer deferred;   /* steps that left reports for the next step (budget reached) */
 };
 
 double llm_now(void);
@@ -53,5 +54,6 @@ int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n); 
 void llm_transfer_detach_all(struct loop *lp);         /* loop closing */
 struct transfer *llm_transfer_next(struct transfer *t);
 lua_Integer llm_transfer_id(struct transfer *t);
+size_t llm_transfer_pending(struct transfer *t);        /* events queued for the next report */
 
 #endif

@@ -13,6 +13,11 @@
 #include "internal.h"
 
 #define MAX_EPOLL_EVENTS 256
+/* One step reports at most about this much work and leaves the rest for the next step (which
+ * then does not wait), so a host calling step(0) every frame keeps its frame time. The budget
+ * is checked between transfers: one transfer's batch (bounded by its queue cap) is whole. */
+#define STEP_EVENT_BUDGET 4096
+#define STEP_TIME_BUDGET 0.0005
 
 double llm_now(void) {
   struct timespec ts;
@@ -237,9 +242,18 @@ static int loop_step(lua_State *L) {
   lp->nfired = 0;
   /* Report dirty transfers; each is unlinked before any Lua allocation for it, so a
    * collection that closes a transfer meanwhile cannot corrupt the list. */
-  while (lp->dirty != NULL) {
-    t = lp->dirty;
-    llm_transfer_report(L, t, lua_gettop(L), &nrec);
+  {
+    size_t reported = 0;
+    double start = llm_now();
+    while (lp->dirty != NULL) {
+      if (reported >= STEP_EVENT_BUDGET || llm_now() - start > STEP_TIME_BUDGET) {
+        lp->deferred++;
+        break;
+      }
+      t = lp->dirty;
+      reported += llm_transfer_pending(t) + 1;
+      llm_transfer_report(L, t, lua_gettop(L), &nrec);
+    }
   }
   arm_timerfd(lp, next_deadline(lp));
   return 1;
@@ -265,6 +279,7 @@ static int loop_stats(lua_State *L) {
   lua_pushinteger(L, lp->events); lua_setfield(L, -2, "events");
   lua_pushinteger(L, lp->new_connections); lua_setfield(L, -2, "new_connections");
   lua_pushinteger(L, lp->reused); lua_setfield(L, -2, "connections_reused");
+  lua_pushinteger(L, lp->deferred); lua_setfield(L, -2, "deferred");
   return 1;
 }
 

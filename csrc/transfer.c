@@ -59,6 +59,7 @@ static struct transfer *checktransfer(lua_State *L, int i) {
 
 struct transfer *llm_transfer_next(struct transfer *t) { return t->next; }
 lua_Integer llm_transfer_id(struct transfer *t) { return t->id; }
+size_t llm_transfer_pending(struct transfer *t) { return t->queue.count; }
 
 void llm_transfer_mark_dirty(struct transfer *t) {
   if (!t->dirty && t->loop != NULL) {

@@ -265,6 +265,34 @@ describe("transfers", function()
     assert.matches("polled", res.body)
   end)
 
+  it("one step reports a bounded amount of work and leaves the rest for the next step", function()
+    local own = llm.new()
+    local streams = {}
+    for i = 1, 30 do
+      streams[i] = own.http.stream(chat_spec({ ["x-mock-events"] = "3000" }, true))
+    end
+    local counts = {}
+    own.run(function()
+      local tasks = {}
+      for i, s in ipairs(streams) do
+        tasks[i] = own.spawn(function()
+          assert(s:wait_headers())
+          local n = 0
+          while true do
+            local ev, err = s:next_event()
+            if not ev then assert.is_nil(err); break end
+            n = n + 1
+          end
+          counts[i] = n
+        end)
+      end
+      own.gather(table.unpack(tasks))
+    end)
+    for i = 1, 30 do assert.equal(counts[1], counts[i]) end   -- nothing lost or duplicated
+    assert.is_true(counts[1] > 3000)
+    assert.is_true(own.loop:stats().deferred > 0)             -- 90,000 events did not fit in one step
+  end)
+
   it("a consumer that stops reading pauses the transfer; the idle clock stops meanwhile", function()
     local s = http.stream(chat_spec({ ["x-mock-events"] = "20000" }, true, { idle_timeout = 0.2 }))
     assert(s:wait_headers())
