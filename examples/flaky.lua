@@ -6,7 +6,8 @@ package.cpath = (os.getenv("LLM_BUILD") or "build") .. "/?.so;" .. package.cpath
 local llm = require("llm")
 local R = llm.retry
 
-math.randomseed(os.time())
+-- LLM_EXAMPLE_SEED makes a run repeatable (the examples spec uses it).
+math.randomseed(tonumber(os.getenv("LLM_EXAMPLE_SEED")) or os.time())
 
 local calls = 0
 local function flaky(x)
@@ -18,8 +19,8 @@ local function flaky(x)
 end
 
 local policy = R.policy{
-  stop = R.stop_after_attempt(10),
-  wait = R.wait_exponential{ multiplier = 0.05, max = 0.4 },
+  stop = R.stop_after_attempt(25),                          -- (2/3)^25: giving up is very rare
+  wait = R.wait_exponential{ multiplier = 0.05, max = 0.2 },
   retry = R.if_error(),
   before_sleep = function(state)
     print(("attempt %d failed (%s); retrying in %.2f s"):format(state.attempt, tostring(state.error), state.wait))

@@ -7,8 +7,10 @@ teardown(function() if mock then mock:stop() end end)
 
 local function run(example)
   -- The examples choose the real API when a key is set; these runs must stay offline.
+  -- LLM_EXAMPLE_SEED makes the examples that draw random numbers repeatable.
   local cmd = string.format("cd %s && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY "
-    .. "LLM_MOCK_URL=%s lua5.4 examples/%s 2>&1", os.getenv("LLM_ROOT") or ".", mock.url, example)
+    .. "-u OLLAMA_BASE_URL LLM_EXAMPLE_SEED=7 LLM_MOCK_URL=%s lua5.4 examples/%s 2>&1",
+    os.getenv("LLM_ROOT") or ".", mock.url, example)
   local p = assert(io.popen(cmd, "r"))
   local out = p:read("a")
   local ok, _, code = p:close()
