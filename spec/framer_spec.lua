@@ -22,19 +22,8 @@ local function parse(mode, s, cuts, max)
   return all, counts
 end
 
-local function fixtures_dir()
-  local dir = os.getenv("LLM_FIXTURES")
-  if dir and dir ~= "" then return dir end
-  return (os.getenv("LLM_ROOT") or ".") .. "/../shared/fixtures"
-end
-
-local function read(path)
-  local fh = io.open(path, "rb")
-  if not fh then return nil end
-  local s = fh:read("a")
-  fh:close()
-  return s
-end
+local F = require("support.fixtures")   -- fixture discovery and file reading, shared by the specs
+local read = F.read
 
 describe("core.framer", function()
   local STREAM = "\239\187\191: hello\r\nevent: update\r\nid: 7\r\ndata: one\r\ndata: two\r\n\r\n"
@@ -151,10 +140,9 @@ describe("core.framer", function()
 
   -- Registered only when the shared fixtures are there; the framing rules themselves are
   -- covered above and by tests/transcripts in every clone.
-  local fdir = fixtures_dir()
-  local has_fixtures = io.open(fdir .. "/README.md", "r")
-  if has_fixtures then has_fixtures:close() else print("fixtures absent: shared .sse cases not run") end
-  if has_fixtures then it("matches stream_facts of every shared .sse fixture, whole and split", function()
+  local fdir = F.dir()
+  if not fdir then print("fixtures absent: shared .sse cases not run") end
+  if fdir then it("matches stream_facts of every shared .sse fixture, whole and split", function()
     local dir = fdir
     local cjson = require("cjson")
     local list = io.popen("find '" .. dir .. "' -name '*.sse' 2>/dev/null")

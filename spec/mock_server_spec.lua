@@ -8,13 +8,7 @@ local FIXTURES = os.getenv("LLM_FIXTURES") or (ROOT .. "/../shared/fixtures")
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = require("support.fixtures").read
 
 local function write_file(path, s)
   local f = assert(io.open(path, "wb"))

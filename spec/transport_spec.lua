@@ -165,19 +165,23 @@ describe("transfers", function()
   end)
 
   describe("timeouts", function()
+    local function assert_timeout(err, which)
+      assert.is_not_nil(err)
+      assert.equal("timeout", err.kind)
+      assert.equal(which, err.which)
+    end
+
     it("total: a non-streaming attempt that takes too long", function()
       local res, err = http.request(chat_spec({ ["x-mock-fault"] = "stall-before-headers" }, false, { timeout = 0.2 }))
       assert.is_nil(res)
-      assert.equal("timeout", err.kind)
-      assert.equal("total", err.which)
+      assert_timeout(err, "total")
     end)
 
     it("headers: a stream whose headers do not arrive", function()
       local s = http.stream(chat_spec({ ["x-mock-fault"] = "stall-before-headers" }, true, { timeout = 0.2 }))
       local ok, err = s:wait_headers()
       assert.is_nil(ok)
-      assert.equal("timeout", err.kind)
-      assert.equal("headers", err.which)
+      assert_timeout(err, "headers")
     end)
 
     it("first token: keep-alive comments do not count as content", function()
@@ -185,8 +189,7 @@ describe("transfers", function()
       assert(s:wait_headers())
       local ev, err = s:next_event()
       assert.is_nil(ev)
-      assert.equal("timeout", err.kind)
-      assert.equal("first_token", err.which)
+      assert_timeout(err, "first_token")
     end)
 
     it("idle: named keep-alive events do not reset the idle clock", function()
@@ -204,8 +207,7 @@ describe("transfers", function()
         if not ev then err = e; break end
         names[#names + 1] = ev.name
       end
-      assert.equal("timeout", err.kind)
-      assert.equal("idle", err.which)
+      assert_timeout(err, "idle")
       assert.equal(3, #names)
     end)
 
@@ -226,8 +228,7 @@ describe("transfers", function()
       for _, c in ipairs(fillers) do c:close() end
       srv:close()
       assert.is_nil(res)
-      assert.equal("timeout", err.kind)
-      assert.equal("connect", err.which)
+      assert_timeout(err, "connect")
     end)
   end)
 
