@@ -5,6 +5,9 @@
 local errors = require("llm.errors")
 local json = require("llm.json")
 
+-- The version of the library (semantic versioning); the rockspec carries the same one.
+local VERSION = "0.2.0"
+
 local BUILTIN = { openai = true, anthropic = true, gemini = true, ollama = true }
 
 local function build(opts)
@@ -16,6 +19,7 @@ local function build(opts)
   local http = require("llm.http")(async)
 
   local M = {}
+  M._VERSION = VERSION
   M.json = json
   M.errors = errors
   M.is_error = errors.is
