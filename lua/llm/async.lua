@@ -232,6 +232,13 @@ return function(loop, clock)
   --- fn(item, i) for each item with at most `concurrency` tasks at once; results in order.
   function M.map(items, fn, opts)
     local limit = (opts and opts.concurrency) or 8
+    if type(limit) ~= "number" or limit < 1 or limit % 1 ~= 0 then
+      error("llm.map: concurrency must be a positive integer, got " .. tostring(limit), 2)
+    end
+    if type(items) ~= "table" then error("llm.map: items must be a list, got " .. type(items), 2) end
+    if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+      error("llm.map: fn must be a function, got " .. type(fn), 2)
+    end
     local n = #items
     local results, errs = {}, {}
     local next_i = 0

@@ -4,6 +4,8 @@
 local errors = require("llm.errors")
 local json = require("llm.json")
 local queue = require("llm.queue")
+local validate = require("llm.validate")
+local url_escape = require("llm.providers.common").url_escape
 
 local CONTENT = { text = true, reasoning = true, tool_call = true, refusal = true }
 -- A stream that got HTTP 200 but failed before any content, by its error: if the retry
@@ -35,6 +37,8 @@ return function(env)
   --- Build a client for the resolved provider table `p` with options `opts`.
   function M.new(p, opts)
     opts = opts or {}
+    local bad = validate.client_options(p.name, opts)
+    if bad then error(bad, 3) end
     local c = setmetatable({ provider = p, name = p.name }, Client)
     c.model = opts.model or p.model
     c.base_url = opts.base_url or (p.base_url_env and os.getenv(p.base_url_env)) or p.base_url
@@ -50,6 +54,8 @@ return function(env)
       end
     end
     errors.add_secret(key)
+    errors.add_url_secrets(c.base_url)   -- https://user:pass@host
+    errors.add_url_secrets(opts.proxy)
     c.api_key = key
     c.timeout = opts.timeout or 600
     c.connect_timeout = opts.connect_timeout or 10
@@ -60,7 +66,6 @@ return function(env)
     c.headers = copy(opts.headers)
     c.ca_file, c.proxy, c.insecure = opts.ca_file, opts.proxy, opts.insecure
     c.api = opts.api
-    c.verbose = opts.verbose
     c.max_event_size = opts.max_event_size
     if c.insecure then env.warn_insecure() end
     return c
@@ -84,10 +89,13 @@ return function(env)
     else
       req = copy(req)
     end
+    if req.api == nil then req.api = self.api end
+    local p = self:provider_for(req)
+    local bad = validate.request(req, p, p == self.provider and self.name or (self.name .. " (Responses API)"))
+    if bad then error(bad, level) end
     req.model = req.model or self.model
     if not req.model then error("no model: set it on the client or the request", level) end
     if req.messages == nil and req.input == nil then req.messages = {} end
-    if req.api == nil then req.api = self.api end
     return req
   end
 
@@ -96,9 +104,7 @@ return function(env)
     if query and next(query) then
       local parts = {}
       for k, v in pairs(query) do
-        parts[#parts + 1] = k .. "=" .. tostring(v):gsub("[^%w%-%._~]", function(ch)
-          return string.format("%%%02X", ch:byte())
-        end)
+        parts[#parts + 1] = url_escape(k) .. "=" .. url_escape(v)
       end
       table.sort(parts)
       url = url .. (url:find("?", 1, true) and "&" or "?") .. table.concat(parts, "&")
@@ -147,9 +153,11 @@ return function(env)
   local function redirect_target(spec, res)
     local loc = res.headers and res.headers["location"]
     if not loc then return nil end
-    if not loc:match("^%a[%w+.-]*://") then
+    if loc:sub(1, 2) == "//" then
+      loc = spec.url:match("^(%a[%w+.-]*:)") .. loc   -- scheme-relative: another host, same scheme
+    elseif not loc:match("^%a[%w+.-]*://") then
       local o = spec.url:match("^(%a[%w+.-]*://[^/?#]+)")
-      if loc:sub(1, 1) ~= "/" then loc = spec.url:gsub("[^/]*$", "") .. loc else loc = o .. loc end
+      if loc:sub(1, 1) ~= "/" then loc = spec.url:gsub("[?#].*$", ""):gsub("[^/]*$", "") .. loc else loc = o .. loc end
     end
     if origin(loc) ~= origin(spec.url) then
       return nil, errors.new{ kind = "protocol", status = res.status, retryable = false,
@@ -382,7 +390,7 @@ return function(env)
 
   function Stream:finish_with(err, raw_ev)
     self.error = err
-    self.pending:push({ type = "error", error = err, raw = raw_ev and raw_ev.raw,
+    self.pending:push({ type = "error", error = err, raw = raw_ev and errors.redact_value(raw_ev.raw),
                         name = raw_ev and raw_ev.name })
     self.finished = true
     self.hs:close()

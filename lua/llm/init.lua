@@ -89,6 +89,13 @@ local function build(opts)
       local out = {}
       for k, v in pairs(base) do out[k] = v end
       for k, v in pairs(p) do out[k] = v end
+      -- A provider that names its own host keeps its key there: the base's environment
+      -- variables (OPENAI_BASE_URL, OPENAI_API_KEY) describe the base's host, so they are
+      -- not inherited over the provider's own base_url (API §9).
+      if p.base_url ~= nil then
+        if p.base_url_env == nil then out.base_url_env = nil end
+        if p.api_key_env == nil then out.api_key_env = nil end
+      end
       out.name = p.name or name
       out.base = p.base
       return out
@@ -108,6 +115,10 @@ local function build(opts)
     if type(name) == "table" and copts == nil then name, copts = nil, name end
     name = name or defaults.provider
     if type(name) ~= "string" then error("llm.client: which provider? (e.g. llm.client(\"openai\", {...}))", 2) end
+    if copts ~= nil and type(copts) ~= "table" then
+      error(string.format("llm.client(%q, ...): the options must be a table, e.g. llm.client(%q, { model = %s }), got %s",
+        name, name, type(copts) == "string" and string.format("%q", copts) or "...", type(copts)), 2)
+    end
     local merged = {}
     for k, v in pairs(defaults.options) do merged[k] = v end
     for k, v in pairs(copts or {}) do merged[k] = v end

@@ -31,6 +31,9 @@ local P = {
   api_key_env = "ANTHROPIC_API_KEY", base_url_env = "ANTHROPIC_BASE_URL",
   framing = "sse", keepalive_events = { "ping" },
   version = "2023-06-01", default_max_tokens = 4096,
+  -- the optional contract fields (API §9) this API maps, and the part types it takes
+  request_fields = { top_k = true, metadata = true, user = true, service_tier = true },
+  part_types = { text = true, image = true },
 }
 
 function P.auth_headers(api_key)
@@ -158,6 +161,14 @@ function P.build_request(req)
   body.temperature = req.temperature
   body.top_p = req.top_p
   body.stop_sequences = C.stop_list(req.stop)
+  body.top_k = req.top_k
+  body.service_tier = req.service_tier
+  if req.metadata ~= nil or req.user ~= nil then   -- `user` is Anthropic's metadata.user_id
+    local md = {}
+    for k, v in pairs(req.metadata or {}) do md[k] = v end
+    if req.user ~= nil then md.user_id = req.user end
+    body.metadata = md
+  end
   body.tools = C.tools_list(req.tools, tool_out)
   body.tool_choice = tool_choice_out(req.tool_choice, req.parallel_tool_calls)
   if req.stream then body.stream = true end

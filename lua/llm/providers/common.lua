@@ -258,6 +258,13 @@ end
 -- Requests
 ---------------------------------------------------------------------------------------
 
+--- `s` percent-encoded for one URL path segment or query component: every byte but the
+--- unreserved ones (RFC 3986) is escaped, so `/`, `..`-walks, `?` and `#` cannot change
+--- where a request goes.
+function M.url_escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(ch) return string.format("%%%02X", ch:byte()) end))
+end
+
 --- Auth headers for an API that takes the key as a Bearer token (none without a key).
 function M.bearer_auth(api_key)
   if api_key == nil or api_key == false or api_key == "" then return {} end

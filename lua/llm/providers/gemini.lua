@@ -39,6 +39,10 @@ local P = {
   name = "gemini", base_url = "https://generativelanguage.googleapis.com/v1beta",
   api_key_env = "GEMINI_API_KEY", base_url_env = "GEMINI_BASE_URL",
   framing = "sse", keepalive_events = {},
+  -- the optional contract fields (API §9) this API maps, and the part types it takes
+  request_fields = { n = true, seed = true, top_k = true, presence_penalty = true,
+                     frequency_penalty = true, logprobs = true, top_logprobs = true },
+  part_types = { text = true, image = true },
 }
 
 function P.auth_headers(api_key)
@@ -230,6 +234,12 @@ function P.build_request(req)
   gc.topP = req.top_p
   gc.stopSequences = C.stop_list(req.stop)
   gc.candidateCount = req.n
+  gc.seed = req.seed
+  gc.topK = req.top_k
+  gc.presencePenalty = req.presence_penalty
+  gc.frequencyPenalty = req.frequency_penalty
+  gc.responseLogprobs = req.logprobs
+  gc.logprobs = req.top_logprobs
   local rf = req.response_format
   if type(rf) == "table" then
     if rf.type == "json_schema" then
@@ -242,7 +252,8 @@ function P.build_request(req)
   gc.thinkingConfig = thinking_config(req.reasoning, req.model)
   if next(gc) ~= nil then body.generationConfig = gc end
 
-  local model = tostring(req.model or ""):gsub("^models/", "")
+  -- the model is one path segment: "a/../../x" must not walk the path
+  local model = C.url_escape((tostring(req.model or ""):gsub("^models/", "")))
   local path = "/models/" .. model .. (req.stream and ":streamGenerateContent?alt=sse" or ":generateContent")
   return C.post(path, body, req)
 end

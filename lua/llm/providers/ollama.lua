@@ -37,6 +37,9 @@ local P = {
   name = "ollama", base_url = "http://127.0.0.1:11434", needs_key = false,
   api_key_env = "OLLAMA_API_KEY", base_url_env = "OLLAMA_BASE_URL",
   framing = "ndjson", keepalive_events = {},
+  -- the optional contract fields (API §9) this API maps, and the part types it takes
+  request_fields = { seed = true, top_k = true, presence_penalty = true, frequency_penalty = true },
+  part_types = { text = true, image = true },
 }
 
 P.auth_headers = C.bearer_auth
@@ -137,6 +140,10 @@ function P.build_request(req)
   options.temperature = req.temperature
   options.top_p = req.top_p
   options.stop = C.stop_list(req.stop)
+  options.seed = req.seed
+  options.top_k = req.top_k
+  options.presence_penalty = req.presence_penalty
+  options.frequency_penalty = req.frequency_penalty
   if next(options) ~= nil then body.options = options end
   local rf = req.response_format
   if type(rf) == "table" then

@@ -49,6 +49,11 @@ local P = {
   name = "openai", base_url = "https://api.openai.com/v1",
   api_key_env = "OPENAI_API_KEY", base_url_env = "OPENAI_BASE_URL",
   framing = "sse", keepalive_events = {},
+  -- the optional contract fields (API §9) this API maps, and the part types it takes
+  request_fields = { n = true, seed = true, presence_penalty = true, frequency_penalty = true,
+                     logprobs = true, top_logprobs = true, user = true, metadata = true,
+                     service_tier = true, store = true },
+  part_types = { text = true, image = true },
 }
 
 --- A copy of this provider with some fields replaced (OpenAI-compatible servers).
@@ -151,6 +156,15 @@ function P.build_request(req)
   body.top_p = req.top_p
   body.stop = C.stop_list(req.stop)
   body.n = req.n
+  body.seed = req.seed
+  body.presence_penalty = req.presence_penalty
+  body.frequency_penalty = req.frequency_penalty
+  body.logprobs = req.logprobs
+  body.top_logprobs = req.top_logprobs
+  body.user = req.user
+  body.metadata = req.metadata
+  body.service_tier = req.service_tier
+  body.store = req.store
   body.tools = C.tools_list(req.tools, tool_out)
   body.tool_choice = tool_choice_out(req.tool_choice)
   if req.parallel_tool_calls ~= nil then body.parallel_tool_calls = req.parallel_tool_calls end

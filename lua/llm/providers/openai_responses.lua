@@ -40,6 +40,11 @@ local P = {
   name = "openai_responses", api = "responses", base_url = "https://api.openai.com/v1",
   api_key_env = "OPENAI_API_KEY", base_url_env = "OPENAI_BASE_URL",
   framing = "sse", keepalive_events = {},
+  request_fields = { input = true, instructions = true, previous_response_id = true,
+                     store = true, include = true, top_logprobs = true, user = true,
+                     metadata = true, service_tier = true },
+  part_types = { text = true, image = true, input_text = true, input_image = true, input_file = true },
+  wire_items = true,   -- input items in the API's own form ({ type = "function_call_output", ... })
 }
 
 P.auth_headers = C.bearer_auth
@@ -160,6 +165,10 @@ function P.build_request(req)
   if req.previous_response_id ~= nil then body.previous_response_id = req.previous_response_id end
   if req.store ~= nil then body.store = req.store end
   if req.include ~= nil then body.include = json.array(req.include) end
+  body.top_logprobs = req.top_logprobs
+  body.user = req.user
+  body.metadata = req.metadata
+  body.service_tier = req.service_tier
   local r = req.reasoning
   if type(r) == "table" and (r.effort or r.summary) then
     body.reasoning = { effort = r.effort, summary = r.summary }

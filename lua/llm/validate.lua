@@ -1,0 +1,354 @@
+--- llm.validate: the checks a request and a client's options pass before anything is sent.
+-- A field that is not part of the contract, a misspelt one, a value of the wrong type or a
+-- message part a provider cannot take raises here, naming the field (and, for a misspelling,
+-- the likely intended name), instead of being dropped on the way to the wire. Which optional
+-- fields and part types a provider takes is data in its table (`request_fields`,
+-- `part_types`); this module only reads it. Pure functions: each check returns nil, or the
+-- message to raise with the caller's level.
+local M = {}
+
+local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, string.format
+
+local function set(list)
+  local s = {}
+  for _, k in ipairs(list) do s[k] = true end
+  return s
+end
+
+--- Client options (API §1). Options of features not built yet are left out on purpose, so
+--- that they raise rather than do nothing.
+M.CLIENT_OPTIONS = set{
+  "model", "api_key", "base_url", "timeout", "connect_timeout", "idle_timeout",
+  "first_token_timeout", "max_retries", "retry", "headers", "ca_file", "proxy", "insecure",
+  "api", "max_event_size",
+}
+
+--- Request fields every provider takes (API §2, §10): what they mean is mapped per provider.
+M.REQUEST_FIELDS = set{
+  "model", "system", "messages", "max_tokens", "temperature", "top_p", "stop", "tools",
+  "tool_choice", "parallel_tool_calls", "reasoning", "response_format", "extra",
+  "extra_headers", "extra_query", "timeout", "idle_timeout", "first_token_timeout",
+  "max_retries", "retry", "api",
+}
+
+--- Request fields that are part of the contract but exist only on some APIs (API §9): a
+--- provider lists those it maps in `request_fields`; sent to another they raise.
+M.OPTIONAL_FIELDS = set{
+  "n", "seed", "top_k", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
+  "user", "metadata", "service_tier",
+  -- the Responses API (API §2)
+  "input", "instructions", "previous_response_id", "store", "include",
+}
+
+--- Part types of the message format (API §10, §12). A provider lists those it takes in
+--- `part_types`; "reasoning" parts go anywhere (a provider that did not make them drops them).
+M.PART_TYPES = set{ "text", "image", "file", "audio", "document", "reasoning" }
+
+M.ROLES = set{ "system", "developer", "user", "assistant", "tool" }
+
+-- Levenshtein distance with adjacent transpositions ("temprature" -> 1 from "temperature").
+local function distance(a, b)
+  local la, lb = #a, #b
+  local prev2, prev, cur = {}, {}, {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    cur = { [0] = i }
+    local ca = a:byte(i)
+    for j = 1, lb do
+      local cb = b:byte(j)
+      local cost = ca == cb and 0 or 1
+      local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if i > 1 and j > 1 and ca == b:byte(j - 1) and a:byte(i - 1) == cb then
+        d = math.min(d, prev2[j - 2] + 1)
+      end
+      cur[j] = d
+    end
+    prev2, prev = prev, cur
+  end
+  return prev[lb]
+end
+M.distance = distance
+
+--- The name in the sets `...` closest to `name`, if one is close enough to be a misspelling.
+function M.suggest(name, ...)
+  if type(name) ~= "string" then return nil end
+  local lname = name:lower()
+  local best, best_d
+  for i = 1, select("#", ...) do
+    for cand in pairs((select(i, ...))) do
+      local d = distance(lname, cand)
+      if d < (best_d or math.huge) or (d == best_d and cand < best) then best, best_d = cand, d end
+    end
+  end
+  if best and best_d <= math.max(1, math.min(3, math.floor(#name / 3))) then return best end
+  return nil
+end
+
+local function show(k)
+  if type(k) == "string" then return "'" .. k .. "'" end
+  return "[" .. tostring(k) .. "]"
+end
+
+local function unknown(what, k, hint, ...)
+  local s = M.suggest(k, ...)
+  return format("%s: unknown %s %s%s%s", what, hint, show(k),
+    s and format(" (did you mean '%s'?)", s) or "",
+    hint == "field" and "; provider-specific fields go in `extra`" or "")
+end
+
+local function is_list(t)
+  if type(t) ~= "table" then return false end
+  local n = #t
+  for k in pairs(t) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then return false end
+  end
+  return true
+end
+M.is_list = is_list
+
+local function check_number(what, k, v, min, integer, above)
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= v then
+    return format("%s: %s must be a number, got %s", what, k, type(v))
+  end
+  if integer and v % 1 ~= 0 then return format("%s: %s must be an integer, got %s", what, k, tostring(v)) end
+  if min and (v < min or (above and v == min)) then
+    return format("%s: %s must be %s %s, got %s", what, k, above and "above" or "at least", tostring(min), tostring(v))
+  end
+  return nil
+end
+
+local function check_type(what, k, v, ...)
+  if v == nil then return nil end
+  local t = type(v)
+  for i = 1, select("#", ...) do if t == select(i, ...) then return nil end end
+  return format("%s: %s must be a %s, got %s", what, k, table.concat({ ... }, " or "), t)
+end
+
+--- A header table: names (strings) to values (strings or numbers).
+function M.check_headers(what, k, h)
+  if h == nil then return nil end
+  if type(h) ~= "table" then
+    return format("%s: %s must be a table of header names to values (e.g. { [\"x-team\"] = \"a\" }), got %s",
+      what, k, type(h) == "string" and format("the string %q", h) or type(h))
+  end
+  for name, v in pairs(h) do
+    if type(name) ~= "string" then
+      return format("%s: %s must map header names to values (e.g. { [\"x-team\"] = \"a\" }); found %s = %s",
+        what, k, show(name), tostring(v))
+    end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      return format("%s: %s[%q] must be a string, got %s", what, k, name, type(v))
+    end
+    if name:find("[%c:%s]") or tostring(v):find("[\r\n]") or tostring(v):find("\0", 1, true) then
+      return format("%s: %s[%q]: header names and values must not contain line breaks or colons", what, k, name)
+    end
+  end
+  return nil
+end
+
+local TIMEOUTS = { "timeout", "connect_timeout", "idle_timeout", "first_token_timeout" }
+
+-- Options shared by a client and a request: timeouts, retries, api.
+local function check_common(what, t)
+  for _, k in ipairs(TIMEOUTS) do
+    local e = check_number(what, k, t[k], 0, false, true)
+    if e then return e end
+  end
+  local e = check_number(what, "max_retries", t.max_retries, 0, true)
+  if e then return e end
+  if t.retry ~= nil and type(t.retry) ~= "table" then
+    return format("%s: retry must be a retry policy (llm.retry.policy{...}), got %s", what, type(t.retry))
+  end
+  if t.api ~= nil and t.api ~= "responses" and t.api ~= "chat" then
+    return format("%s: api must be \"responses\" or \"chat\", got %s", what, tostring(t.api))
+  end
+  return check_type(what, "model", t.model, "string")
+end
+
+--- The client options `opts` of provider `name`; nil or a message.
+function M.client_options(name, opts)
+  local what = "llm.client(\"" .. tostring(name) .. "\")"
+  for k in pairs(opts) do
+    if not M.CLIENT_OPTIONS[k] then return unknown(what, k, "option", M.CLIENT_OPTIONS) end
+  end
+  local e = check_common(what, opts)
+    or check_type(what, "api_key", opts.api_key, "string", "boolean")
+    or check_type(what, "base_url", opts.base_url, "string")
+    or check_type(what, "ca_file", opts.ca_file, "string")
+    or check_type(what, "proxy", opts.proxy, "string")
+    or check_number(what, "max_event_size", opts.max_event_size, 1, true)
+    or M.check_headers(what, "headers", opts.headers)
+  if e then return e end
+  if opts.api_key == true then return what .. ": api_key must be a string (or false for a server without auth)" end
+  if opts.base_url and not opts.base_url:find("^[hH][tT][tT][pP][sS]?://[^/]") then
+    return format("%s: base_url must be an http:// or https:// URL, got %q", what, opts.base_url)
+  end
+  return nil
+end
+
+-- One message part (content[j] of messages[i]).
+local function check_part(where, part, p, pname)
+  if type(part) == "string" then return nil end
+  if type(part) ~= "table" then
+    return format("%s must be a part table ({ type = \"text\", text = ... }) or a string, got %s", where, type(part))
+  end
+  local ty = part.type
+  if type(ty) ~= "string" then return where .. " has no type (e.g. { type = \"text\", text = ... })" end
+  local takes = p.part_types or { text = true, image = true }
+  if ty == "reasoning" or takes[ty] then
+    if ty == "text" and type(part.text) ~= "string" then
+      return where .. ": a text part needs a string `text`"
+    end
+    if ty == "image" and part.url == nil and part.data == nil and part.path == nil then
+      return where .. ": an image part needs `url` or `data`"
+    end
+    return nil
+  end
+  if M.PART_TYPES[ty] then return format("%s: %s parts are not supported (%s)", pname, ty, where) end
+  return format("%s: unknown part type %q%s", where, ty,
+    M.suggest(ty, M.PART_TYPES) and format(" (did you mean '%s'?)", M.suggest(ty, M.PART_TYPES)) or "")
+end
+
+-- One message.
+local function check_message(i, m, p, pname)
+  local where = "messages[" .. i .. "]"
+  if type(m) ~= "table" then
+    return format("%s must be a message table, e.g. { role = \"user\", content = %s }, got %s", where,
+      type(m) == "string" and format("%q", m) or "...", type(m))
+  end
+  local role = m.role
+  if role == nil then
+    if m.type ~= nil and p.wire_items then return nil end  -- an item in the API's own form
+    return where .. " has no role (\"user\", \"assistant\", \"system\" or \"tool\")"
+  end
+  if not M.ROLES[role] then
+    local s = M.suggest(role, M.ROLES)
+    return format("%s: unknown role %s%s (expected \"user\", \"assistant\", \"system\", \"developer\" or \"tool\")",
+      where, type(role) == "string" and format("%q", role) or tostring(role),
+      s and format(" (did you mean '%s'?)", s) or "")
+  end
+  local c = m.content
+  if role == "tool" then
+    if m.tool_call_id == nil and m.name == nil then
+      return where .. ": a tool message needs tool_call_id (the id of the call it answers)"
+    end
+    return nil  -- a tool's result may be any value that encodes as JSON
+  end
+  if c == nil then
+    if role == "assistant" then return nil end  -- a turn of tool calls only
+    return where .. " has no content"
+  end
+  if type(c) == "string" then return nil end
+  if type(c) ~= "table" then
+    return format("%s.content must be a string or a list of parts, got %s", where, type(c))
+  end
+  if not is_list(c) then
+    return format("%s.content must be a string or a list of parts ({ { type = \"text\", text = ... } }), got a table with named fields", where)
+  end
+  for j, part in ipairs(c) do
+    local e = check_part(format("%s.content[%d]", where, j), part, p, pname)
+    if e then return e end
+  end
+  if role == "assistant" and m.tool_calls ~= nil and not is_list(m.tool_calls) then
+    return where .. ".tool_calls must be a list of calls"
+  end
+  return nil
+end
+
+--- The messages of a request; nil or a message.
+function M.messages(msgs, p, pname)
+  if msgs == nil then return nil end
+  if type(msgs) == "string" then
+    return "messages must be a list of messages ({ { role = \"user\", content = \"...\" } }); "
+      .. "to send one user message pass the string itself: client:chat(\"...\")"
+  end
+  if type(msgs) ~= "table" then return "messages must be a list of messages, got " .. type(msgs) end
+  if not is_list(msgs) then
+    if msgs.role ~= nil or msgs.content ~= nil then
+      return "messages must be a list of messages: wrap the message in a list ({ { role = ..., content = ... } })"
+    end
+    return "messages must be a list of messages, got a table with named fields"
+  end
+  for i, m in ipairs(msgs) do
+    local e = check_message(i, m, p, pname)
+    if e then return e end
+  end
+  return nil
+end
+
+--- tools: a list of tool tables; nil or a message.
+function M.tools(what, tools)
+  if tools == nil then return nil end
+  if type(tools) ~= "table" or not is_list(tools) then
+    return format("%s: tools must be a list of tools ({ tool1, tool2 }), got %s", what,
+      type(tools) == "table" and "a single tool or a table with named fields" or type(tools))
+  end
+  for i, t in ipairs(tools) do
+    if type(t) ~= "table" then return format("%s: tools[%d] must be a tool table, got %s", what, i, type(t)) end
+  end
+  return nil
+end
+
+--- The request `req` (already a copy) for provider table `p`, served by client `pname`;
+--- nil or a message. `extra_ok` is a set of further field names the caller handles.
+function M.request(req, p, pname, extra_ok)
+  local takes = p.request_fields or {}
+  for k in pairs(req) do
+    if not (M.REQUEST_FIELDS[k] or (extra_ok and extra_ok[k])) then
+      if M.OPTIONAL_FIELDS[k] then
+        if not takes[k] then
+          return format("%s: the request field '%s' is not supported by this API%s", pname, tostring(k),
+            (k == "input" or k == "instructions" or k == "previous_response_id" or k == "include")
+              and " (it belongs to the Responses API: api = \"responses\")" or "; provider-specific fields go in `extra`")
+        end
+      else
+        return unknown("request", k, "field", M.REQUEST_FIELDS, takes, extra_ok or {})
+      end
+    end
+  end
+  local what = "request"
+  local e = check_common(what, req)
+    or check_number(what, "max_tokens", req.max_tokens, 1, true)
+    or check_number(what, "temperature", req.temperature, 0)
+    or check_number(what, "top_p", req.top_p, 0)
+    or check_number(what, "n", req.n, 1, true)
+    or check_number(what, "seed", req.seed, nil, true)
+    or check_number(what, "top_k", req.top_k, 1, true)
+    or check_number(what, "presence_penalty", req.presence_penalty)
+    or check_number(what, "frequency_penalty", req.frequency_penalty)
+    or check_number(what, "top_logprobs", req.top_logprobs, 0, true)
+    or check_type(what, "logprobs", req.logprobs, "boolean")
+    or check_type(what, "user", req.user, "string")
+    or check_type(what, "metadata", req.metadata, "table")
+    or check_type(what, "service_tier", req.service_tier, "string")
+    or check_type(what, "store", req.store, "boolean")
+    or check_type(what, "parallel_tool_calls", req.parallel_tool_calls, "boolean")
+    or check_type(what, "system", req.system, "string", "table")
+    or check_type(what, "stop", req.stop, "string", "table")
+    or check_type(what, "extra", req.extra, "table")
+    or check_type(what, "extra_query", req.extra_query, "table")
+    or check_type(what, "reasoning", req.reasoning, "table", "boolean")
+    or check_type(what, "response_format", req.response_format, "table", "string")
+    or check_type(what, "tool_choice", req.tool_choice, "string", "table")
+    or check_type(what, "input", req.input, "string", "table")
+    or M.check_headers(what, "extra_headers", req.extra_headers)
+    or M.tools(what, req.tools)
+    or M.messages(req.messages, p, pname)
+  if e then return e end
+  if type(req.stop) == "table" then
+    for i, s in ipairs(req.stop) do
+      if type(s) ~= "string" then return format("request: stop[%d] must be a string, got %s", i, type(s)) end
+    end
+  end
+  if type(req.extra_query) == "table" then
+    for k, v in pairs(req.extra_query) do
+      if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean") then
+        return "request: extra_query must map names (strings) to strings or numbers"
+      end
+    end
+  end
+  return nil
+end
+
+return M
