@@ -115,9 +115,9 @@ local resp, err = client:run_tools{
   on_event = function(ev)
     if ev.type == "text" then io.write(ev.text); io.flush() end
   end,
-  on_tool_call = function(call, result)
-    local shown = type(result.content) == "table" and llm.json.encode(result.content) or result.content
-    print(("\n  [%s] %s(%s) -> %s"):format(result.is_error and "error" or "tool", call.name,
+  on_tool_call = function(call, _, msg)   -- the tool's value, and the message sent back
+    local shown = type(msg.content) == "table" and llm.json.encode(msg.content) or msg.content
+    print(("\n  [%s] %s(%s) -> %s"):format(msg.is_error and "error" or "tool", call.name,
       call.arguments_json, shown))
   end,
 }

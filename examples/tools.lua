@@ -33,9 +33,9 @@ local t0 = llm.clock:now()
 local resp = assert(client:run_tools{
   messages = { { role = "user", content = "What is the weather in Seoul and in Busan right now?" } },
   tools = { weather },
-  on_tool_call = function(call, result)
+  on_tool_call = function(call, _, msg)   -- the tool's value, and the message sent back
     print(("  %s(%s) -> %s"):format(call.name, call.arguments_json,
-      type(result.content) == "table" and llm.json.encode(result.content) or result.content))
+      type(msg.content) == "table" and llm.json.encode(msg.content) or msg.content))
   end,
 })
 print(resp.text)

@@ -313,7 +313,11 @@ describe("run_tools options (openai)", function()
         if call.arguments.city == "Seoul" then return false end
         return { city = call.arguments.city, celsius = 99, cached = true }
       end,
-      on_tool_call = function(call, result) seen[#seen + 1] = call.arguments.city .. "=" .. tostring(result.is_error) end,
+      on_tool_call = function(call, result, msg)
+        seen[#seen + 1] = call.arguments.city .. "=" .. tostring(msg.is_error)
+        if call.arguments.city == "Busan" then assert.same({ city = "Busan", celsius = 99, cached = true }, result)
+        else assert.is_nil(result) end
+      end,
     })
     assert.same({}, rec) -- neither tool ran
     table.sort(seen)

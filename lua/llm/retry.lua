@@ -272,7 +272,8 @@ return function(clock)
       set[k] = true
     end
     return make(Condition, "error kinds", function(s)
-      return s.failed and errors.is(s.error) and set[s.error.kind] == true
+      -- an llm.Error or any table with a kind (API §9), raised or returned
+      return s.failed and type(s.error) == "table" and set[s.error.kind] == true
     end)
   end
 

@@ -18,6 +18,7 @@
 local json = require("llm.json")
 local schema = require("llm.schema")
 local errors = require("llm.errors")
+local validate = require("llm.validate")
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 
@@ -162,14 +163,16 @@ return function(env, llm)
   end
 
   -- One call, start to finish, inside its own task: hooks, checks, run, result message.
+  -- on_tool_call(call, value, message, ctx) gets the tool's own value (nil when it failed).
   local function run_call(call, registry, opts, ctx)
-    local result
+    local result, value
     if opts.before_tool_call then
       local verdict = opts.before_tool_call(call, ctx)
       if verdict == false then
         result = error_result(call, "the application denied this tool call")
       elseif verdict ~= nil and verdict ~= true then
         result = result_message(call, verdict)
+        if not result.is_error then value = verdict end
       end
     end
     if not result then
@@ -189,7 +192,7 @@ return function(env, llm)
           result = error_result(call, "invalid arguments for " .. call.name .. ": " .. msg)
         else
           local limit = t.timeout or opts.tool_timeout
-          local okr, value, err
+          local okr, err
           if limit then
             local out, terr = async.timeout(limit, function()
               return table.pack(protected_run(t, call.arguments, ctx))
@@ -204,10 +207,11 @@ return function(env, llm)
             okr, value, err = protected_run(t, call.arguments, ctx)
           end
           result = result_message(call, value, err, not okr)
+          if result.is_error then value = nil end
         end
       end
     end
-    if opts.on_tool_call then opts.on_tool_call(call, result, ctx) end
+    if opts.on_tool_call then opts.on_tool_call(call, value, result, ctx) end
     return result
   end
 
@@ -257,7 +261,8 @@ return function(env, llm)
     if math.type(max_steps) ~= "integer" or max_steps < 1 then
       error("run_tools: max_steps must be a positive integer", 2)
     end
-    if req.tools ~= nil and type(req.tools) ~= "table" then error("run_tools: tools must be a list", 2) end
+    local bad = validate.tools("run_tools", req.tools)
+    if bad then error(bad, 2) end
     for _, k in ipairs{ "before_tool_call", "on_tool_call", "on_event" } do
       if req[k] ~= nil and not callable(req[k]) then error("run_tools: " .. k .. " must be a function", 2) end
     end
@@ -293,6 +298,12 @@ return function(env, llm)
     end
     base.tools = wire
     base.messages = messages
+    do -- the request the rounds send must be valid before the first is sent
+      local r = {}
+      for k, v in pairs(base) do r[k] = v end
+      r.tool_choice = req.tool_choice
+      self:normalize(r, 2)
+    end
 
     -- A choice that forces a call applies to the first round only: forcing it every round
     -- would never let the model answer.

@@ -120,11 +120,28 @@ end
 local HTML_502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
   .. "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
 
+-- x-mock-echo-key: the request's API key as a careless server echoes it back, in the error
+-- message and as x-request-id. Forms: plain, percent (URL-encoded), json (JSON-escaped text),
+-- partial (the first 12 characters), elided ("sk-abc...wxyz").
+local function echo_key(h, form)
+  local key = (h["authorization"] or ""):match("^%a+%s+(.*)$") or h["x-api-key"] or h["x-goog-api-key"] or ""
+  if form == "percent" then
+    return (key:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+  elseif form == "json" then return (key:gsub("/", "\\/"))
+  elseif form == "partial" then return key:sub(1, 12)
+  elseif form == "elided" then return key:sub(1, 6) .. "..." .. key:sub(-4)
+  end
+  return key
+end
+
 -- Turns a reply into the plan C executes, applying the stream faults.
 local function to_plan(r, f, provider, ctx, h)
   local plan = { status = r.status, reason = r.reason, stream = r.stream }
   local headers = {}
-  for i, x in ipairs(r.headers or {}) do headers[i] = x end
+  for _, x in ipairs(r.headers or {}) do
+    if not (ctx.echo_key and (x[1] == "x-request-id" or x[1] == "request-id")) then headers[#headers + 1] = x end
+  end
+  if ctx.echo_key then headers[#headers + 1] = { "x-request-id", ctx.echo_key } end
   if f["retry-after"] then headers[#headers + 1] = { "retry-after", f["retry-after"] } end
   if f["retry-after-ms"] then headers[#headers + 1] = { "retry-after-ms", f["retry-after-ms"] } end
   if f["x-should-retry"] then headers[#headers + 1] = { "x-should-retry", f["x-should-retry"] } end
@@ -216,6 +233,10 @@ return function(req)
   local rt = route(req.path)
   local provider = rt and P[rt.provider]
   local ctx = { seq = req.seq, created = os.time(), error_message = req.headers["x-mock-error-message"] }
+  if h["x-mock-echo-key"] then
+    ctx.echo_key = echo_key(h, h["x-mock-echo-key"])
+    ctx.error_message = ctx.error_message or ("Incorrect API key provided: " .. ctx.echo_key)
+  end
   if provider then
     local body = json.decode(req.body)
     for k, v in pairs(provider.parse(req, type(body) == "table" and body or nil, rt)) do ctx[k] = v end

@@ -117,7 +117,7 @@ end
 function M.ping() return ": ping\n\n" end
 function M.malformed() return 'data: {"id":"chatcmpl-broken","choices":[{"delta":{"content":"oops"\n\n' end
 function M.stream_error(ctx)
-  return "data: " .. json.encode(O("error", O("message", "The server is overloaded (mock).",
+  return "data: " .. json.encode(O("error", O("message", ctx.error_message or "The server is overloaded (mock).",
     "type", "server_error", "param", null, "code", null))) .. "\n\n"
 end
 
