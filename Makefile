@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test test-asan test-valgrind fuzz demo bench mock clean
+.PHONY: all deps build test test-asan test-valgrind test-hosts fuzz demo bench mock clean
 
 all: build
 
@@ -41,6 +41,11 @@ test-asan: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && LLM_ASAN=1 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# The host examples against the mock server (tools/test_hosts.sh): the C frame-loop host
+# (examples/host) and the same host linked without -Wl,-E, which must fail to load llm.
+test-hosts: build
+	sh tools/test_hosts.sh $(BUILD) host noexport
 
 # Specs under valgrind with an aggressive collector (a soak for lifetimes and leaks).
 test-valgrind: build

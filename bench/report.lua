@@ -1,10 +1,13 @@
 --- The table bench/run.sh prints: the median of each measurement over the runs, the
 -- library's rows next to the reference's, with the ratio library / reference.
 --   lua5.4 bench/report.lua RESULTS EXPECT_STREAM EXPECT_FANOUT STREAMS EVENTS FEVENTS FDELAY
--- RESULTS holds `RESULT key=value ...` lines (bench/common.lua, bench_ref_client).
+--                           [FRAME_STREAMS FRAME_EVENTS FRAME_DELAY]
+-- RESULTS holds `RESULT key=value ...` lines (bench/common.lua, bench_ref_client, llm-host).
+-- A case with no results (BENCH_CASES left it out) is not shown.
 local path = assert(arg[1], "results file")
 local expect = { stream = tonumber(arg[2]), fanout = tonumber(arg[3]) }
 local streams, events, fevents, fdelay = arg[4], arg[5], arg[6], arg[7]
+local frame_streams, frame_events, frame_delay = arg[8], arg[9], arg[10]
 
 local runs = {}    -- label -> list of records
 for line in io.lines(path) do
@@ -79,6 +82,7 @@ local problems = {}
 local fmt = "  %-24s %9s %8s %11s %7s %6s %6s %8s %9s | %7s %7s %7s\n"
 io.write("\n")
 for _, case in ipairs(CASES) do
+  if runs[case.key .. "/ref"] or runs[case.key .. "/http"] or runs[case.key .. "/client"] then
   io.write(case.title, "\n")
   io.write(string.format(fmt, "client", "events", "wall s", "events/s", "CPU s", "user", "sys",
                          "us/event", "RSS MiB", "ev/s", "CPU", "RSS"))
@@ -110,9 +114,46 @@ for _, case in ipairs(CASES) do
     end
   end
   io.write("\n")
+  end
 end
-io.write("ratios are library / reference: events/s below 1 is slower; CPU and RSS above 1 cost more.\n")
-io.write("wall covers the transfers; CPU and peak RSS cover the whole process (interpreter start included).\n")
+if runs["stream/ref"] or runs["fanout/ref"] then
+  io.write("ratios are library / reference: events/s below 1 is slower; CPU and RSS above 1 cost more.\n")
+  io.write("wall covers the transfers; CPU and peak RSS cover the whole process (interpreter start included).\n")
+end
+
+-- 3. The frame loop: llm-host steps the library once per 60 Hz frame (bench/frame.lua).
+local frames = runs["frame/host"]
+if frames then
+  io.write(string.format("\n3. frame loop: %s live streams x %s deltas, %s ms apart, all started in frame 0;\n"
+    .. "   llm-host calls llm.step(0) once per 60 Hz frame and times it\n", frame_streams, frame_events, frame_delay))
+  local ffmt = "  %-22s %9s  %s\n"
+  io.write(string.format(ffmt, "figure", "median", "runs"))
+  local TARGET = { longest_ms = 1.0, p99_ms = 0.3, missed = 0 }
+  local rows = {
+    { "longest_ms", "longest step (ms)", "%.3f" }, { "longest_frame", "  in frame", "%d" },
+    { "p99_ms", "p99 step (ms)", "%.3f" }, { "median_ms", "median step (ms)", "%.3f" }, { "missed", "missed frames", "%d" },
+    { "late", "late wake-ups", "%d" }, { "frames", "frames", "%d" },
+  }
+  local verdicts = {}
+  for _, row in ipairs(rows) do
+    local key, name, f = row[1], row[2], row[3]
+    local each = {}
+    for _, r in ipairs(frames) do each[#each + 1] = string.format(f, tonumber(r[key]) or 0) end
+    local m = median(frames, key)
+    io.write(string.format(ffmt, name, string.format(f, m), table.concat(each, " ")))
+    if TARGET[key] then
+      local met = (key == "missed") and m <= TARGET[key] or m < TARGET[key]
+      verdicts[#verdicts + 1] = string.format("%s %s (target %s)", name, met and "met" or "NOT met",
+        key == "missed" and "0" or "< " .. TARGET[key])
+    end
+  end
+  io.write("  targets: ", table.concat(verdicts, "; "), "\n")
+  io.write("  a frame is missed when, started on time, its step and game update ran past the next frame's start;\n"
+    .. "  a late wake-up is the OS waking the loop more than half a frame late (not the library's time)\n")
+  local bad = 0
+  for _, r in ipairs(frames) do if tonumber(r.ok) ~= 1 then bad = bad + 1 end end
+  if bad > 0 then problems[#problems + 1] = string.format("frame/host: %d run(s) failed (a stream short or an error)", bad) end
+end
 if #problems > 0 then
   io.write("\nPROBLEMS:\n")
   for _, p in ipairs(problems) do io.write("  ", p, "\n") end

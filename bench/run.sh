@@ -5,7 +5,9 @@
 # Builds nothing: BUILD_DIR must hold llm/core.so, llm-mock and bench_ref_client.
 # Environment: BENCH_RUNS (repetitions, median reported; default 3), BENCH_EVENTS (events in
 # the throughput stream; default 200000), BENCH_STREAMS, BENCH_FANOUT_EVENTS,
-# BENCH_FANOUT_DELAY_MS (fan-out shape; default 1000 streams x 20 events, 5 ms apart).
+# BENCH_FANOUT_DELAY_MS (fan-out shape; default 1000 streams x 20 events, 5 ms apart),
+# BENCH_FRAME_STREAMS, BENCH_FRAME_EVENTS, BENCH_FRAME_DELAY_MS (the frame loop; default 100
+# live streams x 300 events, 20 ms apart), BENCH_CASES (default "stream fanout frame").
 # Every measurement is its own process, so CPU time and peak RSS are per client.
 set -eu
 
@@ -18,9 +20,16 @@ EVENTS=${BENCH_EVENTS:-200000}
 STREAMS=${BENCH_STREAMS:-1000}
 FEVENTS=${BENCH_FANOUT_EVENTS:-20}
 FDELAY=${BENCH_FANOUT_DELAY_MS:-5}
+FSTREAMS=${BENCH_FRAME_STREAMS:-100}
+FRAME_EVENTS=${BENCH_FRAME_EVENTS:-300}
+FRAME_DELAY=${BENCH_FRAME_DELAY_MS:-20}
+CASES=${BENCH_CASES:-stream fanout frame}
 LIMIT=60      # seconds any one measurement may take
+has_case() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
 
-for f in "$BUILD/llm/core.so" "$BUILD/llm-mock" "$BUILD/bench_ref_client"; do
+need_files="$BUILD/llm/core.so $BUILD/llm-mock $BUILD/bench_ref_client"
+if has_case frame; then need_files="$need_files $BUILD/llm-host"; fi
+for f in $need_files; do
   if [ ! -e "$f" ]; then
     echo "bench: missing $f (build first: make bench, or cmake --build $BUILD)" >&2
     exit 1
@@ -91,17 +100,28 @@ fanout() {
 echo "llm benchmarks: $RUNS run(s) each, median shown; mock server on 127.0.0.1:$PORT"
 r=1
 while [ $r -le "$RUNS" ]; do
-  printf '  run %d/%d: stream' "$r" "$RUNS"
-  measure stream/ref "$BUILD/bench_ref_client" --name stream-ref --url "$URL" --body "$BODY" --events "$EVENTS"
-  measure stream/http lua5.4 "$ROOT/bench/stream.lua" --layer http --url "$BASE" --body "$BODY" --events "$EVENTS"
-  measure stream/client lua5.4 "$ROOT/bench/stream.lua" --layer client --url "$BASE" --events "$EVENTS"
-  printf ' fanout'
-  fanout fanout/ref "$BUILD/bench_ref_client" --name fanout-ref --url "$URL" --body "$BODY" \
-    --events "$FEVENTS" --delay-ms "$FDELAY" --streams "$STREAMS"
-  fanout fanout/http lua5.4 "$ROOT/bench/fanout.lua" --layer http --url "$BASE" --body "$BODY" \
-    --events "$FEVENTS" --delay-ms "$FDELAY" --streams "$STREAMS"
-  fanout fanout/client lua5.4 "$ROOT/bench/fanout.lua" --layer client --url "$BASE" \
-    --events "$FEVENTS" --delay-ms "$FDELAY" --streams "$STREAMS"
+  printf '  run %d/%d:' "$r" "$RUNS"
+  if has_case stream; then
+    printf ' stream'
+    measure stream/ref "$BUILD/bench_ref_client" --name stream-ref --url "$URL" --body "$BODY" --events "$EVENTS"
+    measure stream/http lua5.4 "$ROOT/bench/stream.lua" --layer http --url "$BASE" --body "$BODY" --events "$EVENTS"
+    measure stream/client lua5.4 "$ROOT/bench/stream.lua" --layer client --url "$BASE" --events "$EVENTS"
+  fi
+  if has_case fanout; then
+    printf ' fanout'
+    fanout fanout/ref "$BUILD/bench_ref_client" --name fanout-ref --url "$URL" --body "$BODY" \
+      --events "$FEVENTS" --delay-ms "$FDELAY" --streams "$STREAMS"
+    fanout fanout/http lua5.4 "$ROOT/bench/fanout.lua" --layer http --url "$BASE" --body "$BODY" \
+      --events "$FEVENTS" --delay-ms "$FDELAY" --streams "$STREAMS"
+    fanout fanout/client lua5.4 "$ROOT/bench/fanout.lua" --layer client --url "$BASE" \
+      --events "$FEVENTS" --delay-ms "$FDELAY" --streams "$STREAMS"
+  fi
+  if has_case frame; then
+    # The frame loop: the C host (examples/host) steps llm once per 60 Hz frame and times it.
+    printf ' frame'
+    measure frame/host "$BUILD/llm-host" --quiet --max-seconds "$((LIMIT - 10))" "$ROOT/bench/frame.lua" "$BASE" \
+      "$FSTREAMS" "$FRAME_EVENTS" "$FRAME_DELAY"
+  fi
   echo
   r=$((r + 1))
 done
@@ -118,4 +138,4 @@ echo "machine: $(nproc) CPUs${cpu_model:+ ($cpu_model)}, $(uname -sr), $(lua5.4 
 echo "libcurl: $(env -u LD_PRELOAD curl --version | head -n 1)"
 echo "build:   $BUILD (${build_type:-RelWithDebInfo, the default}), fd limit $(ulimit -n)"
 lua5.4 "$ROOT/bench/report.lua" "$RESULTS" "$EXPECT_STREAM" "$EXPECT_FANOUT" "$STREAMS" \
-  "$EVENTS" "$FEVENTS" "$FDELAY"
+  "$EVENTS" "$FEVENTS" "$FDELAY" "$FSTREAMS" "$FRAME_EVENTS" "$FRAME_DELAY"

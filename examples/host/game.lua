@@ -1,0 +1,35 @@
+--- The game llm-host runs: the agent (agent.lua) streams its answer while the frame loop
+-- goes on; "drawing" prints the text whenever it grew.
+--   build/llm-host examples/host/game.lua [BASE_URL]
+-- BASE_URL defaults to $LLM_MOCK_URL/v1 (the mock server). LUA_PATH / LUA_CPATH must find
+-- llm (lua/) and llm.core (the build directory); make test-hosts sets them.
+local llm = require("llm")
+local here = debug.getinfo(1, "S").source:match("^@(.*)/") or "."
+local agent = dofile(here .. "/agent.lua")
+
+local game = {}
+local state, shown = nil, ""
+
+function game.start(args)
+  local base = args[1] or (os.getenv("LLM_MOCK_URL") and os.getenv("LLM_MOCK_URL") .. "/v1")
+  state = agent.start(llm, base)
+end
+
+function game.update(frame)
+  return state.done
+end
+
+function game.draw(frame)
+  if state.text ~= shown then
+    shown = state.text
+    print(string.format("[frame %4d] %s", frame, shown))
+  end
+end
+
+function game.result()
+  local ok, why = agent.check(state)
+  if not ok then return false, why end
+  return true, "streamed: " .. state.text
+end
+
+return game
