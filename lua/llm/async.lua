@@ -1,7 +1,8 @@
 --- Coroutine tasks on the core's event loop.
--- Waiting is a Lua yield of a private sentinel plus a future (STYLE §4); C never yields.
+-- Waiting is a Lua yield of a private sentinel plus a future; C never yields.
 -- A wait inside a task yields the task; outside any task it drives the loop itself, so
 -- the same call blocks in a script and yields in a game loop that calls `step(0)`.
+-- @module llm.async
 local errors = require("llm.errors")
 
 local pack = table.pack
@@ -151,6 +152,7 @@ return function(loop, clock)
 
   ---------------------------------------------------------------------------------------
   -- Waiting.
+  -- @section waiting
 
   --- Wait for a future. Inside a task: yields. Outside: drives the loop until it settles.
   -- `on_cancel` runs if the waiting task is cancelled meanwhile (abort the operation).
@@ -289,6 +291,7 @@ return function(loop, clock)
 
   ---------------------------------------------------------------------------------------
   -- Transfers: objects that want the loop's records for one transfer id.
+  -- @section transfers
 
   --- Route the records of transfer `t` to `obj:on_record(rec)` until unwatch.
   function M.watch(t, obj)

@@ -1,6 +1,7 @@
 --- Clients: one API over every provider. A client turns a call into the provider's request,
 -- sends it through `llm.http` under a retry policy, and normalizes what comes back.
 -- Providers translate; this module decides (retries, redirects, errors, event hold-back).
+-- @module llm.client
 local errors = require("llm.errors")
 local json = require("llm.json")
 local queue = require("llm.queue")
@@ -78,6 +79,7 @@ return function(env)
 
   ---------------------------------------------------------------------------------------
   -- Requests
+  -- @section requests
 
   --- The normalized request: a string is one user message; the client's model is the default.
   function Client:normalize(req, level)

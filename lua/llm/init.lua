@@ -2,6 +2,7 @@
 -- OpenAI-compatible server, with streaming, coroutine tasks, retries and tools.
 -- The module is one instance built on one event loop; `llm.new{ clock = ... }` builds
 -- another (specs use it with a fake clock).
+-- @module llm
 local errors = require("llm.errors")
 local json = require("llm.json")
 

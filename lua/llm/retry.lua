@@ -6,6 +6,7 @@
 -- scheduler's clock, so sleeping yields inside a task and blocks outside one; specs pass a
 -- fake clock. The built-in retry behaviour of the client is one of these policies
 -- (`R.default`), so there is one retry engine, not two.
+-- @module llm.retry
 local errors = require("llm.errors")
 
 local unpack = table.unpack
@@ -84,6 +85,7 @@ return function(clock)
   ---------------------------------------------------------------------------
   -- Stops: `stop(state) -> boolean`, asked after a failed attempt that the condition
   -- wants retried, once the coming wait is known (state.wait).
+  -- @section stops
   ---------------------------------------------------------------------------
 
   --- Stop once `n` attempts have been made.
@@ -139,6 +141,7 @@ return function(clock)
 
   ---------------------------------------------------------------------------
   -- Waits: `wait(state) -> seconds` to sleep after attempt number `state.attempt`.
+  -- @section waits
   ---------------------------------------------------------------------------
 
   --- No wait between attempts.
@@ -258,6 +261,7 @@ return function(clock)
   ---------------------------------------------------------------------------
   -- Conditions: `retry(state) -> boolean`, asked after every attempt. `state.failed`
   -- tells a failure (state.error) from a success (state.result, state.results).
+  -- @section conditions
   ---------------------------------------------------------------------------
 
   --- Retry failures. With no arguments any failure; otherwise only llm.Errors whose

@@ -25,6 +25,7 @@
 --
 -- Empty tables: llm.json marks decoded arrays and objects, so `[]` and `{}` are told apart;
 -- an unmarked empty table (built in Lua) counts as both an empty array and an empty object.
+-- @module llm.schema
 local json = require("llm.json")
 
 local M = {}
@@ -39,6 +40,7 @@ local MAX_DEPTH = 64
 
 ---------------------------------------------------------------------------------------
 -- Values
+-- @section values
 
 -- "array", "object" or "both" (an unmarked empty table) for a table that is not null.
 local function table_kind(v)

@@ -15,6 +15,7 @@
 --   and a one-line message (a raised string loses its "file:line:" prefix; no traceback).
 -- Errors raised by the application's own hooks (`before_tool_call`, `on_tool_call`,
 -- `on_event`) are not the model's business: they propagate out of run_tools.
+-- @module llm.tools
 local json = require("llm.json")
 local schema = require("llm.schema")
 local errors = require("llm.errors")

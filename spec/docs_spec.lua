@@ -1,0 +1,124 @@
+-- The documentation: every link in the Markdown pages resolves, and the LDoc reference
+-- (`make docs`) builds without a single warning.
+local ROOT = os.getenv("LLM_ROOT") or "."
+
+local function read(path)
+  local f = io.open(ROOT .. "/" .. path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1", "r"))
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  if type(ok) == "number" then code = ok; ok = code == 0 end   -- Lua 5.1 returns the status
+  return ok and (code == nil or code == 0), out
+end
+
+local function pages()
+  local list = { "README.md", "CHANGELOG.md", "bench/README.md", "tools/mock/README.md" }
+  local p = assert(io.popen('ls "' .. ROOT .. '/docs"'))
+  for name in p:lines() do
+    if name:match("%.md$") then list[#list + 1] = "docs/" .. name end
+  end
+  p:close()
+  return list
+end
+
+-- GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes.
+local function slug(heading)
+  return (heading:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
+end
+
+local function anchors(text)
+  local out = {}
+  local fenced = false
+  for line in (text .. "\n"):gmatch("(.-)\n") do
+    if line:match("^```") then fenced = not fenced end
+    local h = not fenced and line:match("^#+%s+(.-)%s*$")
+    if h then out[slug(h)] = true end
+  end
+  return out
+end
+
+local function dirname(path) return path:match("^(.*)/") or "." end
+
+local function normalize(path)
+  local parts = {}
+  for seg in path:gmatch("[^/]+") do
+    if seg == ".." then parts[#parts] = nil
+    elseif seg ~= "." then parts[#parts + 1] = seg end
+  end
+  return table.concat(parts, "/")
+end
+
+describe("documentation", function()
+  it("every relative link in the Markdown pages points to a file (and heading) that exists", function()
+    local broken = {}
+    local checked = 0
+    for _, page in ipairs(pages()) do
+      local text = read(page)
+      if text then
+        for target in text:gmatch("%]%(([^)%s]+)%)") do
+          if not target:match("^%a[%w+.-]*:") then          -- http:, https:, mailto: are not checked
+            checked = checked + 1
+            local file, anchor = target:match("^([^#]*)#?(.*)$")
+            local path = file == "" and page or normalize(dirname(page) .. "/" .. file)
+            local body = read(path)
+            if not body then
+              broken[#broken + 1] = page .. ": " .. target .. " (no file " .. path .. ")"
+            elseif anchor ~= "" and path:match("%.md$") and not anchors(body)[anchor] then
+              broken[#broken + 1] = page .. ": " .. target .. " (no heading #" .. anchor .. ")"
+            end
+          end
+        end
+      end
+    end
+    assert.are.same({}, broken)
+    assert.is_true(checked > 0)
+  end)
+
+  it("no page refers to design notes that are not in the repository", function()
+    local found = {}
+    for _, page in ipairs(pages()) do
+      local text = read(page) or ""
+      for _, name in ipairs{ "API.md", "DESIGN.md", "STYLE.md" } do
+        if text:find(name, 1, true) then found[#found + 1] = page .. " mentions " .. name end
+      end
+    end
+    assert.are.same({}, found)
+  end)
+
+  it("docs/reference.md describes the request fields, messages, parts, responses, events and errors", function()
+    local text = assert(read("docs/reference.md"))
+    local h = anchors(text)
+    for _, section in ipairs{ "requests", "messages", "parts", "responses", "stream-events", "errors" } do
+      assert.is_true(h[section] == true, "no section #" .. section)
+    end
+    for _, field in ipairs{ "model", "system", "messages", "max_tokens", "temperature", "top_p", "stop",
+                            "tools", "tool_choice", "parallel_tool_calls", "reasoning", "response_format",
+                            "extra", "extra_headers", "extra_query", "api", "timeout", "idle_timeout",
+                            "first_token_timeout", "max_retries", "retry", "n", "seed", "top_k",
+                            "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "user",
+                            "metadata", "service_tier" } do
+      assert.truthy(text:find("\n| `" .. field .. "`", 1, true) or text:find(", `" .. field .. "` |", 1, true),
+        "request field " .. field .. " has no row")
+    end
+  end)
+
+  it("make docs builds the LDoc reference with no warning", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local ok, out = sh(string.format('cd "%s" && ldoc --fatalwarnings -d "%s" .', ROOT, dir))
+    local index = io.open(dir .. "/index.html", "rb")
+    sh('rm -rf "' .. dir .. '"')
+    assert.is_true(ok, out)
+    local noise = out:gsub("reading configuration from config%.ld\n", ""):gsub("output written to [^\n]*\n", "")
+    assert.equal("", noise)
+    assert.is_not_nil(index)
+    index:close()
+  end)
+end)
