@@ -7,13 +7,14 @@ LUA        ?= lua5.4
 # Debian packages the project needs (DESIGN.md "Toolchain facts"). lua-socket serves the
 # specs only: a listener whose accept queue is full (connect timeouts) and free-port probes.
 DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson \
-       lua-busted lua-socket luarocks clang libclang-rt-14-dev valgrind openssl curl ca-certificates
+       lua-busted lua-socket luarocks clang libclang-rt-14-dev valgrind openssl curl ca-certificates \
+       lua-check lua-ldoc lua-discount
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test test-asan test-valgrind test-hosts fuzz demo bench mock clean
+.PHONY: all deps build test test-asan test-valgrind test-hosts fuzz demo bench mock clean lint docs
 
 all: build
 
@@ -68,6 +69,16 @@ mock: build
 
 bench: build
 	@sh bench/run.sh $(BUILD)
+
+# luacheck over the library, the specs and the examples (.luacheckrc says what and why).
+lint: deps
+	luacheck --no-color -q lua spec examples
+
+# The reference (LDoc, config.ld) into $(BUILD)/docs; any LDoc warning fails the target.
+docs: deps
+	@rm -rf $(BUILD)/docs
+	ldoc --fatalwarnings -d $(BUILD)/docs .
+	@echo "reference: $(BUILD)/docs/index.html"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
