@@ -3,6 +3,19 @@
 -- retryable defaults live in one place.
 local M = {}
 
+--- An operational failure, returned as the second value of `nil, err`.
+---@class llm.Error
+---@field kind string what went wrong: "connection", "timeout", "rate_limit", ... (docs/reference.md)
+---@field status? integer the HTTP status; nil for errors carried inside a stream
+---@field message? string the provider's message, else one of ours
+---@field retry_after? number seconds the server asked to wait
+---@field retryable boolean whether retrying can help
+---@field request_id? string from `x-request-id` / `request-id`
+---@field body? any the decoded error body, or the raw text
+---@field which? string for timeouts: "connect", "total", "headers", "first_token" or "idle"
+---@field code? any the libcurl or provider error code
+---@field attempts? integer for kind "retry": how many attempts were made
+---@field last? any for kind "retry": the last attempt's error
 local Error = { __name = "llm.Error" }
 M.Error = Error
 
@@ -45,6 +58,7 @@ end
 
 --- Register a secret (an API key, a password): every later error, message and log line hides
 --- it, also URL-encoded, JSON-escaped or cut short (see `redact`).
+---@param s string|false|nil the secret; non-strings and "" are ignored
 function M.add_secret(s)
   if type(s) ~= "string" or s == "" or secrets[s] then return end
   local forms, seen = {}, {}
@@ -56,6 +70,7 @@ end
 
 --- Register the credentials of a URL's userinfo (`https://user:pass@host`): the password,
 --- the userinfo and the Basic authorization libcurl builds from it.
+---@param url string|nil a URL that may carry `user:password@`
 function M.add_url_secrets(url)
   if type(url) ~= "string" then return end
   local userinfo = url:match("^%a[%w+.-]*://([^/?#]*)@")
@@ -152,6 +167,8 @@ end
 --- only as a whole token. Whatever the value, credential headers (`Authorization`,
 --- `x-api-key`, ...), credential query parameters (`key=`, `api_key=`, ...) and the
 --- userinfo of URLs (`https://user:pass@host`) are redacted too.
+---@param s any the text to redact
+---@return any s the text with every secret replaced by `[REDACTED]`
 function M.redact(s)
   if type(s) ~= "string" then return s end
   for secret, info in pairs(secrets) do
@@ -176,7 +193,10 @@ function M.redact(s)
   return s
 end
 
--- Deep copy of a decoded body with every string redacted (a server may echo a key).
+--- Deep copy of a decoded body with every string redacted (a server may echo a key).
+---@param v any the value to copy
+---@param seen? table copies made so far (for shared and cyclic tables)
+---@return any copy
 local function redact_value(v, seen)
   if type(v) == "string" then return M.redact(v) end
   if type(v) ~= "table" then return v end
@@ -196,6 +216,8 @@ local STATUS_KIND = {
 }
 
 --- The error kind an HTTP status means before the body is read.
+---@param status integer the HTTP status
+---@return string kind
 function M.kind_for_status(status)
   if STATUS_KIND[status] then return STATUS_KIND[status] end
   if status >= 500 then return "server" end
@@ -207,6 +229,10 @@ local RETRYABLE_KIND = { connection = true, timeout = true, rate_limit = true,
                          server = true, overloaded = true }
 
 --- Whether an error is worth retrying when the server said nothing (x-should-retry).
+---@param kind string the error kind
+---@param status? integer the HTTP status
+---@param e? table the error's fields (a TLS failure is never retryable)
+---@return boolean
 function M.retryable_default(kind, status, e)
   if status == 409 or status == 408 then return true end
   if kind == "connection" and e and e.tls then return false end
@@ -225,6 +251,8 @@ Error.__tostring = describe
 
 --- Build an llm.Error from a table of fields (kind is required; other fields are kept).
 -- Strings are redacted; `retryable` defaults from kind and status.
+---@param fields table the fields; `kind` is required
+---@return llm.Error
 function M.new(fields)
   assert(type(fields) == "table" and fields.kind, "errors.new needs a kind")
   local e = {}
@@ -238,9 +266,13 @@ function M.new(fields)
 end
 
 --- True when x is an llm.Error.
+---@param x any
+---@return boolean
 function M.is(x) return getmetatable(x) == Error end
 
 --- Build the error of a failed transport record from the C core ({ kind, code, message, which }).
+---@param rec table the core's record: kind, code, message, which, tls
+---@return llm.Error
 function M.from_core(rec)
   local e = { kind = rec.kind, code = rec.code, message = rec.message, which = rec.which, tls = rec.tls }
   if rec.kind == "timeout" and rec.which then

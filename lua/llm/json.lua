@@ -1,4 +1,4 @@
--- llm.json: the JSON codec used for request bodies, responses and stream events.
+--- llm.json: the JSON codec used for request bodies, responses and stream events.
 --
 -- Why not lua-cjson alone: Debian's cjson 2.1.0 decodes `17` as the float 17.0, decodes
 -- both `[]` and `{}` to the same unmarked empty table and writes at most 14 significant
@@ -27,6 +27,7 @@
 -- floats with the shortest of 15/16/17 significant digits that reads back exactly, and an
 -- integral float keeps a ".0" (2.0 -> "2.0") so it reads back as a float. NaN and the
 -- infinities raise, as JSON cannot express them.
+-- @module llm.json
 
 local M = {}
 
@@ -50,12 +51,18 @@ M.null = setmetatable({}, {
 local null = M.null
 
 --- Marks t (default: a new table) as a JSON array and returns it.
+---@param t? table the table to mark; default a new one
+---@return table t the same table, encoded as `[]` even when empty
 function M.array(t) return setmetatable(t or {}, ARRAY) end
 
 --- Marks t (default: a new table) as a JSON object and returns it.
+---@param t? table the table to mark; default a new one
+---@return table t the same table, encoded as `{}` even when empty
 function M.object(t) return setmetatable(t or {}, OBJECT) end
 
 --- True when t is marked as an array, or is an unmarked non-empty sequence.
+---@param t any the value to test
+---@return boolean
 function M.is_array(t)
   if type(t) ~= "table" then return false end
   local mt = getmetatable(t)
@@ -70,6 +77,7 @@ end
 
 ---------------------------------------------------------------------------------------
 -- Decoder
+-- @section decoder
 ---------------------------------------------------------------------------------------
 
 -- Failures inside the recursive descent are raised as this table and turned into
@@ -322,6 +330,11 @@ end
 M._decode_lua, M._decode_exact = lua_decode, exact_decode
 
 --- Decodes a JSON text. Returns the value, or nil and a message (never raises).
+-- Integers stay integers, `null` is `llm.json.null`, and arrays and objects are marked
+-- (`llm.json.array` / `llm.json.object`) so that `[]` and `{}` encode back as they came.
+---@param s string the JSON text
+---@return any value the decoded value, or nil when the text is not JSON
+---@return string? err why the text is not JSON
 function M.decode(s)
   if type(s) ~= "string" then return nil, "JSON: expected a string, got " .. type(s) end
   if core_decode then return core_decode(s, ARRAY, OBJECT, null) end
@@ -449,6 +462,8 @@ end
 
 --- Encodes a Lua value as JSON text. Raises on values JSON cannot express (programming
 --- errors: a sparse or mixed table, NaN, a function), naming the path of the bad value.
+---@param v any a string, number, boolean, `llm.json.null` or a table of these
+---@return string json the JSON text
 function M.encode(v)
   local buf = {}
   local n = encode_value(v, "$", buf, 0, {})
