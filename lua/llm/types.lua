@@ -1,0 +1,144 @@
+---@meta
+-- Type definitions for editors (the Lua language server, LuaLS): the shapes of the tables a
+-- program passes to `llm` and gets back from it. Nothing here runs; `require("llm")` never
+-- loads this file. The functions carry their own annotations next to their code.
+-- docs/reference.md describes the same shapes in prose.
+
+---@alias llm.Role "system"|"developer"|"user"|"assistant"|"tool"
+---@alias llm.FinishReason "stop"|"length"|"tool_calls"|"content_filter"|"error"|"max_steps"
+
+--- Options of `llm.client(provider, opts)`.
+---@class llm.ClientOptions
+---@field model? string the default model; a call may override it
+---@field api_key? string|false default: the provider's environment variable; false for a server without auth
+---@field base_url? string default: the provider's environment variable or its official URL
+---@field api? "responses" the OpenAI Responses API for every call of this client
+---@field timeout? number seconds per attempt (600); for a stream, until the response headers
+---@field connect_timeout? number seconds (10)
+---@field idle_timeout? number seconds a stream may go without a content event (120)
+---@field first_token_timeout? number seconds from the request to the first content event
+---@field max_retries? integer built-in retries (2)
+---@field retry? llm.Policy a policy that replaces the built-in retries
+---@field headers? table<string, string> extra headers on every request
+---@field ca_file? string a file of trusted CA certificates
+---@field proxy? string an HTTP(S) proxy URL
+---@field insecure? boolean turn TLS verification off (prints one warning)
+---@field max_event_size? integer bytes one stream event may have (16 MiB)
+
+--- A request for `chat`, `stream`, a conversation turn or `run_tools`.
+---@class llm.Request
+---@field model? string default: the client's model
+---@field system? string|llm.Part[] the system prompt
+---@field messages? llm.Message[] the conversation so far
+---@field max_tokens? integer the most tokens the reply may have
+---@field temperature? number
+---@field top_p? number
+---@field stop? string|string[] stop sequences
+---@field tools? llm.Tool[]|table[] function tools (`llm.tool`) or hosted tools (`{ type = "web_search" }`)
+---@field tool_choice? "auto"|"none"|"required"|{ name: string }
+---@field parallel_tool_calls? boolean
+---@field reasoning? { effort?: "minimal"|"low"|"medium"|"high", budget_tokens?: integer, summary?: string }
+---@field response_format? { type: "json_schema"|"json_object", name?: string, schema?: table, strict?: boolean }
+---@field n? integer number of choices (OpenAI, Gemini)
+---@field seed? integer
+---@field top_k? integer (Anthropic, Gemini, Ollama)
+---@field presence_penalty? number
+---@field frequency_penalty? number
+---@field logprobs? boolean
+---@field top_logprobs? integer
+---@field user? string an end-user id
+---@field metadata? table<string, string>
+---@field service_tier? string
+---@field input? string|table[] Responses API input
+---@field instructions? string Responses API instructions
+---@field previous_response_id? string Responses API: chain on a stored response
+---@field store? boolean Responses API: store the response
+---@field include? string[] Responses API: extra output to include
+---@field api? "responses"
+---@field extra? table fields merged verbatim into the body
+---@field extra_headers? table<string, string> headers for this request
+---@field extra_query? table<string, string> query parameters for this request
+---@field timeout? number
+---@field idle_timeout? number
+---@field first_token_timeout? number
+---@field max_retries? integer
+---@field retry? llm.Policy
+
+--- One message of a conversation; `resp.message` has this shape.
+---@class llm.Message
+---@field role llm.Role
+---@field content? string|llm.Part[]
+---@field tool_calls? llm.ToolCall[] an assistant message's tool calls
+---@field tool_call_id? string a tool result: the call it answers
+---@field name? string a tool result: the tool's name
+---@field is_error? boolean a tool result that reports a failure
+
+--- A content part: text, an image, or reasoning kept for the next turn.
+---@class llm.Part
+---@field type "text"|"image"|"reasoning"
+---@field text? string
+---@field url? string an image's URL
+---@field data? string an image's bytes, base64-encoded
+---@field mime_type? string e.g. "image/png"
+---@field provider_data? table what the provider needs back on the next turn
+
+--- A tool call of the model.
+---@class llm.ToolCall
+---@field id string
+---@field name string
+---@field arguments? table the decoded arguments; nil when they are not valid JSON
+---@field arguments_json string the arguments as received
+---@field provider_data? table
+
+--- Token counts; a field is nil when the server sent none.
+---@class llm.Usage
+---@field input_tokens? integer
+---@field output_tokens? integer
+---@field total_tokens? integer
+---@field reasoning_tokens? integer
+---@field cached_input_tokens? integer
+---@field cache_creation_input_tokens? integer
+
+--- The normalized response of `chat`, `stream:final()` and `run_tools`.
+---@class llm.Response
+---@field text string all text parts concatenated
+---@field tool_calls llm.ToolCall[] empty when none
+---@field finish_reason llm.FinishReason
+---@field raw_finish_reason? string the provider's own value
+---@field usage llm.Usage
+---@field reasoning? string
+---@field refusal? string
+---@field message llm.Message the assistant message, ready to append to `messages`
+---@field id? string
+---@field model? string
+---@field choices? table[] every choice, when n > 1
+---@field parsed? any the decoded JSON, with `response_format`
+---@field raw table the decoded provider JSON
+---@field status? integer the HTTP status
+---@field headers? table<string, string> the response headers (lower-case names)
+---@field request_id? string
+---@field steps? table[] `run_tools`: the calls and results of each round
+---@field messages? llm.Message[] `run_tools`: the whole transcript
+
+--- A normalized stream event.
+---@class llm.Event
+---@field type "text"|"reasoning"|"refusal"|"tool_call"|"tool_call_done"|"usage"|"raw"|"done"|"error"
+---@field text? string text, reasoning and refusal deltas
+---@field index? integer tool_call: the call's position in `resp.tool_calls`
+---@field id? string tool_call: the call's id (first delta)
+---@field name? string tool_call: the tool's name (first delta); else the SSE event name
+---@field arguments_delta? string tool_call
+---@field call? llm.ToolCall tool_call_done
+---@field usage? llm.Usage usage: the cumulative usage
+---@field response? llm.Response done
+---@field error? llm.Error error
+---@field raw? any the decoded provider event
+
+--- A function tool, as `llm.tool{...}` returns it.
+---@class llm.Tool
+---@field name string
+---@field description? string
+---@field parameters? table a JSON schema for the arguments
+---@field run fun(args: table, ctx: table): any the tool's code; runs in a task
+---@field strict? boolean
+---@field timeout? number seconds a run may take
