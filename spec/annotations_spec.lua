@@ -11,6 +11,7 @@ local ROOT = os.getenv("LLM_ROOT") or "."
 local CHECKED = {
   ["lua/llm/json.lua"] = true,
   ["lua/llm/errors.lua"] = true,
+  ["lua/llm/retry.lua"] = true,
 }
 
 ---------------------------------------------------------------------------------------

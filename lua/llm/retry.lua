@@ -26,10 +26,15 @@ return function(clock)
   -- Building blocks: stops, waits and conditions are callable objects, so that
   -- they can carry operator metamethods (`|`, `&`, `+`); plain functions taking
   -- the state table are accepted wherever one is expected.
+  -- @section blocks
   ---------------------------------------------------------------------------
 
+  -- Callable objects; a plain function of the state is accepted wherever one is expected.
+  ---@class llm.retry.Stop: function when to stop: `stop(state) -> boolean`; `a | b`, `a & b` combine
   local Stop = { __name = "llm.retry.Stop" }
+  ---@class llm.retry.Wait: function how long to wait: `wait(state) -> seconds`; `a + b` adds
   local Wait = { __name = "llm.retry.Wait" }
+  ---@class llm.retry.Condition: function whether to retry: `retry(state) -> boolean`; `a | b`, `a & b` combine
   local Condition = { __name = "llm.retry.Condition" }
 
   local function call_fn(self, state) return self.fn(state) end
@@ -89,12 +94,16 @@ return function(clock)
   ---------------------------------------------------------------------------
 
   --- Stop once `n` attempts have been made.
+  ---@param n integer attempts
+  ---@return llm.retry.Stop
   function R.stop_after_attempt(n)
     n = check_number(n, "stop_after_attempt(n)")
     return make(Stop, "after_attempt " .. n, function(s) return s.attempt >= n end)
   end
 
   --- Stop once `seconds` have passed since the first attempt started.
+  ---@param seconds number
+  ---@return llm.retry.Stop
   function R.stop_after_delay(seconds)
     seconds = check_number(seconds, "stop_after_delay(seconds)")
     return make(Stop, "after_delay " .. seconds, function(s) return s.elapsed >= seconds end)
@@ -102,6 +111,8 @@ return function(clock)
 
   --- Stop when the coming wait would end `seconds` or more after the first attempt started,
   -- so no attempt starts past the deadline.
+  ---@param seconds number
+  ---@return llm.retry.Stop
   function R.stop_before_delay(seconds)
     seconds = check_number(seconds, "stop_before_delay(seconds)")
     return make(Stop, "before_delay " .. seconds, function(s)
@@ -119,6 +130,8 @@ return function(clock)
   end
 
   --- Stop when any of the given stops says so.
+  ---@param ... llm.retry.Stop|function
+  ---@return llm.retry.Stop
   function R.stop_any(...)
     local list = collect(to_stop, "stop_any", ...)
     return make(Stop, "any", function(s)
@@ -128,6 +141,8 @@ return function(clock)
   end
 
   --- Stop when all of the given stops say so.
+  ---@param ... llm.retry.Stop|function
+  ---@return llm.retry.Stop
   function R.stop_all(...)
     local list = collect(to_stop, "stop_all", ...)
     return make(Stop, "all", function(s)
@@ -148,12 +163,17 @@ return function(clock)
   R.wait_none = make(Wait, "none", function() return 0 end)
 
   --- Always wait `seconds`.
+  ---@param seconds number
+  ---@return llm.retry.Wait
   function R.wait_fixed(seconds)
     seconds = check_number(seconds, "wait_fixed(seconds)")
     return make(Wait, "fixed " .. seconds, function() return seconds end)
   end
 
   --- Wait a uniformly random time in [a, b] (defaults 0 and 1).
+  ---@param a? number shortest wait (0)
+  ---@param b? number longest wait (1)
+  ---@return llm.retry.Wait
   function R.wait_random(a, b)
     a = check_number(a, "wait_random(a, b)", 0)
     b = check_number(b, "wait_random(a, b)", 1)
@@ -162,6 +182,8 @@ return function(clock)
 
   --- Wait `start + increment * (attempt - 1)`, clamped to [0, max].
   -- Options: start (0), increment (1), max (infinite).
+  ---@param o? { start?: number, increment?: number, max?: number }
+  ---@return llm.retry.Wait
   function R.wait_incrementing(o)
     o = o or {}
     local start = check_number(o.start, "wait_incrementing start", 0)
@@ -184,12 +206,16 @@ return function(clock)
   --- Wait `multiplier * exp_base^(attempt - 1)` clamped to [min, max] after attempt
   -- `attempt`, so the first wait is `multiplier`.
   -- Options: multiplier (1), exp_base (2), min (0), max (infinite).
+  ---@param o? { multiplier?: number, exp_base?: number, min?: number, max?: number }
+  ---@return llm.retry.Wait
   function R.wait_exponential(o)
     local f = exponential(o, "wait_exponential")
     return make(Wait, "exponential", f)
   end
 
   --- Full jitter: uniform in [min, w] where w is wait_exponential's value for the same options.
+  ---@param o? { multiplier?: number, exp_base?: number, min?: number, max?: number }
+  ---@return llm.retry.Wait
   function R.wait_random_exponential(o)
     local f, min = exponential(o, "wait_random_exponential")
     return make(Wait, "random_exponential", function(s) return uniform(min, f(s)) end)
@@ -197,6 +223,8 @@ return function(clock)
 
   --- `initial * exp_base^(attempt - 1) + uniform(0, jitter)`, capped at max.
   -- Options: initial (1), max (infinite), exp_base (2), jitter (1).
+  ---@param o? { initial?: number, exp_base?: number, jitter?: number, max?: number }
+  ---@return llm.retry.Wait
   function R.wait_exponential_jitter(o)
     o = o or {}
     local initial = check_number(o.initial, "wait_exponential_jitter initial", 1)
@@ -209,6 +237,8 @@ return function(clock)
   end
 
   --- Use wait i after attempt i; the last wait repeats.
+  ---@param ... llm.retry.Wait|number|function
+  ---@return llm.retry.Wait
   function R.wait_chain(...)
     local list = collect(to_wait, "wait_chain", ...)
     if #list == 0 then error("wait_chain needs at least one wait", 2) end
@@ -218,6 +248,8 @@ return function(clock)
   end
 
   --- The sum of the given waits (numbers count as fixed waits).
+  ---@param ... llm.retry.Wait|number|function
+  ---@return llm.retry.Wait
   function R.wait_sum(...)
     local list = collect(to_wait, "wait_sum", ...)
     return make(Wait, "sum", function(s)
@@ -237,6 +269,8 @@ return function(clock)
 
   --- The failed attempt's `err.retry_after` seconds when present, else `fallback`
   -- (a wait, a number or a function; default wait_none).
+  ---@param fallback? llm.retry.Wait|number|function the wait when the error has no retry_after
+  ---@return llm.retry.Wait
   function R.wait_retry_after(fallback)
     local fb = fallback == nil and R.wait_none or to_wait(fallback, "wait_retry_after fallback", 3)
     return make(Wait, "retry_after", function(s)
@@ -256,6 +290,7 @@ return function(clock)
 
   --- The built-in policy's wait: the error's `retry_after` when present, else
   -- `min(8, 0.5 * 2^n)` (n = retries already made) times a jitter factor in [0.75, 1].
+  ---@return llm.retry.Wait
   function R.wait_builtin() return builtin_wait end
 
   ---------------------------------------------------------------------------
@@ -266,6 +301,8 @@ return function(clock)
 
   --- Retry failures. With no arguments any failure; otherwise only llm.Errors whose
   -- `kind` is one of `kinds` (a plain error, raised or returned, never matches them).
+  ---@param ... string error kinds ("rate_limit", "server", ...); none: any failure
+  ---@return llm.retry.Condition
   function R.if_error(...)
     local n = select("#", ...)
     if n == 0 then return make(Condition, "error", function(s) return s.failed end) end
@@ -282,6 +319,8 @@ return function(clock)
   end
 
   --- Retry failures whose `tostring(err)` matches the Lua pattern.
+  ---@param pattern string a Lua pattern
+  ---@return llm.retry.Condition
   function R.if_error_matching(pattern)
     if type(pattern) ~= "string" then error("if_error_matching(pattern) needs a string", 2) end
     return make(Condition, "error matching", function(s)
@@ -290,6 +329,8 @@ return function(clock)
   end
 
   --- Retry a success whose values make `pred(...)` true.
+  ---@param pred fun(...): boolean
+  ---@return llm.retry.Condition
   function R.if_result(pred)
     if not is_callable(pred) then error("if_result(pred) needs a function", 2) end
     return make(Condition, "result", function(s)
@@ -298,6 +339,8 @@ return function(clock)
   end
 
   --- Retry a success whose values make `pred(...)` false.
+  ---@param pred fun(...): boolean
+  ---@return llm.retry.Condition
   function R.if_not_result(pred)
     if not is_callable(pred) then error("if_not_result(pred) needs a function", 2) end
     return make(Condition, "not result", function(s)
@@ -306,6 +349,8 @@ return function(clock)
   end
 
   --- Retry when any of the conditions says so.
+  ---@param ... llm.retry.Condition|function
+  ---@return llm.retry.Condition
   function R.if_any(...)
     local list = collect(to_condition, "if_any", ...)
     return make(Condition, "any", function(s)
@@ -315,6 +360,8 @@ return function(clock)
   end
 
   --- Retry when all of the conditions say so.
+  ---@param ... llm.retry.Condition|function
+  ---@return llm.retry.Condition
   function R.if_all(...)
     local list = collect(to_condition, "if_all", ...)
     return make(Condition, "all", function(s)
@@ -344,8 +391,12 @@ return function(clock)
   ---------------------------------------------------------------------------
   -- The engine. One `run` per call, so a policy can serve several tasks at once; the
   -- policy only remembers its latest run (statistics, result()).
+  -- @section policies
   ---------------------------------------------------------------------------
 
+  -- A retry policy (`R.policy{...}`).
+  ---@class llm.Policy
+  ---@field statistics { attempts: integer, idle: number, start_time: number?, delay_since_first_attempt: number } the latest call
   local Policy = { __name = "llm.retry.Policy" }
   local methods = {}
   Policy.__index = methods
@@ -444,6 +495,9 @@ return function(clock)
   -- Returns fn's values; a failure the condition rejects unchanged (raised ones re-raised);
   -- when retries run out `nil, err` with `err.kind == "retry"`, `err.attempts`, `err.last`
   -- (or the last failure itself with `reraise`, or retry_error_callback's values).
+  ---@param fn function the work
+  ---@param ... any its arguments
+  ---@return any ... fn's values, or nil and an llm.Error
   function methods:call(fn, ...)
     if not is_callable(fn) then error("policy:call(fn, ...) needs a function", 2) end
     local run = new_run(self)
@@ -454,17 +508,25 @@ return function(clock)
   end
 
   --- A function that calls `fn` under the policy with its arguments.
+  ---@param fn function the work
+  ---@return function wrapped calls fn under the policy
   function methods:wrap(fn)
     if not is_callable(fn) then error("policy:wrap(fn) needs a function", 2) end
     return function(...) return self:call(fn, ...) end
   end
 
+  -- One attempt of a `policy:attempts()` loop.
+  ---@class llm.retry.Attempt
+  ---@field number integer this attempt's number, from 1
   local Attempt = { __name = "llm.retry.Attempt" }
   local attempt_methods = {}
   Attempt.__index = attempt_methods
 
   --- Run `fn(...)` as this attempt's work and record its outcome; returns fn's values, or
   -- `nil, err` when fn raised (the error is not propagated, so the loop can continue).
+  ---@param fn function the work
+  ---@param ... any its arguments
+  ---@return any ... fn's values, or nil and the error it raised
   function attempt_methods:run(fn, ...)
     local o = outcome_of(pcall(fn, ...))
     self.outcome = o
@@ -472,18 +534,21 @@ return function(clock)
   end
 
   --- Record this attempt as failed with `err`.
+  ---@param err any the failure
   function attempt_methods:fail(err)
     if err == nil then error("attempt:fail(err) needs an error value", 2) end
     self.outcome = { failed = true, raised = false, error = err, values = pack(nil, err) }
   end
 
   --- Record this attempt as succeeded with the given values.
+  ---@param ... any the values
   function attempt_methods:succeed(...)
     self.outcome = { failed = false, values = pack(...) }
   end
 
   --- Retry a block: `for attempt in policy:attempts() do attempt:run(fn, ...) end`, then
   -- `policy:result()`. An attempt that records nothing counts as a success with no value.
+  ---@return fun(): llm.retry.Attempt? iterator
   function methods:attempts()
     local run = new_run(self)
     local current
@@ -502,6 +567,7 @@ return function(clock)
 
   --- The values the latest call returned, or what an `attempts()` loop amounts to (same
   -- rules as call: values, `nil, err`, or a re-raised error).
+  ---@return any ... the values, or nil and an llm.Error
   function methods:result()
     local run = rawget(self, "_run")
     if not run then return nil end
@@ -532,12 +598,16 @@ return function(clock)
   --- Build a policy. Options: stop (default 3 attempts), wait (default the built-in wait),
   -- retry (default: any failure but an llm.Error with retryable = false), before, after,
   -- before_sleep, retry_error_callback (hooks receiving the state), reraise.
+  ---@param opts? { stop?: llm.retry.Stop|function, wait?: llm.retry.Wait|number|function, retry?: llm.retry.Condition|function, before?: function, after?: function, before_sleep?: function, retry_error_callback?: function, reraise?: boolean }
+  ---@return llm.Policy
   function R.policy(opts)
     if opts ~= nil and type(opts) ~= "table" then error("R.policy{...} takes a table", 2) end
     return build(opts or {})
   end
 
   --- A copy of the policy with some options replaced, with its own statistics.
+  ---@param opts? table options to replace, as for `R.policy`
+  ---@return llm.Policy
   function methods:with(opts)
     if opts ~= nil and type(opts) ~= "table" then error("policy:with{...} takes a table", 2) end
     local merged = {}
@@ -549,10 +619,12 @@ return function(clock)
     return build(merged)
   end
 
-  --- The client's built-in policy (API §5): retries llm.Errors with `retryable == true`,
+  --- The client's built-in policy: retries llm.Errors with `retryable == true`,
   -- up to `max_retries` (default 2) times, waiting like `wait_builtin`; a server asking for
   -- more than 60 s is not waited for (its error is returned); when retries run out the last
   -- error itself is returned.
+  ---@param max_retries integer retries after the first attempt
+  ---@return llm.Policy
   function R.builtin(max_retries)
     max_retries = check_number(max_retries, "builtin(max_retries)", 2)
     if max_retries < 0 or math.floor(max_retries) ~= max_retries then
