@@ -1,10 +1,10 @@
 -- A small agent: a lookup tool and a calculator, chained by the model over several rounds
 -- (look a fact up, compute with it, answer). The reply streams as it arrives.
 --   lua5.4 examples/agent.lua [openai|anthropic|gemini|ollama] ["question"]
--- Uses the real API when the provider's key is set (OPENAI_API_KEY, ...; for Ollama,
--- OLLAMA_BASE_URL says a server runs), else the mock server at LLM_MOCK_URL, else a mock
--- server started from build/llm-mock for the run (which plays tools/mock/scripts/scripted/agent.lua).
-local common = dofile("examples/common.lua")
+-- Uses the mock server at LLM_MOCK_URL when set, else the real API when the provider's key is
+-- set (OPENAI_API_KEY, ...; for Ollama, OLLAMA_BASE_URL says a server runs), else a mock
+-- server started for the run by llm.mock (which plays tools/mock/scripts/scripted/agent.lua).
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 local llm = common.llm
 
 ---------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 -- One call to each provider: the same request, a normalized response.
-local common = dofile("examples/common.lua")
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 
 for _, provider in ipairs({ "openai", "anthropic" }) do
   local client, mocked = common.client(provider)

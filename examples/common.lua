@@ -1,8 +1,17 @@
--- Shared set-up for the examples: module paths when run from the repository root, and a
--- client for the real API when its key is set, else for the mock server (the one `make demo`
--- starts, in LLM_MOCK_URL, or one started for the run).
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = (os.getenv("LLM_BUILD") or "build") .. "/?.so;" .. package.cpath
+-- Shared set-up for the examples: module paths, and a client for the real API when its
+-- key is set, else for the mock server. LLM_MOCK_URL (make demo sets it) always wins, so an
+-- offline run never spends money; without it and without a key, a mock is started for the
+-- run through llm.mock. Runs from any folder: a source checkout's modules (lua/, build/)
+-- come first when it has been built, else the installed ones.
+local here = (debug.getinfo(1, "S").source:match("^@(.*)[/\\][^/\\]*$") or ".")
+local root = here .. "/.."
+local build = os.getenv("LLM_BUILD") or (root .. "/build")
+local so = io.open(build .. "/llm/core.so", "rb")
+if so then
+  so:close()
+  package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+  package.cpath = build .. "/?.so;" .. package.cpath
+end
 
 local llm = require("llm")
 
@@ -16,29 +25,21 @@ local DEFAULTS = {
 }
 
 local mock_url
-local mock_guard   -- anchors the server's stopper until exit
---- The mock server's address: LLM_MOCK_URL (make demo sets it), else a server started
--- from build/llm-mock for this run and stopped at exit.
+local mock_server   -- anchors the server until exit (it stops with the Lua state)
+--- The mock server's address: LLM_MOCK_URL, else a server started for this run.
 function M.mock_url()
   mock_url = mock_url or os.getenv("LLM_MOCK_URL")
-  if mock_url then return mock_url end
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
-  assert(os.execute(("build/llm-mock --port 0 --port-file %s/port --quiet >/dev/null 2>&1 & echo $! > %s/pid")
-    :format(dir, dir)))
-  local port
-  for _ = 1, 100 do
-    local f = io.open(dir .. "/port")
-    if f then port = f:read("n"); f:close() end
-    if port then break end
-    os.execute("sleep 0.05")
-  end
-  local pid = assert(io.open(dir .. "/pid")):read("n")
-  assert(port, "the mock server did not start (build it: make build)")
-  mock_guard = setmetatable({}, { __gc = function() os.execute(("kill %d; rm -rf %s"):format(pid, dir)) end })
-  mock_url = "http://127.0.0.1:" .. port
+  if mock_url and mock_url ~= "" then return mock_url end
+  mock_server = assert(require("llm.mock").start())
+  mock_url = mock_server.url
   return mock_url
+end
+
+--- True when the examples run against the mock (LLM_MOCK_URL set, or no key for provider).
+function M.offline(provider)
+  local url = os.getenv("LLM_MOCK_URL")
+  if url and url ~= "" then return true end
+  return not os.getenv(DEFAULTS[provider].env)
 end
 
 --- A client for `provider`: the real service when its key is set, else the mock server,
@@ -47,7 +48,7 @@ function M.client(provider, opts, mock_headers)
   local d = assert(DEFAULTS[provider], "provider: openai, anthropic, gemini or ollama")
   opts = opts or {}
   opts.model = opts.model or d.model
-  if os.getenv(d.env) then return llm.client(provider, opts), false end
+  if not M.offline(provider) then return llm.client(provider, opts), false end
   opts.base_url = M.mock_url() .. d.mock
   opts.api_key = "mock-key"
   opts.headers = opts.headers or {}
@@ -57,6 +58,8 @@ end
 
 --- The first provider whose key is set, else "openai" on the mock server.
 function M.default_provider()
+  local url = os.getenv("LLM_MOCK_URL")
+  if url and url ~= "" then return "openai" end
   if os.getenv("OPENAI_API_KEY") then return "openai" end
   if os.getenv("ANTHROPIC_API_KEY") then return "anthropic" end
   if os.getenv("GEMINI_API_KEY") then return "gemini" end

@@ -1,6 +1,6 @@
 -- A conversation remembers earlier turns. With the Chat Completions API the history is
 -- resent each turn; with api = "responses" the turns chain previous_response_id instead.
-local common = dofile("examples/common.lua")
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 
 for _, api in ipairs({ "chat", "responses" }) do
   local client = common.client("openai", { api = api == "responses" and "responses" or nil })

@@ -1,6 +1,6 @@
 -- Errors are values: `nil, err` with err.kind, err.status, err.retry_after, err.request_id.
 -- Against the mock server the faults are chosen with x-mock-* headers.
-local common = dofile("examples/common.lua")
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 local llm = common.llm
 
 local client, mocked = common.client("openai", { max_retries = 0 })

@@ -1,9 +1,6 @@
 -- A function that fails two times in three, made reliable with a retry policy.
--- Run from the repository root: lua5.4 examples/flaky.lua
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = (os.getenv("LLM_BUILD") or "build") .. "/?.so;" .. package.cpath
-
-local llm = require("llm")
+-- Run: lua5.4 examples/flaky.lua (from any folder)
+local llm = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua").llm
 local R = llm.retry
 
 -- LLM_EXAMPLE_SEED makes a run repeatable (the examples spec uses it).

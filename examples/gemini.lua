@@ -1,5 +1,5 @@
 -- Google Gemini: the same request shape, generateContent and streamGenerateContent.
-local common = dofile("examples/common.lua")
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 
 local client = common.client("gemini")
 local resp = assert(client:chat{ system = "Be brief.", messages = { { role = "user", content = "Name a planet." } } })

@@ -1,6 +1,6 @@
 -- Ollama's native /api/chat (newline-delimited JSON stream). No key is needed; set
 -- OLLAMA_BASE_URL for a server elsewhere than 127.0.0.1:11434.
-local common = dofile("examples/common.lua")
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 
 local client = common.client("ollama")
 io.write("ollama: ")

@@ -1,6 +1,6 @@
 -- The OpenAI Responses API with a hosted tool (web search) passed through unchanged.
 -- Hosted tool activity has no normalized meaning: it arrives as "raw" events.
-local common = dofile("examples/common.lua")
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 
 local client, mocked = common.client("openai", { api = "responses" })
 -- Against the mock, replay a recorded web-search stream when the shared fixtures are there.

@@ -1,6 +1,6 @@
 -- A chat call made reliable with a retry policy. Against the mock server (make demo's, via
 -- LLM_MOCK_URL) the first two attempts fail with 503 and 429, then the call succeeds.
-local common = dofile("examples/common.lua")
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 local llm = common.llm
 local R = llm.retry
 

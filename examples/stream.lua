@@ -1,7 +1,7 @@
 -- Streaming: print a reply as it arrives, then the usage of the whole response.
 --   make demo                       (against the built-in mock server, or the real API when
 --                                    OPENAI_API_KEY / ANTHROPIC_API_KEY is set)
-local common = dofile("examples/common.lua")
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 
 local provider = arg[1] or common.default_provider()
 local client, mocked = common.client(provider)

@@ -1,10 +1,10 @@
 -- Tools: the model asks for the weather in two cities in one round; both calls run at the
 -- same time (each tool waits 0.5 s, the round takes about 0.5 s, not 1 s).
 --   lua5.4 examples/tools.lua [openai|anthropic|gemini|ollama]
--- Uses the real API when the provider's key is set (OPENAI_API_KEY, ...; for Ollama,
--- OLLAMA_BASE_URL says a server runs), else the mock
--- server at LLM_MOCK_URL, else a mock server started from build/llm-mock for the run.
-local common = dofile("examples/common.lua")
+-- Uses the mock server at LLM_MOCK_URL when set, else the real API when the provider's key is
+-- set (OPENAI_API_KEY, ...; for Ollama, OLLAMA_BASE_URL says a server runs), else a mock
+-- server started for the run by llm.mock.
+local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 local llm = common.llm
 
 local provider = arg[1] or "openai"

@@ -46,3 +46,43 @@ describe("examples", function()
   end
   p:close()
 end)
+
+describe("examples, the first five minutes", function()
+  local root = os.getenv("LLM_ROOT") or "."
+  local function sh(cmd)
+    local p = assert(io.popen(cmd .. " 2>&1", "r"))
+    local out = p:read("a")
+    local ok, _, code = p:close()
+    return ok and code == 0, out
+  end
+
+  it("run from any folder", function()
+    local ok, out = sh(string.format("cd / && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY "
+      .. "-u OLLAMA_BASE_URL LLM_MOCK_URL=%s lua5.4 %s/examples/chat.lua", mock.url, root))
+    assert.is_true(ok, out)
+    assert.matches("openai%s+%(mock%) echo: What is the capital of Korea%?", out)
+  end)
+
+  it("LLM_MOCK_URL wins over a key in the environment: no request leaves for the real API", function()
+    mock:reset()
+    local ok, out = sh(string.format("cd %s && env -u OLLAMA_BASE_URL OPENAI_API_KEY=sk-must-not-be-used "
+      .. "ANTHROPIC_API_KEY=sk-ant-no GEMINI_API_KEY=no LLM_MOCK_URL=%s lua5.4 examples/chat.lua", root, mock.url))
+    assert.is_true(ok, out)
+    assert.matches("openai%s+%(mock%)", out)
+    assert.matches("anthropic%s*%(mock%)", out)
+    local reqs = mock:requests()
+    assert.is_true(#reqs >= 2)
+    for _, r in ipairs(reqs) do
+      assert.not_matches("sk%-must%-not%-be%-used", r.headers.authorization or "")
+      assert.not_matches("sk%-ant%-no", r.headers["x-api-key"] or "")
+    end
+  end)
+
+  it("start their own mock server through llm.mock without LLM_MOCK_URL or a key", function()
+    local ok, out = sh(string.format("cd / && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY "
+      .. "-u OLLAMA_BASE_URL -u LLM_MOCK_URL lua5.4 %s/examples/stream.lua", root))
+    assert.is_true(ok, out)
+    assert.matches("-- openai (mock server) --", out, 1, true)
+    assert.matches("The keeper counted ships", out, 1, true)
+  end)
+end)

@@ -24,6 +24,8 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -96,7 +98,7 @@ static void buf_free(struct buf *b) { free(b->p); memset(b, 0, sizeof *b); }
 
 /* ---------------------------------------------------------------- state */
 
-enum { K_LISTEN, K_SIGNAL, K_CONN };
+enum { K_LISTEN, K_SIGNAL, K_STDIN, K_CONN };
 enum { AFTER_KEEP, AFTER_CLOSE, AFTER_RESET, AFTER_STALL };
 enum {
   S_READ,     /* waiting for (the rest of) a request */
@@ -149,7 +151,7 @@ static struct {
   struct conn *dead;
 } g;
 
-static int listen_kind = K_LISTEN, signal_kind = K_SIGNAL;
+static int listen_kind = K_LISTEN, signal_kind = K_SIGNAL, stdin_kind = K_STDIN;
 
 static double now(void) {
   struct timespec t;
@@ -894,7 +896,7 @@ static void free_dead(void) {
 static int load_handler(const char *scripts, const char *fixtures) {
   lua_State *L = g.L;
   luaL_openlibs(L);
-  /* Scripts find each other through package.path; cjson comes from the default cpath. */
+  /* Scripts find each other through package.path. */
   lua_getglobal(L, "package");
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", scripts, scripts);
   lua_getfield(L, -2, "path");
@@ -941,11 +943,32 @@ static int write_port_file(const char *file, int port) {
 static void usage(FILE *to) {
   fprintf(to,
           "usage: llm-mock [--host 127.0.0.1] [--port N] [--port-file F] [--fixtures DIR]\n"
-          "                [--scripts DIR] [--quiet]\n");
+          "                [--scripts DIR] [--quiet] [--watch-stdin]\n");
+}
+
+static int is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The default scripts folder: the source tree's when it exists (a build tree), else
+ * `mock-scripts` next to the executable (an installed rock, which may have been built in a
+ * folder that is gone). Returns a static string. */
+static const char *default_scripts(void) {
+  static char path[PATH_MAX];
+  if (is_dir(LLM_MOCK_SCRIPTS_DIR)) return LLM_MOCK_SCRIPTS_DIR;
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
+  if (n <= 0) return LLM_MOCK_SCRIPTS_DIR;
+  path[n] = '\0';
+  char *slash = strrchr(path, '/');
+  if (!slash) return LLM_MOCK_SCRIPTS_DIR;
+  strcpy(slash + 1, "mock-scripts");
+  return is_dir(path) ? path : LLM_MOCK_SCRIPTS_DIR;
 }
 
 int main(int argc, char **argv) {
-  const char *host = "127.0.0.1", *port_file = NULL, *scripts = LLM_MOCK_SCRIPTS_DIR;
+  const char *host = "127.0.0.1", *port_file = NULL, *scripts = NULL;
+  int watch_stdin = 0;
   const char *fixtures = getenv("LLM_FIXTURES");
   int port = 0;
   if (!fixtures || !*fixtures) fixtures = LLM_MOCK_FIXTURES_DIR;
@@ -953,7 +976,7 @@ int main(int argc, char **argv) {
     { "host", required_argument, 0, 'h' }, { "port", required_argument, 0, 'p' },
     { "port-file", required_argument, 0, 'f' }, { "fixtures", required_argument, 0, 'x' },
     { "scripts", required_argument, 0, 's' }, { "quiet", no_argument, 0, 'q' },
-    { "help", no_argument, 0, 'H' }, { 0, 0, 0, 0 }
+    { "watch-stdin", no_argument, 0, 'w' }, { "help", no_argument, 0, 'H' }, { 0, 0, 0, 0 }
   };
   for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
     switch (o) {
@@ -963,9 +986,18 @@ int main(int argc, char **argv) {
     case 'x': fixtures = optarg; break;
     case 's': scripts = optarg; break;
     case 'q': g.quiet = 1; break;
+    case 'w': watch_stdin = 1; break;
     case 'H': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
+  }
+  if (!scripts) scripts = default_scripts();
+  if (watch_stdin) {
+    /* Started by llm.mock with a pipe on stdin: end of file means the starting process
+     * closed it (m:stop()) or died, and the server must not outlive it. The parent-death
+     * signal covers a parent that dies before the pipe is watched. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
   }
   clock_gettime(CLOCK_MONOTONIC, &g.t0);
   signal(SIGPIPE, SIG_IGN); /* a vanished client must not kill the server */
@@ -1005,6 +1037,13 @@ int main(int argc, char **argv) {
   epoll_ctl(g.ep, EPOLL_CTL_ADD, g.lfd, &ev);
   ev.data.ptr = &signal_kind;
   epoll_ctl(g.ep, EPOLL_CTL_ADD, g.sfd, &ev);
+  if (watch_stdin) {
+    ev.data.ptr = &stdin_kind;
+    if (epoll_ctl(g.ep, EPOLL_CTL_ADD, STDIN_FILENO, &ev) != 0) {
+      fprintf(stderr, "llm-mock: --watch-stdin needs a pipe or socket on stdin\n");
+      return 2;
+    }
+  }
 
   if (port_file && write_port_file(port_file, port) != 0) {
     fprintf(stderr, "llm-mock: cannot write %s: %s\n", port_file, strerror(errno));
@@ -1026,6 +1065,12 @@ int main(int argc, char **argv) {
       int kind = *(int *)evs[i].data.ptr;
       if (kind == K_LISTEN) { do_accept(); continue; }
       if (kind == K_SIGNAL) { running = 0; continue; }
+      if (kind == K_STDIN) {
+        char sink[256];
+        ssize_t r = read(STDIN_FILENO, sink, sizeof sink);   /* bytes are ignored */
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) running = 0;
+        continue;
+      }
       struct conn *c = evs[i].data.ptr;
       if (c->dead) continue;
       if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn_read(c);

@@ -20,6 +20,7 @@ local FIXTURE_PROVIDER = { openai_compat = "openai_chat" }
 
 local log = {}    -- requests since the last reset
 local counts = {} -- per-key counters for x-mock-sequence and x-mock-script
+local queue = { first = 1, last = 0 }   -- replies pushed with POST /__mock/push, served in order
 
 local function bump(key)
   local n = (counts[key] or 0) + 1
@@ -63,8 +64,18 @@ local function control(req)
     return text_plan(200, json.encode(O("connections", s.connections, "open_connections", s.open_connections,
       "requests", s.requests, "active", s.active, "peak_active", s.peak_active)), "application/json")
   end
+  if p == "/__mock/push" then
+    if req.method ~= "POST" then return text_plan(405, "POST a JSON reply to /__mock/push\n") end
+    local reply, err = json.decode(req.body)
+    if type(reply) ~= "table" then
+      return text_plan(400, "llm-mock: /__mock/push wants a JSON object: " .. tostring(err) .. "\n")
+    end
+    queue.last = queue.last + 1
+    queue[queue.last] = reply
+    return text_plan(200, json.encode(O("queued", queue.last - queue.first + 1)), "application/json")
+  end
   if p == "/__mock/reset" then
-    log, counts = {}, {}
+    log, counts, queue = {}, {}, { first = 1, last = 0 }
     core.reset()
     return text_plan(200, '{"ok":true}', "application/json")
   end
@@ -220,6 +231,70 @@ local function to_plan(r, f, provider, ctx, h)
   return plan
 end
 
+---------------------------------------------------------------- pushed replies
+
+local function pop_pushed()
+  if queue.first > queue.last then return nil end
+  local r = queue[queue.first]
+  queue[queue.first] = nil
+  queue.first = queue.first + 1
+  return r
+end
+
+local function num(v) return type(v) == "number" and v or nil end
+
+-- A pushed reply (see llm.mock's m:push) rendered in the route's shape, with its faults.
+local function pushed_plan(p, req, ctx, provider, h)
+  local f = {}
+  if num(p.cut_after) then f["reset-after-events"] = tostring(math.floor(p.cut_after)) end
+  if num(p.stall_after) then f["stall-after-events"] = tostring(math.floor(p.stall_after)) end
+  if num(p.pings) then f.pings = tostring(math.floor(p.pings)) end
+  local e = type(p.error) == "table" and p.error or nil
+  if e then
+    ctx.error_type = type(e.type) == "string" and e.type or nil
+    ctx.error_message = type(e.message) == "string" and e.message or nil
+  end
+  local status = num(p.status) and math.floor(p.status)
+  local r
+  if type(p.fixture) == "string" then
+    local err
+    r, err = fixtures.load(core.fixtures, p.fixture)
+    if not r then return text_plan(404, "llm-mock: " .. err .. "\n") end
+  elseif (status and status >= 400) or (e and not ctx.stream) then
+    r = provider.error(status or 500, ctx)
+  else
+    local deltas, text
+    if type(p.text) == "table" then
+      deltas = {}
+      for i, d in ipairs(p.text) do deltas[i] = tostring(d) end
+      text = table.concat(deltas)
+    else
+      text = type(p.text) == "string" and p.text or ""
+      deltas = text == "" and {} or util.pieces(text)
+    end
+    local calls = {}
+    for i, c in ipairs(type(p.tool_calls) == "table" and p.tool_calls or {}) do
+      calls[i] = { id = c.id or (provider.call_prefix and (provider.call_prefix .. req.seq .. "_" .. i)),
+                   name = c.name, arguments = c.arguments or {} }
+    end
+    local u = type(p.usage) == "table" and p.usage or {}
+    local reply = { text = text, deltas = deltas, tool_calls = calls,
+                    reasoning = type(p.reasoning) == "string" and p.reasoning or nil,
+                    finish = type(p.finish) == "string" and p.finish or (#calls > 0 and "tool_calls" or "stop"),
+                    usage = { input = num(u.input_tokens) or ctx.input_tokens or 1,
+                              output = num(u.output_tokens) or (math.max(#deltas, 1) + #calls) } }
+    r = provider.reply(reply, ctx)
+    if status then r.status = status end
+    if e and r.stream then f["error-after-events"] = tostring(#r.events - (r.terminal or 1)) end
+  end
+  local plan = to_plan(r, f, provider, ctx, h)
+  if type(p.headers) == "table" then
+    for k, v in pairs(p.headers) do plan.headers[#plan.headers + 1] = { tostring(k), tostring(v) } end
+  end
+  if num(p.delay) and p.delay > 0 then plan.headers_delay = p.delay end
+  return plan
+end
+
 ---------------------------------------------------------------- the handler
 
 return function(req)
@@ -264,6 +339,11 @@ return function(req)
   local r
   if provider then r = provider.check(req, ctx) end
   if r then return to_plan(r, {}, shape, ctx, h) end
+
+  if provider then
+    local p = pop_pushed()
+    if p then return pushed_plan(p, req, ctx, provider, h) end
+  end
 
   local status = faults.int(f.status)
   if f["html-error"] then

@@ -1,11 +1,9 @@
--- A JSON encoder with ordered objects and explicit arrays.
--- lua-cjson 2.1.0 encodes an empty table as {} and orders keys by hash; provider replies
--- need `"content":[]` and read better with the keys in the order the real servers use.
--- Strings are escaped by cjson, which is the expensive part and is done in C.
-local cjson = require "cjson"
-
+-- JSON for the mock: an encoder with ordered objects and explicit arrays, and a decoder.
+-- Provider replies need `"content":[]` and read better with the keys in the order the real
+-- servers use. Pure Lua, so the mock needs nothing beyond Lua 5.4 itself (it runs from an
+-- installed rock on a system without lua-cjson).
 local M = {}
-M.null = cjson.null
+M.null = setmetatable({}, { __name = "mock.json.null", __tostring = function() return "null" end })
 
 local OBJ = { __name = "mock.json.object" }
 local ARR = { __name = "mock.json.array" }
@@ -35,12 +33,14 @@ end
 
 local encode
 
--- cjson 2.1.0 escapes "/" as "\/"; real APIs do not. Every "\/" in cjson output is an
--- escaped slash (a literal backslash comes out as "\\"), so undoing it is safe.
+local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
+              ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function esc(c) return ESC[c] or string.format("\\u%04x", c:byte()) end
+
+-- A JSON string literal; "/" stays unescaped, as the real APIs send it.
 local function estr(s)
-  local e = cjson.encode(s)
-  if e:find("\\/", 1, true) then e = e:gsub("\\/", "/") end
-  return e
+  if not s:find('[%c"\\]') then return '"' .. s .. '"' end
+  return '"' .. s:gsub('[%c"\\]', esc) .. '"'
 end
 M.estr = estr
 
@@ -73,7 +73,7 @@ end
 
 function encode(v, out)
   local ty = type(v)
-  if ty == "table" then
+  if ty == "table" and v ~= M.null then
     local mt = getmetatable(v)
     if mt == OBJ then
       out[#out + 1] = "{"
@@ -100,8 +100,13 @@ function encode(v, out)
     out[#out + 1] = "null"
   elseif ty == "string" then
     out[#out + 1] = estr(v)
+  elseif ty == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then error("cannot encode " .. tostring(v) .. " in JSON", 0) end
+    out[#out + 1] = string.format("%.14g", v)
+  elseif ty == "boolean" or v == M.null then
+    out[#out + 1] = tostring(v)
   else
-    out[#out + 1] = cjson.encode(v) -- floats, booleans, cjson.null
+    error("cannot encode a " .. ty .. " in JSON", 0)
   end
 end
 
@@ -111,11 +116,111 @@ function M.encode(v)
   return table.concat(out)
 end
 
--- Decodes, returning nil instead of raising on bad input.
+---------------------------------------------------------------- decoding
+-- Objects and arrays become plain tables, null becomes M.null. Request bodies are small, so
+-- a plain recursive descent is fast enough.
+
+local decode_value
+
+local function fail(pos, what) error({ json_error = ("%s at byte %d"):format(what, pos) }, 0) end
+
+local function skip(s, pos) return s:find("[^ \t\r\n]", pos) or #s + 1 end
+
+local UNESC = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
+
+local function decode_string(s, pos)   -- pos is just after the opening quote
+  local out, i = {}, pos
+  while true do
+    local j = s:find('["\\%c]', i)
+    if not j then fail(pos, "unterminated string") end
+    local c = s:sub(j, j)
+    if j > i then out[#out + 1] = s:sub(i, j - 1) end
+    if c == '"' then return table.concat(out), j + 1 end
+    if c ~= "\\" then fail(j, "control character in string") end
+    local e = s:sub(j + 1, j + 1)
+    if e == "u" then
+      local hex = s:match("^%x%x%x%x", j + 2)
+      if not hex then fail(j, "bad \\u escape") end
+      local cp, nexti = tonumber(hex, 16), j + 6
+      if cp >= 0xD800 and cp <= 0xDBFF then
+        local lo = s:match("^\\u(%x%x%x%x)", nexti)
+        lo = lo and tonumber(lo, 16)
+        if lo and lo >= 0xDC00 and lo <= 0xDFFF then
+          cp, nexti = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00), nexti + 6
+        else
+          cp = 0xFFFD
+        end
+      elseif cp >= 0xDC00 and cp <= 0xDFFF then
+        cp = 0xFFFD
+      end
+      out[#out + 1] = utf8.char(cp)
+      i = nexti
+    else
+      local u = UNESC[e]
+      if not u then fail(j, "bad escape") end
+      out[#out + 1] = u
+      i = j + 2
+    end
+  end
+end
+
+function decode_value(s, pos, depth)
+  if depth > 200 then fail(pos, "too deeply nested") end
+  pos = skip(s, pos)
+  local c = s:sub(pos, pos)
+  if c == "{" then
+    local t = {}
+    pos = skip(s, pos + 1)
+    if s:sub(pos, pos) == "}" then return t, pos + 1 end
+    while true do
+      if s:sub(pos, pos) ~= '"' then fail(pos, "object key expected") end
+      local k
+      k, pos = decode_string(s, pos + 1)
+      pos = skip(s, pos)
+      if s:sub(pos, pos) ~= ":" then fail(pos, "':' expected") end
+      t[k], pos = decode_value(s, pos + 1, depth + 1)
+      pos = skip(s, pos)
+      c = s:sub(pos, pos)
+      if c == "}" then return t, pos + 1 end
+      if c ~= "," then fail(pos, "',' or '}' expected") end
+      pos = skip(s, pos + 1)
+    end
+  elseif c == "[" then
+    local t, n = {}, 0
+    pos = skip(s, pos + 1)
+    if s:sub(pos, pos) == "]" then return t, pos + 1 end
+    while true do
+      n = n + 1
+      t[n], pos = decode_value(s, pos, depth + 1)
+      pos = skip(s, pos)
+      c = s:sub(pos, pos)
+      if c == "]" then return t, pos + 1 end
+      if c ~= "," then fail(pos, "',' or ']' expected") end
+      pos = pos + 1
+    end
+  elseif c == '"' then
+    return decode_string(s, pos + 1)
+  elseif s:find("^true", pos) then return true, pos + 4
+  elseif s:find("^false", pos) then return false, pos + 5
+  elseif s:find("^null", pos) then return M.null, pos + 4
+  end
+  local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+  if not num or num == "" or num == "-" then fail(pos, "unexpected character") end
+  local v = math.tointeger(tonumber(num)) or tonumber(num)
+  if not v then fail(pos, "bad number") end
+  return v, pos + #num
+end
+
+-- Decodes, returning nil (and a message) instead of raising on bad input.
 function M.decode(s)
-  local ok, v = pcall(cjson.decode, s)
-  if ok then return v end
-  return nil
+  if type(s) ~= "string" then return nil, "not a string" end
+  local ok, v, pos = pcall(decode_value, s, 1, 0)
+  if not ok then
+    if type(v) == "table" and v.json_error then return nil, v.json_error end
+    error(v, 0)
+  end
+  if skip(s, pos) <= #s then return nil, "trailing data at byte " .. pos end
+  return v
 end
 
 -- A JSON string literal (cached: echo streams repeat the same few tokens many times).

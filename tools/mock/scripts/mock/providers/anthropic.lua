@@ -27,6 +27,7 @@ end
 
 local function error_body(ctx, etype, msg)
   msg = ctx.error_message or msg   -- x-mock-error-message: a server that echoes input
+  etype = ctx.error_type or etype  -- a pushed error's type
   return json.encode(O("type", "error", "error", O("type", etype, "message", msg),
                        "request_id", "req_mock" .. ctx.seq))
 end
@@ -51,6 +52,9 @@ function M.reply(reply, ctx)
   local msg_id = "msg_mock" .. ctx.seq
   if not ctx.stream then
     local content = A()
+    if reply.reasoning then
+      content[#content + 1] = O("type", "thinking", "thinking", reply.reasoning, "signature", "sig_mock" .. ctx.seq)
+    end
     if reply.text ~= "" or #reply.tool_calls == 0 then
       content[#content + 1] = O("type", "text", "text", reply.text)
     end
@@ -73,16 +77,29 @@ function M.reply(reply, ctx)
     "stop_sequence", null, "usage", O("input_tokens", reply.usage.input,
       "cache_creation_input_tokens", 0, "cache_read_input_tokens", 0, "output_tokens", 1))))
   local index = 0
-  if reply.text ~= "" or #reply.tool_calls == 0 then
+  if reply.reasoning then   -- a thinking block, then its signature, before the text
     emit("content_block_start", O("type", "content_block_start", "index", 0,
+      "content_block", O("type", "thinking", "thinking", "", "signature", "")))
+    for _, p in ipairs(util.pieces(reply.reasoning)) do
+      emit("content_block_delta", O("type", "content_block_delta", "index", 0,
+        "delta", O("type", "thinking_delta", "thinking", p)))
+    end
+    emit("content_block_delta", O("type", "content_block_delta", "index", 0,
+      "delta", O("type", "signature_delta", "signature", "sig_mock" .. ctx.seq)))
+    emit("content_block_stop", O("type", "content_block_stop", "index", 0))
+    index = 1
+  end
+  if reply.text ~= "" or #reply.tool_calls == 0 then
+    emit("content_block_start", O("type", "content_block_start", "index", index,
       "content_block", O("type", "text", "text", "")))
     ev[#ev + 1] = 'event: ping\ndata: {"type": "ping"}\n\n'
-    local pre = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+    local pre = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":' .. index
+      .. ',"delta":{"type":"text_delta","text":'
     for _, p in ipairs(reply.deltas) do
       ev[#ev + 1] = pre .. str(p) .. "}}\n\n"
     end
-    emit("content_block_stop", O("type", "content_block_stop", "index", 0))
-    index = 1
+    emit("content_block_stop", O("type", "content_block_stop", "index", index))
+    index = index + 1
   else
     ev[#ev + 1] = 'event: ping\ndata: {"type": "ping"}\n\n'
   end
@@ -127,6 +144,11 @@ end
 function M.ping() return 'event: ping\ndata: {"type": "ping"}\n\n' end
 function M.malformed() return 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"oops\n\n' end
 function M.stream_error(ctx)
+  if ctx.error_type or ctx.error_message then
+    return "event: error\ndata: " .. json.encode(O("type", "error", "error", O("details", null,
+      "type", ctx.error_type or "overloaded_error", "message", ctx.error_message or "Overloaded"),
+      "request_id", "req_mock" .. ctx.seq)) .. "\n\n"
+  end
   return 'event: error\ndata: {"type":"error","error":{"details":null,"type":"overloaded_error","message":"Overloaded"},"request_id":"req_mock'
     .. ctx.seq .. '"}\n\n'
 end

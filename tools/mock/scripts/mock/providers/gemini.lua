@@ -137,14 +137,15 @@ function M.error(status, ctx, kind, opts)
   else
     msg = status == 503 and "The model is overloaded. Please try again later." or ("Mock error " .. status .. ".")
   end
+  msg = ctx.error_message or msg   -- a pushed error
   return { status = status, headers = headers(ctx, "application/json; charset=UTF-8"),
            body = rpc_error(status, msg, details) }
 end
 
 function M.ping(ctx) return ctx.sse == false and "" or ": ping\r\n\r\n" end
 function M.malformed() return 'data: {"candidates": [{"content": {"parts": [{"text": "oops\r\n\r\n' end
-function M.stream_error()
-  return "data: " .. json.encode(O("error", O("code", 503, "message", "The model is overloaded. Please try again later.",
+function M.stream_error(ctx)
+  return "data: " .. json.encode(O("error", O("code", 503, "message", ctx and ctx.error_message or "The model is overloaded. Please try again later.",
     "status", "UNAVAILABLE"))) .. "\r\n\r\n"
 end
 

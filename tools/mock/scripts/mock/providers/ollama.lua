@@ -60,8 +60,8 @@ function M.reply(reply, ctx)
            events = ev, terminal = 1 }
 end
 
-function M.error(status, _, kind)
-  local msg = kind == "quota" and "quota exceeded (mock)" or ("mock error " .. status)
+function M.error(status, ctx, kind)
+  local msg = kind == "quota" and "quota exceeded (mock)" or (ctx and ctx.error_message) or ("mock error " .. status)
   if kind == "quota" then status = 429 end
   return { status = status, headers = { { "content-type", "application/json; charset=utf-8" } },
            body = json.encode(O("error", msg)) }
@@ -69,6 +69,8 @@ end
 
 function M.ping() return "" end -- NDJSON has no keep-alive form; pings=N sends nothing, then stalls
 function M.malformed() return '{"model":"broken","message":{"role":"assistant","content":"oops"\n' end
-function M.stream_error() return '{"error":"server overloaded (mock)"}\n' end
+function M.stream_error(ctx)
+  return json.encode(O("error", ctx and ctx.error_message or "server overloaded (mock)")) .. "\n"
+end
 
 return M

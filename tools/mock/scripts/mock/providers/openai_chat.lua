@@ -107,6 +107,7 @@ function M.error(status, ctx, kind)
     msg = "You exceeded your current quota, please check your plan and billing details (mock)."
   end
   msg = ctx and ctx.error_message or msg   -- x-mock-error-message: a server that echoes input
+  etype = ctx and ctx.error_type or etype  -- a pushed error's type
   -- Error bodies are indented with 4 spaces and end with a newline, as the real ones are.
   local body = "{\n    \"error\": {\n        \"message\": " .. str(msg) .. ",\n        \"type\": "
     .. str(etype) .. ",\n        \"param\": null,\n        \"code\": "
@@ -118,7 +119,7 @@ function M.ping() return ": ping\n\n" end
 function M.malformed() return 'data: {"id":"chatcmpl-broken","choices":[{"delta":{"content":"oops"\n\n' end
 function M.stream_error(ctx)
   return "data: " .. json.encode(O("error", O("message", ctx.error_message or "The server is overloaded (mock).",
-    "type", "server_error", "param", null, "code", null))) .. "\n\n"
+    "type", ctx.error_type or "server_error", "param", null, "code", null))) .. "\n\n"
 end
 
 return M

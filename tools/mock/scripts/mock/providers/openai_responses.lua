@@ -139,6 +139,7 @@ function M.error(status, ctx, kind)
     status, etype, code = 429, "insufficient_quota", "insufficient_quota"
     msg = "You exceeded your current quota, please check your plan and billing details (mock)."
   end
+  etype, msg = ctx.error_type or etype, ctx.error_message or msg   -- a pushed error
   local body = "{\n  \"error\": {\n    \"message\": " .. str(msg) .. ",\n    \"type\": " .. str(etype)
     .. ",\n    \"param\": null,\n    \"code\": " .. (code and str(code) or "null") .. "\n  }\n}"
   return { status = status, headers = headers(ctx, "application/json"), body = body }
@@ -146,7 +147,11 @@ end
 
 function M.ping() return ": ping\n\n" end
 function M.malformed() return "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\n\n" end
-function M.stream_error()
+function M.stream_error(ctx)
+  if ctx and (ctx.error_type or ctx.error_message) then
+    return "event: error\ndata: " .. json.encode(O("type", "error", "code", ctx.error_type or "server_error",
+      "message", ctx.error_message or "The server is overloaded (mock).", "param", null, "sequence_number", 0)) .. "\n\n"
+  end
   return 'event: error\ndata: {"type":"error","code":"server_error","message":"The server is overloaded (mock).","param":null,"sequence_number":0}\n\n'
 end
 

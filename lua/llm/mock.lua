@@ -1,0 +1,206 @@
+--- `require("llm.mock")`: the offline mock server (`llm-mock`) for your own tests.
+--
+--     local mock = require("llm.mock")
+--     local m = mock.start()                      -- on a free loopback port
+--     local c = m:client("anthropic", { max_retries = 0 })
+--     m:push{ text = "Hello!" }                   -- the next reply, whatever the provider
+--     local resp = c:chat("Hi")
+--     local reqs = m:requests()                   -- what the server received
+--     m:stop()
+--
+-- The server is `llm-mock`, found next to the module (`llm/llm-mock` beside `llm/core.so`
+-- in an installed rock) or in the build tree (`build/llm-mock` beside `build/llm/core.so`).
+-- It is started with a pipe on its standard input and exits when that pipe closes: on
+-- `m:stop()`, when the Lua state closes (`__gc`, `__close`), or when this process exits,
+-- however it exits. See docs/mock.md.
+local json = require("llm.json")
+
+local M = {}
+
+local Mock = { __name = "llm.Mock" }
+Mock.__index = Mock
+
+-- Where a client of each built-in provider points (the path its real base URL carries),
+-- and its default model.
+local ROOTS = {
+  openai = { path = "/v1", model = "gpt-4.1-mini" },
+  openai_responses = { path = "/v1", model = "gpt-4.1-mini" },
+  anthropic = { path = "", model = "claude-sonnet-4-5" },
+  gemini = { path = "/v1beta", model = "gemini-2.5-flash" },
+  ollama = { path = "", model = "llama3.2" },
+}
+M.providers = ROOTS
+
+local PUSH_FIELDS = {
+  text = true, tool_calls = true, reasoning = true, usage = true, status = true, headers = true,
+  error = true, delay = true, cut_after = true, stall_after = true, pings = true, fixture = true,
+  finish = true,
+}
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- A private instance of the library for the control requests: its own loop, so a call
+-- blocks even inside the caller's task and never disturbs the caller's transfers.
+local control
+local function ctl()
+  control = control or require("llm").new()
+  return control
+end
+
+--- The `llm-mock` executable: opts.bin, else $LLM_MOCK_BIN, else next to `llm/core.so`
+-- (installed), else in the build tree that holds `llm/core.so`.
+function M.find_bin(opts)
+  local bin = (opts and opts.bin) or os.getenv("LLM_MOCK_BIN")
+  if bin and bin ~= "" then return bin end
+  local so = package.searchpath("llm.core", package.cpath)
+  if not so then return nil, "llm.mock: llm.core is not on package.cpath" end
+  local dir = so:match("^(.*)[/\\][^/\\]*$") or "."
+  local tried = {}
+  for _, cand in ipairs({ dir .. "/llm-mock", dir .. "/../llm-mock" }) do
+    if exists(cand) then return cand end
+    tried[#tried + 1] = cand
+  end
+  return nil, "llm.mock: no llm-mock executable (looked at " .. table.concat(tried, ", ")
+    .. "; set LLM_MOCK_BIN, or build it: it needs Lua 5.4)"
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+--- Starts `llm-mock` on a free loopback port. opts: `fixtures` (a folder of recorded
+-- transcripts, for `push{ fixture = "provider/name" }`), `port` (default 0: a free one),
+-- `bin` (the executable), `timeout` (seconds to wait for it to listen, default 10).
+-- Returns the mock, or nil and a message when it cannot start.
+function M.start(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("llm.mock.start: expected a table of options", 2) end
+  local bin, err = M.find_bin(opts)
+  if not bin then return nil, err end
+  local portfile, logfile = os.tmpname(), os.tmpname()
+  local args = { "exec env -u LD_PRELOAD", quote(bin), "--port", tostring(math.floor(tonumber(opts.port) or 0)),
+                 "--port-file", quote(portfile), "--quiet", "--watch-stdin" }
+  if opts.fixtures then args[#args + 1] = "--fixtures " .. quote(opts.fixtures) end
+  args[#args + 1] = ">" .. quote(logfile) .. " 2>&1"
+  -- The pipe is the server's lifeline: it exits when the write end closes.
+  local pipe = io.popen(table.concat(args, " "), "w")
+  if not pipe then return nil, "llm.mock: cannot run " .. bin end
+  local llm = ctl()
+  local port
+  local deadline = llm.clock:now() + (opts.timeout or 10)
+  repeat
+    local s = read_file(portfile)
+    port = s and tonumber(s:match("%d+"))
+    if not port then llm.sleep(0.01) end
+  until port or llm.clock:now() > deadline
+  os.remove(portfile)
+  if not port then
+    pipe:close()
+    local log = read_file(logfile) or ""
+    os.remove(logfile)
+    return nil, "llm.mock: llm-mock did not start: " .. log:gsub("%s+$", "")
+  end
+  local m = setmetatable({ port = port, url = "http://127.0.0.1:" .. port, pipe = pipe,
+                           logfile = logfile, bin = bin }, Mock)
+  return m
+end
+
+--- Stops the server (idempotent). Also runs on garbage collection and `__close`.
+function Mock:stop()
+  local pipe = self.pipe
+  if pipe then
+    self.pipe = nil
+    pipe:close()                  -- end of file on its stdin: it exits, and close reaps it
+    os.remove(self.logfile)
+  end
+end
+Mock.__gc = Mock.stop
+Mock.__close = Mock.stop
+
+function Mock:__tostring() return "llm.Mock(" .. self.url .. ")" end
+
+local function control_request(self, method, path, body)
+  if not self.pipe then error("llm.mock: the mock is stopped", 3) end
+  local res, err = ctl().http.request({ url = self.url .. path, method = method, body = body,
+    headers = body and { ["content-type"] = "application/json" } or nil, timeout = 30 })
+  if not res then error("llm.mock: " .. path .. ": " .. tostring(err), 3) end
+  if res.status ~= 200 then
+    error("llm.mock: " .. path .. ": HTTP " .. res.status .. ": " .. res.body, 3)
+  end
+  return res.body
+end
+
+--- A client of `provider` pointed at the mock: base URL, a placeholder key and a default
+-- model, then `opts` on top (`opts.llm`: the library instance to build it with).
+function Mock:client(provider, opts)
+  if type(provider) ~= "string" then error("m:client: expected a provider name", 2) end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local llm = o.llm or require("llm")
+  o.llm = nil
+  local name, seen = provider, {}
+  while not ROOTS[name] do        -- a derived provider points where its base does
+    local p = llm.providers[name]
+    if type(p) ~= "table" or not p.base or seen[name] then break end
+    seen[name] = true
+    name = p.base
+  end
+  local root = ROOTS[name] or ROOTS.openai
+  if o.base_url == nil then o.base_url = self.url .. root.path end
+  if o.api_key == nil then o.api_key = "mock-key" end
+  if o.model == nil then o.model = root.model end
+  return llm.client(provider, o)
+end
+
+--- Queues the next reply; one queue serves every provider, in order. With the queue
+-- empty the mock echoes the last user text ("echo: ..."). Fields: see docs/mock.md.
+function Mock:push(reply)
+  if type(reply) ~= "table" then error("m:push: expected a table", 2) end
+  for k in pairs(reply) do
+    if not PUSH_FIELDS[k] then error("m:push: unknown field '" .. tostring(k) .. "'", 2) end
+  end
+  local t = reply.text
+  if t ~= nil and type(t) ~= "string" and type(t) ~= "table" then
+    error("m:push: text must be a string or a list of deltas", 2)
+  end
+  if reply.status ~= nil and type(reply.status) ~= "number" then
+    error("m:push: status must be a number", 2)
+  end
+  local ok, body = pcall(json.encode, reply)
+  if not ok then error("m:push: " .. tostring(body), 2) end
+  control_request(self, "POST", "/__mock/push", body)
+  return self
+end
+
+--- What the server received since the start (or the last `m:reset()`): a list of
+-- `{ method, path (with the query), headers = { [lower-case name] = value }, body, json }`.
+function Mock:requests()
+  local list = assert(json.decode(control_request(self, "GET", "/__mock/requests")))
+  local out = {}
+  for i, r in ipairs(list) do
+    local path = r.path
+    if type(r.query) == "string" and r.query ~= "" then path = path .. "?" .. r.query end
+    local body = type(r.body) == "string" and r.body or ""
+    out[i] = { method = r.method, path = path, headers = r.headers, body = body,
+               json = body ~= "" and json.decode(body) or nil }
+  end
+  return out
+end
+
+--- Forgets the requests received and the replies still queued.
+function Mock:reset()
+  control_request(self, "POST", "/__mock/reset")
+  return self
+end
+
+return M

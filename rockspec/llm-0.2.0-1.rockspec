@@ -1,0 +1,31 @@
+-- Release 0.2.0 (llm._VERSION is "0.2.0").
+--   luarocks --lua-version 5.4 make rockspec/llm-0.2.0-1.rockspec
+rockspec_format = "3.0"
+package = "llm"
+version = "0.2.0-1"
+source = { url = "git+file://.", tag = "v0.2.0" }
+description = {
+  summary = "One API over OpenAI, Anthropic, Gemini, Ollama and OpenAI-compatible servers",
+  detailed = "Streaming, coroutine tasks, retries with backoff and tool use, on a libcurl C core. "
+    .. "Ships llm-mock, an offline server for every provider, with llm.mock for your own tests, "
+    .. "and the llm-lua command line.",
+  license = "MIT",
+}
+-- Nothing from a rocks server: the system provides libcurl (Debian: libcurl4-openssl-dev)
+-- and Lua 5.4 (liblua5.4-dev), which llm-mock embeds.
+dependencies = { "lua >= 5.4" }
+build = {
+  type = "cmake",
+  variables = {
+    CMAKE_BUILD_TYPE = "Release",
+    CMAKE_INSTALL_PREFIX = "$(PREFIX)",
+    LLM_ROCK = "ON",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    LUA = "$(LUA)",
+    LIBFLAG = "$(LIBFLAG)",
+    LIBDIR = "$(LIBDIR)",
+    LUADIR = "$(LUADIR)",
+    BINDIR = "$(BINDIR)",
+  },
+}
+test = { type = "busted" }
