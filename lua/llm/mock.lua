@@ -53,12 +53,22 @@ local function ctl()
   return control
 end
 
+-- package.searchpath, which Lua 5.1 lacks.
+local function searchpath(name, path)
+  name = name:gsub("%.", "/")
+  for template in path:gmatch("[^;]+") do
+    local file = template:gsub("%?", name)
+    if exists(file) then return file end
+  end
+  return nil
+end
+
 --- The `llm-mock` executable: opts.bin, else $LLM_MOCK_BIN, else next to `llm/core.so`
 -- (installed), else in the build tree that holds `llm/core.so`.
 function M.find_bin(opts)
   local bin = (opts and opts.bin) or os.getenv("LLM_MOCK_BIN")
   if bin and bin ~= "" then return bin end
-  local so = package.searchpath("llm.core", package.cpath)
+  local so = searchpath("llm.core", package.cpath)
   if not so then return nil, "llm.mock: llm.core is not on package.cpath" end
   local dir = so:match("^(.*)[/\\][^/\\]*$") or "."
   local tried = {}
