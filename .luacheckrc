@@ -3,6 +3,8 @@
 -- The library runs on Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT: only the globals all of them share.
 std = "min"
 max_line_length = 120
+-- LuaLS annotations (`---@param name type description`) cannot wrap: one annotation, one line.
+max_comment_line_length = false
 -- Methods keep the `obj:method()` form even when a body has no use for `self`.
 self = false
 

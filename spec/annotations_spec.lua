@@ -12,6 +12,8 @@ local CHECKED = {
   ["lua/llm/json.lua"] = true,
   ["lua/llm/errors.lua"] = true,
   ["lua/llm/retry.lua"] = true,
+  ["lua/llm/async.lua"] = true,
+  ["lua/llm/init.lua"] = true,
 }
 
 ---------------------------------------------------------------------------------------

@@ -130,7 +130,12 @@ describe("documentation", function()
     os.remove(dir)
     local ok, out = sh(string.format('cd "%s" && ldoc --fatalwarnings -d "%s" .', ROOT, dir))
     local index = io.open(dir .. "/index.html", "rb")
+    local _, pages_out = sh('ls "' .. dir .. '/modules"')
     sh('rm -rf "' .. dir .. '"')
+    -- Each module page is named as a user requires it (an `@module llm.x` line in the file).
+    for page in pages_out:gmatch("[^\n]+") do
+      assert.truthy(page:match("^llm[%w_.]*%.html$"), "module page " .. page .. " is not named llm.*")
+    end
     assert.is_true(ok, out)
     local noise = out:gsub("reading configuration from config%.ld\n", ""):gsub("output written to [^\n]*\n", "")
     assert.equal("", noise)

@@ -35,6 +35,8 @@ return function(loop, clock)
   end
 
   --- Settle the future with values and wake its waiters. A second resolve is ignored.
+  ---@private
+  ---@param ... any the values
   function Future:resolve(...)
     if self.done then return end
     self.done = true
@@ -55,6 +57,11 @@ return function(loop, clock)
 
   ---------------------------------------------------------------------------------------
   -- Tasks.
+  -- @section tasks
+
+  -- A coroutine task (`llm.spawn`).
+  ---@class llm.Task
+  ---@field status "ready"|"running"|"waiting"|"done"
   local Task = { __name = "llm.Task" }
   Task.__index = Task
 
@@ -118,6 +125,9 @@ return function(loop, clock)
   end
 
   --- Start fn(...) as a task at the next step.
+  ---@param fn function the task's body
+  ---@param ... any its arguments
+  ---@return llm.Task
   function M.spawn(fn, ...)
     if type(fn) ~= "function" then error("llm.spawn expects a function", 2) end
     local task = setmetatable({ co = coroutine.create(fn), status = "ready",
@@ -128,6 +138,8 @@ return function(loop, clock)
     return task
   end
 
+  --- Whether the task has finished.
+  ---@return boolean
   function Task:done() return self.status == "done" end
 
   --- Cancel the task: its pending wait returns nil, err (kind "cancelled") and aborts its
@@ -156,6 +168,10 @@ return function(loop, clock)
 
   --- Wait for a future. Inside a task: yields. Outside: drives the loop until it settles.
   -- `on_cancel` runs if the waiting task is cancelled meanwhile (abort the operation).
+  ---@private
+  ---@param fut table the future
+  ---@param on_cancel? function aborts the operation
+  ---@return any ... the future's values, or nil and an llm.Error
   function M.wait(fut, on_cancel)
     local co = coroutine.running()
     if current ~= nil then
@@ -174,10 +190,14 @@ return function(loop, clock)
   end
 
   --- True when running inside a task (a wait yields rather than blocks).
+  ---@private
+  ---@return boolean
   function M.in_task() return current ~= nil end
   function M.current() return current end
 
   --- The values of a task (a raised error re-raises; a cancelled task gives nil, err).
+  ---@param task llm.Task
+  ---@return any ... the task's values, or nil and an llm.Error (kind "cancelled")
   function M.await(task)
     if getmetatable(task) ~= Task then error("llm.await expects a task", 2) end
     if task.status ~= "done" then
@@ -205,6 +225,9 @@ return function(loop, clock)
   end
 
   --- Wait for every task; returns results, errors (both tables indexed like the arguments).
+  ---@param ... llm.Task|function tasks or functions, or one list of them
+  ---@return any[] results results[i] is task i's first value
+  ---@return table errors errors[i] is task i's error (raised, or the err of nil, err)
   function M.gather(...)
     local tasks = pack(...)
     if tasks.n == 1 and type(tasks[1]) == "table" and getmetatable(tasks[1]) ~= Task then
@@ -232,6 +255,11 @@ return function(loop, clock)
   end
 
   --- fn(item, i) for each item with at most `concurrency` tasks at once; results in order.
+  ---@param items any[]
+  ---@param fn fun(item: any, i: integer): any, any?
+  ---@param opts? { concurrency?: integer } at most this many tasks at once (8)
+  ---@return any[] results
+  ---@return table errors
   function M.map(items, fn, opts)
     local limit = (opts and opts.concurrency) or 8
     if type(limit) ~= "number" or limit < 1 or limit % 1 ~= 0 then
@@ -260,6 +288,9 @@ return function(loop, clock)
   end
 
   --- Sleep s seconds on the clock: yields inside a task, blocks (running other tasks) outside.
+  ---@param s number seconds
+  ---@return true|nil ok
+  ---@return llm.Error? err kind "cancelled"
   function M.sleep(s)
     local fut = M.future()
     local id = clock:timer(s, function() fut:resolve(true) end)
@@ -267,6 +298,10 @@ return function(loop, clock)
   end
 
   --- Run fn(...) with a time limit; returns its values, or nil, err (kind "timeout").
+  ---@param s number seconds
+  ---@param fn function the work
+  ---@param ... any its arguments
+  ---@return any ... fn's values, or nil and an llm.Error (kind "timeout")
   function M.timeout(s, fn, ...)
     local child = M.spawn(fn, ...)
     local fut = M.future()
@@ -294,6 +329,9 @@ return function(loop, clock)
   -- @section transfers
 
   --- Route the records of transfer `t` to `obj:on_record(rec)` until unwatch.
+  ---@private
+  ---@param t table the transfer
+  ---@param obj table receives `obj:on_record(rec)`
   function M.watch(t, obj)
     watchers[t.id] = obj
     nwatch = nwatch + 1
@@ -331,6 +369,8 @@ return function(loop, clock)
 
   --- Do the ready I/O, fire due timers, resume tasks; wait at most `timeout` seconds
   -- (0: never blocks). Returns the number of live tasks.
+  ---@param timeout? number seconds to wait at most (0: never blocks)
+  ---@return integer live the number of live tasks
   function M.step(timeout)
     if current ~= nil then error("llm.step cannot be called from inside a task", 2) end
     if stepping then error("llm.step called inside a step", 2) end
@@ -362,6 +402,9 @@ return function(loop, clock)
 
   --- Run fn(...) as a task and drive the loop until it finishes; returns its values or
   -- re-raises its error. Tasks it spawned that are still alive are cancelled.
+  ---@param fn function the main task
+  ---@param ... any its arguments
+  ---@return any ... fn's values
   function M.run(fn, ...)
     if current ~= nil then error("llm.run cannot be called inside a task", 2) end
     if type(fn) ~= "function" then error("llm.run expects a function", 2) end

@@ -1,6 +1,7 @@
 --- The one constructor of `llm.Error`, and the one redaction function.
 -- Every failure the library returns is built here, so key redaction and the
 -- retryable defaults live in one place.
+-- @module llm.errors
 local M = {}
 
 --- An operational failure, returned as the second value of `nil, err`.

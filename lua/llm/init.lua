@@ -11,6 +11,10 @@ local VERSION = "0.2.0"
 
 local BUILTIN = { openai = true, anthropic = true, gemini = true, ollama = true }
 
+--- Build an independent instance: its own event loop, tasks and providers (`llm.new{...}`).
+-- Specs pass a fake clock to check backoff and pacing without waiting.
+---@param opts? { clock?: table, random?: fun(): number } a clock (`require("llm.clock").fake(0)`) and a random source
+---@return llm
 local function build(opts)
   opts = opts or {}
   local core = require("llm.core")
@@ -19,6 +23,11 @@ local function build(opts)
   local async = require("llm.async")(loop, clock)
   local http = require("llm.http")(async)
 
+  ---@class llm
+  ---@field _VERSION string the version of the library (semantic versioning)
+  ---@field providers table<string, table> the provider tables, by name
+  ---@field json table the JSON codec (`llm.json`)
+  ---@field retry table retry policies (`llm.retry`)
   local M = {}
   M._VERSION = VERSION
   M.json = json
@@ -35,6 +44,10 @@ local function build(opts)
   if env_level == "debug" then
     log_fn = function(level, msg) io.stderr:write("llm ", level, ": ", msg, "\n") end
   end
+  --- Write one log line through the configured sink, redacted.
+  ---@private
+  ---@param level string "debug", "info" or "warn"
+  ---@param msg string the line (redacted before it is written)
   local function log(level, msg)
     if log_fn then log_fn(level, errors.redact(msg)) end
   end
@@ -68,6 +81,7 @@ local function build(opts)
   M.http = http
 
   --- The loop's pollable descriptor: readable whenever `llm.step(0)` has work.
+  ---@return integer? fd nil on a backend without one
   function M.pollfd() return loop:fd() end
 
   -- Providers: plain tables; built-ins load on first use.
@@ -111,7 +125,12 @@ local function build(opts)
   local clients = require("llm.client")(env)
   local defaults = { provider = nil, options = {} }
 
-  --- llm.client(name, opts) -> client. With no arguments, the configured defaults.
+  --- A client for a provider: `llm.client("openai", { model = "gpt-4.1-mini" })`.
+  -- With no arguments (or only options), the provider and options set by `llm.configure`.
+  -- Raises on an unknown provider, a misspelt option or a missing API key.
+  ---@param name? string|llm.ClientOptions the provider ("openai", "anthropic", "gemini", "ollama" or one registered in `llm.providers`); default: the configured one
+  ---@param copts? llm.ClientOptions
+  ---@return llm.Client
   function M.client(name, copts)
     if type(name) == "table" and copts == nil then name, copts = nil, name end
     name = name or defaults.provider
@@ -127,7 +146,10 @@ local function build(opts)
     return clients.new(p, merged)
   end
 
-  --- llm.configure(file_or_table): providers, defaults and logging.
+  --- Configure providers, the defaults of `llm.client()` and logging, from a table or a Lua
+  -- file returning one: `{ providers = {...}, defaults = { provider, ...options }, log = fn }`.
+  ---@param cfg string|{ providers?: table<string, table>, defaults?: table, log?: "debug"|false|fun(level: string, msg: string) } a table, or a Lua file returning one
+  ---@return llm
   function M.configure(cfg)
     if type(cfg) == "string" then
       local chunk, err = loadfile(cfg, "t", setmetatable({}, { __index = _G }))
