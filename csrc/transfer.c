@@ -286,11 +286,33 @@ static void push_headers(lua_State *L, struct transfer *t) {
   }
 }
 
-/* Seconds from a Retry-After value: delta-seconds or an HTTP date; < 0 when unparseable. */
+/* A plain decimal number ("2", "1.5", surrounding blanks allowed); < 0 when `v` is anything
+ * else. strtod would also take "0x10", "1e3", "inf" and "-1", which no server means. */
+static double parse_decimal(const char *v) {
+  double n = 0, scale = 1;
+  int digits = 0, dot = 0;
+  while (*v == ' ' || *v == '\t') v++;
+  for (; *v; v++) {
+    if (*v >= '0' && *v <= '9') {
+      if (dot) { scale /= 10; n += (*v - '0') * scale; }
+      else n = n * 10 + (*v - '0');
+      digits++;
+    } else if (*v == '.' && !dot) {
+      dot = 1;
+    } else {
+      break;
+    }
+  }
+  while (*v == ' ' || *v == '\t') v++;
+  return (digits > 0 && *v == '\0') ? n : -1;
+}
+
+/* Seconds from a Retry-After value: delta-seconds or an HTTP date; < 0 when unparseable.
+ * Every HTTP date form (IMF-fixdate, RFC 850, asctime) has a space and a month name. */
 static double parse_retry_after(const char *v) {
-  char *e;
-  double s = strtod(v, &e);
-  if (e != v && *e == '\0') return s >= 0 ? s : -1;
+  double s = parse_decimal(v);
+  if (s >= 0) return s;
+  if (strchr(v, ' ') == NULL || strpbrk(v, "JFMASONDjfmasond") == NULL) return -1;
   {
     time_t when = curl_getdate(v, NULL);
     if (when == (time_t)-1) return -1;
@@ -304,10 +326,8 @@ static double parse_retry_after(const char *v) {
 static void set_retry_fields(lua_State *L, int rec) {
   double secs = -1;
   if (lua_getfield(L, -1, "retry-after-ms") == LUA_TSTRING) {
-    char *e;
-    const char *v = lua_tostring(L, -1);
-    double ms = strtod(v, &e);
-    if (e != v && ms >= 0) secs = ms / 1000.0;
+    double ms = parse_decimal(lua_tostring(L, -1));
+    if (ms >= 0) secs = ms / 1000.0;
   }
   lua_pop(L, 1);
   if (secs < 0 && lua_getfield(L, -1, "retry-after") == LUA_TSTRING) {

@@ -190,10 +190,20 @@ return function(env)
     return R.builtin(n)
   end
 
-  local function log_retry(name)
-    return function(state)
-      log("debug", string.format("%s: retrying after %s (attempt %d, waiting %.3f s)", name,
-        tostring(state.error), state.attempt or 0, state.wait or 0))
+  --- `fn` as the attempts of one call under any policy: every attempt after the first logs a
+  -- line naming the failure it retries (README: retries are logged with LLM_LOG=debug).
+  function Client:attempts(fn)
+    local n, last = 0, nil
+    return function()
+      n = n + 1
+      if n > 1 then
+        log("debug", string.format("%s: retry %d (attempt %d) after: %s", tostring(self.name), n - 1, n,
+          tostring(last)))
+      end
+      local ok, v, e = pcall(fn)
+      if not ok then last = v; error(v, 0) end
+      last = e
+      return v, e
     end
   end
 
@@ -248,7 +258,7 @@ return function(env)
   function Client:chat(req)
     local p, spec, policy
     req, p, spec, policy = self:prepare(req, false)
-    return policy:call(function()
+    return policy:call(self:attempts(function()
       local res, err = self:send(spec)
       if not res then return nil, err end
       if res.status >= 300 then
@@ -258,7 +268,7 @@ return function(env)
       if not body then return nil, jerr end
       local resp = p.decode_response(body, req)
       return attach_meta(resp, res)
-    end)
+    end))
   end
 
   --- The provider table that serves this request (the Responses API is a variant of openai).
@@ -280,7 +290,7 @@ return function(env)
                                     timeout = opts.timeout }, false)
     if body == nil then spec.body = nil end
     local policy = self:policy(opts)
-    return policy:call(function()
+    return policy:call(self:attempts(function()
       local res, err = self:send(spec)
       if not res then return nil, err end
       if res.status >= 300 then
@@ -292,7 +302,7 @@ return function(env)
       local v, jerr = decode_json(res.body)
       if v == nil then return nil, jerr end
       return v, meta
-    end)
+    end))
   end
 
   ---------------------------------------------------------------------------------------
@@ -450,7 +460,7 @@ return function(env)
   function Client:stream(req)
     local p, spec, policy
     req, p, spec, policy = self:prepare(req, true)
-    local s, err = policy:call(function() return self:open_stream(p, spec, req) end)
+    local s, err = policy:call(self:attempts(function() return self:open_stream(p, spec, req) end))
     if s then return s end
     -- After HTTP 200 a failure arrives as the stream's "error" event (API §9), not as nil, err.
     local last = errors.is(err) and err.kind == "retry" and err.last or err
@@ -529,6 +539,5 @@ return function(env)
     return s
   end
 
-  M.log_retry = log_retry
   return M
 end

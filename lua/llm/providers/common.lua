@@ -20,10 +20,12 @@ function M.str(v)
   return nil
 end
 
---- An integer or nil: usage counts are integers even when a server writes 17.0.
+--- An integer or nil: usage counts are integers even when a server writes 17.0. A value that
+--- is not a whole number from 0 to 2^53 (1e400 decodes as inf, 1.5, -3) is dropped (nil):
+--- no count at all is truer than an invented one.
 function M.int(v)
-  if type(v) ~= "number" then return nil end
-  return tointeger(v) or v
+  if type(v) ~= "number" or v ~= v or v < 0 or v > 9007199254740992 or v % 1 ~= 0 then return nil end
+  return tointeger and tointeger(v) or v
 end
 
 --- Error kind for an HTTP status (API.md §4 and §9).
