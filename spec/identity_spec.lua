@@ -44,7 +44,7 @@ describe("identity", function()
     assert.equal(llm._VERSION, llm.new()._VERSION)
   end)
 
-  it("every rockspec names the package, and a released one carries llm._VERSION", function()
+  it("every rockspec names the package, and the released one carries llm._VERSION", function()
     local names = rockspec_files()
     assert.is_true(#names > 0, "no rockspec in rockspec/")
     local released = 0
@@ -60,8 +60,7 @@ describe("identity", function()
         released = released + 1
       end
     end
-    -- While only the scm rockspec exists, the check above holds for the released one to come.
-    assert.is_true(released <= 1, "one released rockspec at a time")
+    assert.equal(1, released, "exactly one released rockspec, llm-" .. llm._VERSION .. "-<revision>")
   end)
 
   it("LICENSE is the MIT license of the llm authors", function()
