@@ -3,7 +3,7 @@
 -- returns values. The functions are found at run time, from `require("llm")` and the
 -- metatables of the objects it hands out, then located in the sources with debug.getinfo.
 local llm = require("llm")
-local mockmod = require("support.mock")
+local mockmod = require("llm.mock")
 
 local ROOT = os.getenv("LLM_ROOT") or "."
 
@@ -14,6 +14,7 @@ local CHECKED = {
   ["lua/llm/retry.lua"] = true,
   ["lua/llm/async.lua"] = true,
   ["lua/llm/init.lua"] = true,
+  ["lua/llm/mock.lua"] = true,
 }
 
 ---------------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ end
 -- The public surface
 
 local mock
-setup(function() mock = mockmod.start() end)
+setup(function() mock = assert(mockmod.start()) end)
 teardown(function() if mock then mock:stop() end end)
 
 local function surface()
@@ -208,9 +209,10 @@ local function surface()
   add(functions_of("llm.json", llm.json, "."))
   add(functions_of("llm.errors", llm.errors, "."))
   add(functions_of("llm.schema", llm.schema, "."))
+  add(functions_of("llm.mock", mockmod, "."))
+  add(methods_of("Mock", mock))
 
-  local client = llm.client("openai", { model = "m", base_url = mock.url .. "/v1", api_key = "sk-test-key",
-                                        max_retries = 0 })
+  local client = mock:client("openai", { max_retries = 0 })
   add(methods_of("Client", client))
   local stream = assert(client:stream("hello"))
   add(methods_of("Stream", stream))
@@ -233,7 +235,8 @@ describe("annotations", function()
     local names = {}
     for _, e in ipairs(surface()) do names[e[1]] = true end
     for _, n in ipairs{ "llm.client", "llm.run", "llm.retry.policy", "llm.json.encode", "Client:chat",
-                        "Stream:events", "Conversation:send", "Task:cancel", "Policy:call" } do
+                        "Stream:events", "Conversation:send", "Task:cancel", "Policy:call", "llm.mock.start",
+                        "Mock:push" } do
       assert.is_true(names[n] == true, n .. " not found")
     end
   end)

@@ -13,10 +13,14 @@
 -- It is started with a pipe on its standard input and exits when that pipe closes: on
 -- `m:stop()`, when the Lua state closes (`__gc`, `__close`), or when this process exits,
 -- however it exits. See docs/mock.md.
+-- @module llm.mock
 local json = require("llm.json")
 
 local M = {}
 
+---@class llm.Mock
+---@field url string where it listens: "http://127.0.0.1:PORT"
+---@field port integer
 local Mock = { __name = "llm.Mock" }
 Mock.__index = Mock
 
@@ -65,6 +69,9 @@ end
 
 --- The `llm-mock` executable: opts.bin, else $LLM_MOCK_BIN, else next to `llm/core.so`
 -- (installed), else in the build tree that holds `llm/core.so`.
+---@param opts? { bin?: string }
+---@return string? path the executable, or nil
+---@return string? err why none was found
 function M.find_bin(opts)
   local bin = (opts and opts.bin) or os.getenv("LLM_MOCK_BIN")
   if bin and bin ~= "" then return bin end
@@ -92,6 +99,9 @@ end
 -- transcripts, for `push{ fixture = "provider/name" }`), `port` (default 0: a free one),
 -- `bin` (the executable), `timeout` (seconds to wait for it to listen, default 10).
 -- Returns the mock, or nil and a message when it cannot start.
+---@param opts? { fixtures?: string, port?: integer, bin?: string, timeout?: number }
+---@return llm.Mock? mock the running server, or nil
+---@return string? err why it could not start
 function M.start(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("llm.mock.start: expected a table of options", 2) end
@@ -152,6 +162,9 @@ end
 
 --- A client of `provider` pointed at the mock: base URL, a placeholder key and a default
 -- model, then `opts` on top (`opts.llm`: the library instance to build it with).
+---@param provider string "openai", "anthropic", "gemini", "ollama" or a provider derived from one
+---@param opts? llm.ClientOptions|{ llm?: table } options on top of the mock's
+---@return llm.Client
 function Mock:client(provider, opts)
   if type(provider) ~= "string" then error("m:client: expected a provider name", 2) end
   local o = {}
@@ -174,6 +187,8 @@ end
 
 --- Queues the next reply; one queue serves every provider, in order. With the queue
 -- empty the mock echoes the last user text ("echo: ..."). Fields: see docs/mock.md.
+---@param reply { text?: string|string[], tool_calls?: table[], reasoning?: string, usage?: llm.Usage, status?: integer, headers?: table<string, string>, error?: { type?: string, message?: string }, delay?: number, cut_after?: integer, stall_after?: integer, pings?: integer, fixture?: string, finish?: string }
+---@return llm.Mock self
 function Mock:push(reply)
   if type(reply) ~= "table" then error("m:push: expected a table", 2) end
   for k in pairs(reply) do
@@ -194,6 +209,7 @@ end
 
 --- What the server received since the start (or the last `m:reset()`): a list of
 -- `{ method, path (with the query), headers = { [lower-case name] = value }, body, json }`.
+---@return { method: string, path: string, headers: table<string, string>, body: string, json: any }[]
 function Mock:requests()
   local list = assert(json.decode(control_request(self, "GET", "/__mock/requests")))
   local out = {}
@@ -208,6 +224,7 @@ function Mock:requests()
 end
 
 --- Forgets the requests received and the replies still queued.
+---@return llm.Mock self
 function Mock:reset()
   control_request(self, "POST", "/__mock/reset")
   return self
