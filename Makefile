@@ -13,11 +13,13 @@ PORT       ?= 0
 # and free-port probes. lua-cjson: the specs' oracle, and llm.json's optional fast path.
 BUILD_DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev
 TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates
-DEBS = $(TEST_DEBS) clang libclang-rt-14-dev valgrind lua-check lua-ldoc lua-discount
+# FUZZ_DEBS for `make fuzz`: dpkg-dev unpacks Debian's Lua source for the instrumented Lua.
+FUZZ_DEBS  = clang libclang-rt-14-dev dpkg-dev
+DEBS = $(TEST_DEBS) $(FUZZ_DEBS) valgrind lua-check lua-ldoc lua-discount
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build-deps test-deps build test test-asan test-valgrind test-hosts fuzz demo bench mock clean lint docs
+.PHONY: all deps build-deps test-deps build test test-asan test-valgrind test-hosts fuzz fuzz-deps fuzz-smoke fuzz-merge demo bench mock clean lint docs
 
 all: build
 
@@ -54,15 +56,80 @@ test-valgrind: build
 	@sh tools/deps.sh ensure valgrind lua-busted
 	sh tools/valgrind.sh
 
-# libFuzzer on the stream framers (clang, ASan, UBSan): whole vs split parses must agree.
-# The corpus starts from tests/transcripts, copied to a temporary folder.
-fuzz:
-	@sh tools/deps.sh ensure clang libclang-rt-14-dev
-	@mkdir -p $(BUILD)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc \
-	  tests/fuzz/fuzz_sse.c csrc/sse.c csrc/buf.c -o $(BUILD)/fuzz_sse
-	@corpus=$$(mktemp -d) && cp tests/transcripts/*.sse tests/transcripts/*.ndjson $$corpus/ && \
-	  $(BUILD)/fuzz_sse -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $$corpus; rc=$$?; rm -rf $$corpus; exit $$rc
+# libFuzzer (clang, ASan, UBSan). FUZZ_TARGET picks the target:
+#   sse         the SSE / NDJSON framers: whole vs split parses must agree (tests/fuzz/fuzz_sse.c)
+#   json        csrc/json.c against the Lua decoder, and encode/decode stability
+#   stream_openai, stream_anthropic, stream_gemini, stream_ollama, stream_responses
+#               bytes -> framer -> the provider's Lua decoders -> normalized response or llm.Error
+# The Lua targets link a Lua 5.4 built from Debian's source with coverage instrumentation
+# (tools/fuzz/build-lua.sh, cached in $(FUZZ_BUILD)/lua). New inputs go to
+# $(FUZZ_BUILD)/corpus/<target>, seeded from the kept corpus tests/fuzz/corpus/<target>;
+# crashers to $(FUZZ_BUILD)/artifacts. `make fuzz-smoke` runs every target briefly (CI);
+# `make fuzz-merge FUZZ_TARGET=...` minimizes both corpora back into the kept one.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_TARGET  ?= sse
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_LUA_TARGETS = json stream_openai stream_anthropic stream_gemini stream_ollama stream_responses
+FUZZ_TARGETS = sse $(FUZZ_LUA_TARGETS)
+FUZZ_SAN     = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  = $(FUZZ_SAN) -fsanitize=fuzzer
+FUZZ_OPTS    = -max_len=4096 -timeout=10 -rss_limit_mb=1024 -print_final_stats=1
+
+# Lua targets run without LeakSanitizer: the Lua state keeps memory between inputs by design,
+# so libFuzzer's per-input leak check would fire a full scan on almost every run.
+FUZZ_DICT = $(if $(filter json,$(FUZZ_TARGET)),-dict=tests/fuzz/json.dict,$(if $(filter stream_%,$(FUZZ_TARGET)),-dict=$(FUZZ_BUILD)/$(FUZZ_TARGET).dict))
+
+fuzz: fuzz-deps $(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET)
+	@mkdir -p $(FUZZ_BUILD)/corpus/$(FUZZ_TARGET) $(FUZZ_BUILD)/artifacts tests/fuzz/corpus/$(FUZZ_TARGET)
+	@p=$(patsubst stream_%,%,$(FUZZ_TARGET)); [ $$p != responses ] || p=openai_responses; \
+	  [ ! -f lua/llm/providers/$$p.lua ] || sh tools/fuzz/dict.sh lua/llm/providers/$$p.lua \
+	    lua/llm/providers/common.lua > $(FUZZ_BUILD)/$(FUZZ_TARGET).dict
+	$(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET) $(FUZZ_OPTS) $(FUZZ_DICT) $(if $(filter sse,$(FUZZ_TARGET)),,-detect_leaks=0) \
+	  -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_BUILD)/artifacts/$(FUZZ_TARGET)- \
+	  $(FUZZ_BUILD)/corpus/$(FUZZ_TARGET) tests/fuzz/corpus/$(FUZZ_TARGET) \
+	  $(if $(filter sse,$(FUZZ_TARGET)),tests/transcripts tests/ndjson)
+
+fuzz-smoke: fuzz-deps
+	@mkdir -p $(FUZZ_BUILD)
+	@for t in $(FUZZ_TARGETS); do \
+	  log=$(FUZZ_BUILD)/smoke-$$t.log; \
+	  if $(MAKE) --no-print-directory fuzz FUZZ_TARGET=$$t FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) >$$log 2>&1; then \
+	    grep -E '^(Done|stat::number_of_executed_units)' $$log | sed "s/^/fuzz $$t: /"; \
+	  else \
+	    tail -n 80 $$log; echo "fuzz $$t: FAILED (crasher in $(FUZZ_BUILD)/artifacts)"; exit 1; \
+	  fi; \
+	done
+
+fuzz-merge: $(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET)
+	@rm -rf $(FUZZ_BUILD)/merged && mkdir -p $(FUZZ_BUILD)/merged $(FUZZ_BUILD)/corpus/$(FUZZ_TARGET)
+	$(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET) -merge=1 -max_len=4096 $(FUZZ_BUILD)/merged \
+	  tests/fuzz/corpus/$(FUZZ_TARGET) $(FUZZ_BUILD)/corpus/$(FUZZ_TARGET)
+	rm -rf tests/fuzz/corpus/$(FUZZ_TARGET) && mv $(FUZZ_BUILD)/merged tests/fuzz/corpus/$(FUZZ_TARGET)
+	@echo "tests/fuzz/corpus/$(FUZZ_TARGET): $$(ls tests/fuzz/corpus/$(FUZZ_TARGET) | wc -l) files"
+
+$(FUZZ_BUILD)/fuzz_sse: tests/fuzz/fuzz_sse.c csrc/sse.c csrc/buf.c csrc/sse.h csrc/buf.h
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(FUZZ_CFLAGS) -Icsrc tests/fuzz/fuzz_sse.c csrc/sse.c csrc/buf.c -o $@
+
+fuzz-deps:
+	@sh tools/deps.sh ensure $(BUILD_DEBS) $(FUZZ_DEBS)
+
+$(FUZZ_BUILD)/lua/liblua.a: | fuzz-deps
+	sh tools/fuzz/build-lua.sh $(FUZZ_BUILD)/lua
+
+# The core's C files, instrumented once for every Lua target.
+$(FUZZ_BUILD)/core.a: $(wildcard csrc/*.c csrc/*.h) $(FUZZ_BUILD)/lua/liblua.a
+	@rm -rf $(FUZZ_BUILD)/core && mkdir -p $(FUZZ_BUILD)/core
+	cd $(FUZZ_BUILD)/core && for f in $(CURDIR)/csrc/*.c; do \
+	  clang $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c \
+	    -I$(CURDIR)/$(FUZZ_BUILD)/lua/include $$(pkg-config --cflags libcurl) $$f || exit 1; done
+	ar rcs $@ $(FUZZ_BUILD)/core/*.o
+
+$(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_LUA_TARGETS)): $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_lua.c \
+    $(FUZZ_BUILD)/core.a $(FUZZ_BUILD)/lua/liblua.a
+	clang $(FUZZ_CFLAGS) -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' -I$(FUZZ_BUILD)/lua/include \
+	  tests/fuzz/fuzz_lua.c $(FUZZ_BUILD)/core.a $(FUZZ_BUILD)/lua/liblua.a \
+	  $$(pkg-config --libs libcurl) -lm -o $@
 
 demo: build
 	@sh tools/demo.sh $(BUILD)
@@ -87,4 +154,4 @@ docs:
 	@echo "reference: $(BUILD)/docs/index.html"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
