@@ -307,13 +307,15 @@ function P.decode_event(state, ev)
     if type(d) ~= "table" or not b then return C.raw_event(obj, name) end
     local dt = d.type
     if dt == "text_delta" then
-      b.text[#b.text + 1] = d.text
-      if d.text == "" then return C.raw_event(obj, name) end
-      return { { type = "text", text = d.text, raw = obj, name = name } }
+      local s = str(d.text)   -- a server may send any JSON value here
+      if not s or s == "" then return C.raw_event(obj, name) end
+      b.text[#b.text + 1] = s
+      return { { type = "text", text = s, raw = obj, name = name } }
     elseif dt == "thinking_delta" then
-      b.text[#b.text + 1] = d.thinking
-      if d.thinking == "" then return C.raw_event(obj, name) end
-      return { { type = "reasoning", text = d.thinking, raw = obj, name = name } }
+      local s = str(d.thinking)
+      if not s or s == "" then return C.raw_event(obj, name) end
+      b.text[#b.text + 1] = s
+      return { { type = "reasoning", text = s, raw = obj, name = name } }
     elseif dt == "input_json_delta" then
       local pj = str(d.partial_json) or ""
       b.args[#b.args + 1] = pj
