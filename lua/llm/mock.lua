@@ -18,9 +18,10 @@ local json = require("llm.json")
 
 local M = {}
 
+--- A running mock server (`mock.start()`).
 ---@class llm.Mock
----@field url string where it listens: "http://127.0.0.1:PORT"
----@field port integer
+---@field url string where it listens: `http://127.0.0.1:PORT`
+---@field port integer the port
 local Mock = { __name = "llm.Mock" }
 Mock.__index = Mock
 
@@ -68,10 +69,10 @@ local function searchpath(name, path)
 end
 
 --- The `llm-mock` executable: opts.bin, else $LLM_MOCK_BIN, else next to `llm/core.so`
--- (installed), else in the build tree that holds `llm/core.so`.
----@param opts? { bin?: string }
----@return string? path the executable, or nil
----@return string? err why none was found
+--- (installed), else in the build tree that holds `llm/core.so`.
+---@param opts? {bin?: string} an explicit executable
+---@return string? path the executable, or nil when there is none
+---@return string? err where it looked
 function M.find_bin(opts)
   local bin = (opts and opts.bin) or os.getenv("LLM_MOCK_BIN")
   if bin and bin ~= "" then return bin end
@@ -95,13 +96,13 @@ local function read_file(path)
   return s
 end
 
---- Starts `llm-mock` on a free loopback port. opts: `fixtures` (a folder of recorded
--- transcripts, for `push{ fixture = "provider/name" }`), `port` (default 0: a free one),
--- `bin` (the executable), `timeout` (seconds to wait for it to listen, default 10).
--- Returns the mock, or nil and a message when it cannot start.
----@param opts? { fixtures?: string, port?: integer, bin?: string, timeout?: number }
----@return llm.Mock? mock the running server, or nil
----@return string? err why it could not start
+--- Starts `llm-mock` on a free loopback port.
+--- opts: `fixtures` (a folder of recorded transcripts, for `push{ fixture = "provider/name" }`),
+--- `port` (default 0: a free one), `bin` (the executable), `timeout` (seconds to wait for it
+--- to listen, default 10).
+---@param opts? {fixtures?: string, port?: integer, bin?: string, timeout?: number} options
+---@return llm.Mock? mock the running server, or nil when it cannot start
+---@return string? err why it did not start
 function M.start(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("llm.mock.start: expected a table of options", 2) end
@@ -161,10 +162,10 @@ local function control_request(self, method, path, body)
 end
 
 --- A client of `provider` pointed at the mock: base URL, a placeholder key and a default
--- model, then `opts` on top (`opts.llm`: the library instance to build it with).
----@param provider string "openai", "anthropic", "gemini", "ollama" or a provider derived from one
----@param opts? llm.ClientOptions|{ llm?: table } options on top of the mock's
----@return llm.Client
+--- model, then `opts` on top (`opts.llm`: the library instance to build it with).
+---@param provider string a provider name: openai, anthropic, gemini, ollama or a derived one
+---@param opts? table client options (docs/client.md); they win over the mock's defaults
+---@return llm.Client client a client whose requests go to this mock
 function Mock:client(provider, opts)
   if type(provider) ~= "string" then error("m:client: expected a provider name", 2) end
   local o = {}
@@ -186,9 +187,9 @@ function Mock:client(provider, opts)
 end
 
 --- Queues the next reply; one queue serves every provider, in order. With the queue
--- empty the mock echoes the last user text ("echo: ..."). Fields: see docs/mock.md.
----@param reply { text?: string|string[], tool_calls?: table[], reasoning?: string, usage?: llm.Usage, status?: integer, headers?: table<string, string>, error?: { type?: string, message?: string }, delay?: number, cut_after?: integer, stall_after?: integer, pings?: integer, fixture?: string, finish?: string }
----@return llm.Mock self
+--- empty the mock echoes the last user text ("echo: ..."). Fields: see docs/mock.md.
+---@param reply llm.MockReply the reply
+---@return llm.Mock self the mock, for chaining
 function Mock:push(reply)
   if type(reply) ~= "table" then error("m:push: expected a table", 2) end
   for k in pairs(reply) do
@@ -208,8 +209,8 @@ function Mock:push(reply)
 end
 
 --- What the server received since the start (or the last `m:reset()`): a list of
--- `{ method, path (with the query), headers = { [lower-case name] = value }, body, json }`.
----@return { method: string, path: string, headers: table<string, string>, body: string, json: any }[]
+--- `{ method, path (with the query), headers = { [lower-case name] = value }, body, json }`.
+---@return llm.MockRequest[] requests oldest first
 function Mock:requests()
   local list = assert(json.decode(control_request(self, "GET", "/__mock/requests")))
   local out = {}
@@ -224,7 +225,7 @@ function Mock:requests()
 end
 
 --- Forgets the requests received and the replies still queued.
----@return llm.Mock self
+---@return llm.Mock self the mock, for chaining
 function Mock:reset()
   control_request(self, "POST", "/__mock/reset")
   return self

@@ -142,3 +142,27 @@
 ---@field run fun(args: table, ctx: table): any the tool's code; runs in a task
 ---@field strict? boolean
 ---@field timeout? number seconds a run may take
+
+--- A reply for `m:push` (llm.mock, docs/mock.md).
+---@class llm.MockReply
+---@field text? string|string[] the text, or the exact deltas of a stream
+---@field tool_calls? {id?: string, name: string, arguments?: table}[] tool calls
+---@field reasoning? string thinking before the answer (Anthropic thinking blocks)
+---@field usage? {input_tokens?: integer, output_tokens?: integer} token counts
+---@field finish? string "stop", "length", "tool_calls" or "content_filter"
+---@field status? integer the HTTP status (400 or more: the provider's error body)
+---@field headers? table<string, string> response headers to add
+---@field error? {type?: string, message?: string} the error body, or an in-stream error
+---@field delay? number seconds before the response starts
+---@field cut_after? integer reset a stream's connection after n events
+---@field stall_after? integer send nothing more after n events
+---@field pings? integer keep-alive events, then a stall
+---@field fixture? string "provider/name": a recorded transcript
+
+--- A request the mock received, from `m:requests()`.
+---@class llm.MockRequest
+---@field method string the HTTP method
+---@field path string the path with the query
+---@field headers table<string, string> lower-case names
+---@field body string the raw body
+---@field json any the decoded body, or nil
