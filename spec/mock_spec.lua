@@ -137,7 +137,26 @@ describe("llm.mock", function()
     assert.equal("timeout", e3.kind)
   end)
 
-  it("renders reasoning (Anthropic thinking), streamed and not", function()
+  it("renders reasoning (Anthropic thinking, Gemini thought parts, Ollama thinking)", function()
+    for _, p in ipairs({ "anthropic", "gemini", "ollama" }) do
+      local c = m:client(p)
+      m:push{ reasoning = "Let me think.", text = "42" }
+      local r = assert(c:chat("q"))
+      assert.equal("Let me think.", r.reasoning, p)
+      assert.equal("42", r.text, p)
+      m:push{ reasoning = "Step by step.", text = "43" }
+      local s = assert(c:stream("q"))
+      local got = {}
+      for ev in s:events() do
+        if ev.type == "reasoning" then got[#got + 1] = ev.text end
+      end
+      assert.equal("Step by step.", table.concat(got), p)
+      r = assert(s:final())
+      assert.equal("43", r.text, p)
+    end
+  end)
+
+  it("renders reasoning as Anthropic thinking blocks, streamed and not", function()
     local c = m:client("anthropic")
     m:push{ reasoning = "Let me think.", text = "42" }
     local r = assert(c:chat("q"))

@@ -83,7 +83,8 @@ function M.reply(reply, ctx)
   local rid = "mock" .. ctx.seq
   if not ctx.stream then
     local parts = A()
-    if reply.text ~= "" or #reply.tool_calls == 0 then parts[1] = O("text", reply.text) end
+    if reply.reasoning then parts[1] = O("text", reply.reasoning, "thought", true) end
+    if reply.text ~= "" or #reply.tool_calls == 0 then parts[#parts + 1] = O("text", reply.text) end
     for _, p in ipairs(call_parts(reply)) do parts[#parts + 1] = p end
     local body = json.encode(O("candidates", A(O("content", O("parts", parts, "role", "model"),
       "finishReason", finish, "index", 0)), "usageMetadata", usage(reply),
@@ -94,6 +95,11 @@ function M.reply(reply, ctx)
   local pre = '{"candidates":[{"content":{"parts":[{"text":'
   local post = '}],"role":"model"},"index":0}],"modelVersion":' .. str(ctx.model)
     .. ',"responseId":"' .. rid .. '"}'
+  if reply.reasoning then   -- thought parts (`"thought": true`) come before the answer
+    for _, p in ipairs(util.pieces(reply.reasoning)) do
+      chunks[#chunks + 1] = pre .. str(p) .. ',"thought":true' .. post
+    end
+  end
   for _, p in ipairs(reply.deltas) do chunks[#chunks + 1] = pre .. str(p) .. post end
   local calls = call_parts(reply)
   if #calls > 0 then

@@ -43,12 +43,18 @@ end
 function M.reply(reply, ctx)
   local head = '{"model":' .. str(ctx.model) .. ',"created_at":"' .. created_at(ctx) .. '"'
   if not ctx.stream then
-    local msg = json.encode(O("role", "assistant", "content", reply.text, "tool_calls", calls(reply)))
+    local msg = json.encode(O("role", "assistant", "content", reply.text, "thinking", reply.reasoning,
+      "tool_calls", calls(reply)))
     return { status = 200, headers = { { "content-type", "application/json; charset=utf-8" } },
              body = head .. ',"message":' .. msg .. final_fields(reply) }
   end
   local ev = {}
   local pre = head .. ',"message":{"role":"assistant","content":'
+  if reply.reasoning then   -- thinking deltas come before the answer, with an empty content
+    for _, p in ipairs(util.pieces(reply.reasoning)) do
+      ev[#ev + 1] = pre .. '"","thinking":' .. str(p) .. '},"done":false}\n'
+    end
+  end
   for _, p in ipairs(reply.deltas) do ev[#ev + 1] = pre .. str(p) .. '},"done":false}\n' end
   local tc = calls(reply)
   if tc then
