@@ -15,6 +15,9 @@ local CHECKED = {
   ["lua/llm/async.lua"] = true,
   ["lua/llm/init.lua"] = true,
   ["lua/llm/mock.lua"] = true,
+  ["lua/llm/client.lua"] = true,
+  ["lua/llm/tools.lua"] = true,
+  ["lua/llm/schema.lua"] = true,
 }
 
 ---------------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ return function(env)
   local async, http, R, log = env.async, env.http, env.retry, env.log
   local M = {}
 
+  ---@class llm.Client
+  ---@field name string the provider's name
+  ---@field model? string the default model
+  ---@field base_url string
   local Client = { __name = "llm.Client" }
   Client.__index = Client
   M.Client = Client
@@ -36,6 +40,10 @@ return function(env)
   end
 
   --- Build a client for the resolved provider table `p` with options `opts`.
+  ---@private
+  ---@param p table the resolved provider table
+  ---@param opts llm.ClientOptions
+  ---@return llm.Client
   function M.new(p, opts)
     opts = opts or {}
     local bad = validate.client_options(p.name, opts)
@@ -82,6 +90,10 @@ return function(env)
   -- @section requests
 
   --- The normalized request: a string is one user message; the client's model is the default.
+  ---@private
+  ---@param req string|llm.Request
+  ---@param level? integer the caller's stack level for errors
+  ---@return llm.Request
   function Client:normalize(req, level)
     level = (level or 2) + 1
     if type(req) == "string" then
@@ -115,6 +127,11 @@ return function(env)
   end
 
   --- The transfer spec for a built provider request.
+  ---@private
+  ---@param built table the provider's request: method, path, headers, body
+  ---@param req llm.Request
+  ---@param streaming boolean
+  ---@return table spec
   function Client:spec(built, req, streaming)
     local headers = { ["content-type"] = "application/json", ["accept"] = streaming and "text/event-stream" or "application/json" }
     if self.api_key then
@@ -169,6 +186,14 @@ return function(env)
   end
 
   --- The llm.Error for an HTTP error reply.
+  ---@private
+  ---@param status integer
+  ---@param headers? table<string, string>
+  ---@param body? string
+  ---@param retry_after? number
+  ---@param should_retry? boolean
+  ---@param p? table the provider table
+  ---@return llm.Error
   function Client:http_error(status, headers, body, retry_after, should_retry, p)
     local f = (p or self.provider).decode_error(status, headers or {}, body or "")
     local fields = copy(f)
@@ -182,6 +207,10 @@ return function(env)
     return errors.new(fields)
   end
 
+  --- The retry policy of a call: its own, the client's, or the built-in one.
+  ---@private
+  ---@param req table the request (its retry, max_retries)
+  ---@return llm.Policy
   function Client:policy(req)
     local p = req.retry or self.retry
     if p then return p end
@@ -192,6 +221,9 @@ return function(env)
 
   --- `fn` as the attempts of one call under any policy: every attempt after the first logs a
   -- line naming the failure it retries (README: retries are logged with LLM_LOG=debug).
+  ---@private
+  ---@param fn function one attempt
+  ---@return function
   function Client:attempts(fn)
     local n, last = 0, nil
     return function()
@@ -208,6 +240,10 @@ return function(env)
   end
 
   --- One non-streaming exchange (redirects followed); returns the response or nil, err.
+  ---@private
+  ---@param spec table the transfer spec
+  ---@return table? res
+  ---@return llm.Error? err
   function Client:send(spec)
     for _ = 0, MAX_REDIRECTS do
       local t0 = async.clock:now()
@@ -246,8 +282,14 @@ return function(env)
     return resp
   end
 
-  --- chat(req) -> normalized response, or nil, err (API §2).
-  -- The normalized request, its provider, the transfer spec and the retry policy of a call.
+  --- The normalized request, its provider, the transfer spec and the retry policy of a call.
+  ---@private
+  ---@param req string|llm.Request
+  ---@param streaming boolean
+  ---@return llm.Request req
+  ---@return table p the provider table
+  ---@return table spec the transfer spec
+  ---@return llm.Policy policy
   function Client:prepare(req, streaming)
     req = self:normalize(req, 3)   -- errors blame the caller of chat / stream
     req.stream = streaming
@@ -255,6 +297,11 @@ return function(env)
     return req, p, self:spec(p.build_request(req), req, streaming), self:policy(req)
   end
 
+  --- Send a request and wait for the whole reply (yielding inside a task, blocking outside).
+  -- Returns the normalized response, or `nil, err` for a failure after the retries.
+  ---@param req string|llm.Request a request, or the text of one user message
+  ---@return llm.Response? resp
+  ---@return llm.Error? err
   function Client:chat(req)
     local p, spec, policy
     req, p, spec, policy = self:prepare(req, false)
@@ -272,13 +319,23 @@ return function(env)
   end
 
   --- The provider table that serves this request (the Responses API is a variant of openai).
+  ---@private
+  ---@param req llm.Request
+  ---@return table p
   function Client:provider_for(req)
     local p = self.provider
     if req.api == "responses" and p.responses then return p.responses end
     return p
   end
 
-  --- request(method, path, body, opts) -> decoded body, meta; or nil, err.
+  --- An authenticated raw call to any endpoint of the provider (embeddings, models, ...).
+  -- Returns the decoded body and `meta = { status, headers, request_id }`, or `nil, err`.
+  ---@param method string "GET", "POST", ...
+  ---@param path string a path under the base URL (or a full URL of the same origin)
+  ---@param body? table|string the JSON body
+  ---@param opts? { headers?: table<string, string>, query?: table<string, string>, timeout?: number, raw?: boolean, max_retries?: integer, retry?: llm.Policy }
+  ---@return any body the decoded JSON (the text with `opts.raw`), or nil
+  ---@return table|llm.Error meta_or_err `{ status, headers, request_id }`, or the error
   function Client:request(method, path, body, opts)
     if type(method) ~= "string" or type(path) ~= "string" then
       error("client:request(method, path, body, opts) expects strings", 2)
@@ -307,7 +364,12 @@ return function(env)
 
   ---------------------------------------------------------------------------------------
   -- Streams
+  -- @section streams
 
+  ---@class llm.Stream
+  ---@field status integer the HTTP status
+  ---@field headers table<string, string> the response headers (lower-case names)
+  ---@field request_id? string
   local Stream = { __name = "llm.Stream" }
   Stream.__index = Stream
   M.Stream = Stream
@@ -322,6 +384,12 @@ return function(env)
 
   --- Open one attempt: wait for the status, then read (holding events back) until the first
   -- content event, so a retry never shows the user anything twice. Returns a Stream.
+  ---@private
+  ---@param p table the provider table
+  ---@param spec table the transfer spec
+  ---@param req llm.Request
+  ---@return llm.Stream? stream
+  ---@return llm.Error? err
   function Client:open_stream(p, spec, req)
     for _ = 0, MAX_REDIRECTS do
       local hs = http.stream(spec, env.debug_sink)
@@ -359,6 +427,10 @@ return function(env)
 
   --- Read one raw event and queue its normalized events. Returns evs, done, err where err is
   -- set only for a failure before any content (so the caller may retry).
+  ---@private
+  ---@return table? evs
+  ---@return boolean done
+  ---@return llm.Error? err
   function Stream:pull()
     if self.finished then return nil, true end
     local raw, terr = self.hs:next_event()
@@ -400,6 +472,10 @@ return function(env)
     return nil, true
   end
 
+  --- End the stream with an `"error"` event.
+  ---@private
+  ---@param err llm.Error
+  ---@param raw_ev? table the provider event that carried it
   function Stream:finish_with(err, raw_ev)
     self.error = err
     self.pending:push({ type = "error", error = err, raw = raw_ev and errors.redact_value(raw_ev.raw),
@@ -409,6 +485,7 @@ return function(env)
   end
 
   --- The next normalized event, or nil after `done` / `error` has been delivered.
+  ---@return llm.Event? ev
   function Stream:next()
     while true do
       local ev = self.pending:pop()
@@ -423,11 +500,13 @@ return function(env)
   end
 
   --- Iterator over normalized events; ends after `done` or `error`.
+  ---@return fun(): llm.Event? iterator
   function Stream:events()
     return function() return self:next() end
   end
 
   --- Iterator over text deltas; raises the error object if the stream fails.
+  ---@return fun(): string? iterator
   function Stream:text()
     return function()
       while true do
@@ -440,6 +519,8 @@ return function(env)
   end
 
   --- Drain the rest; returns the normalized response, or nil, err.
+  ---@return llm.Response? resp
+  ---@return llm.Error? err
   function Stream:final()
     while self:next() do end
     if self.response then return self.response end
@@ -456,7 +537,12 @@ return function(env)
   end
   Stream.__close = Stream.close
 
-  --- stream(req) -> Stream, or nil, err (an HTTP error or connection failure after retries).
+  --- Send a request and stream the reply. Waits (yielding or blocking) for the response status
+  -- and the first content: an HTTP error or a connection failure, after retries, returns
+  -- `nil, err`; a later failure arrives as the stream's `"error"` event.
+  ---@param req string|llm.Request a request, or the text of one user message
+  ---@return llm.Stream? stream
+  ---@return llm.Error? err
   function Client:stream(req)
     local p, spec, policy
     req, p, spec, policy = self:prepare(req, true)
@@ -476,12 +562,20 @@ return function(env)
   ---------------------------------------------------------------------------------------
   -- Conversations: history kept on the client side (the Chat Completions API remembers
   -- nothing); with the Responses API, turns chain previous_response_id instead.
+  -- @section conversations
 
+  ---@class llm.Conversation
+  ---@field messages llm.Message[] the history
+  ---@field system? string
   local Conversation = { __name = "llm.Conversation" }
   Conversation.__index = Conversation
   M.Conversation = Conversation
 
-  --- client:conversation{ system, messages, api, store, ...options for every turn }
+  --- A conversation that keeps its history: `conv:send(text)`, `conv:stream(text)`.
+  -- `opts`: `system`, `messages` (a history to start from), `api`, `store`, and request
+  -- options for every turn. With `api = "responses"` turns chain `previous_response_id`.
+  ---@param opts? { system?: string, messages?: llm.Message[], api?: "responses", store?: boolean }|llm.Request options for every turn
+  ---@return llm.Conversation
   function Client:conversation(opts)
     opts = copy(opts)
     local conv = setmetatable({ client = self, system = opts.system, messages = {},
@@ -492,7 +586,12 @@ return function(env)
     return conv
   end
 
-  -- The request for one turn, and the user message it adds.
+  --- The request for one turn, and the user message it adds.
+  ---@private
+  ---@param input string|llm.Message
+  ---@param overrides? llm.Request
+  ---@return llm.Request req
+  ---@return llm.Message msg
   function Conversation:turn(input, overrides)
     local msg = input
     if type(input) == "string" then msg = { role = "user", content = input }
@@ -512,14 +611,21 @@ return function(env)
     return req, msg
   end
 
-  -- A successful turn joins the history; a failed one leaves it unchanged.
+  --- A successful turn joins the history; a failed one leaves it unchanged.
+  ---@private
+  ---@param msg llm.Message
+  ---@param resp llm.Response
   function Conversation:commit(msg, resp)
     self.messages[#self.messages + 1] = msg
     self.messages[#self.messages + 1] = resp.message
     self.last_response_id = resp.id
   end
 
-  --- conv:send(text_or_message, overrides) -> response, or nil, err (history unchanged).
+  --- Send one turn; a successful one joins `conv.messages`, a failed one leaves it unchanged.
+  ---@param input string|llm.Message the user's text or message
+  ---@param overrides? llm.Request request fields for this turn
+  ---@return llm.Response? resp
+  ---@return llm.Error? err
   function Conversation:send(input, overrides)
     local req, msg = self:turn(input, overrides)
     local resp, err = self.client:chat(req)
@@ -528,8 +634,11 @@ return function(env)
     return resp
   end
 
-  --- conv:stream(text_or_message, overrides) -> stream; the turn joins the history when the
-  -- stream completes.
+  --- Stream one turn; it joins `conv.messages` when the stream completes.
+  ---@param input string|llm.Message the user's text or message
+  ---@param overrides? llm.Request request fields for this turn
+  ---@return llm.Stream? stream
+  ---@return llm.Error? err
   function Conversation:stream(input, overrides)
     local req, msg = self:turn(input, overrides)
     local s, err = self.client:stream(req)

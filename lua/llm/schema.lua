@@ -53,6 +53,8 @@ local function table_kind(v)
 end
 
 --- The JSON type name of a Lua value: null, boolean, number, string, array, object.
+---@param v any
+---@return string type
 function M.type_of(v)
   if v == null or v == nil then return "null" end
   local t = type(v)
@@ -82,6 +84,10 @@ local function has_type(v, name)
   return false
 end
 
+--- Whether two decoded JSON values are equal (tables compared deeply).
+---@param a any
+---@param b any
+---@return boolean
 local function deep_equal(a, b)
   if a == b then return true end
   if type(a) == "number" and type(b) == "number" then return a == b end
@@ -165,6 +171,8 @@ local function translate_class(p, i)
 end
 
 --- The Lua pattern for an ECMA regex, or nil when it uses more than Lua patterns express.
+---@param p string an ECMA regex
+---@return string? pattern
 function M.lua_pattern(p)
   if type(p) ~= "string" then return nil end
   local out = {}
@@ -462,7 +470,13 @@ function validate(v, s, ctx, path, depth)
   end
 end
 
---- validate(value, schema, root_name?) -> true | nil, message, errors
+--- Check a decoded JSON value against a schema: `true`, or `nil, message, errors`.
+---@param value any the decoded JSON value
+---@param s table the schema
+---@param root? string the name of the value in paths ("args")
+---@return true|nil ok
+---@return string? message every problem, joined
+---@return { path: string, message: string }[]? errors
 function M.validate(value, s, root)
   local ctx = { root = s, errors = {} }
   validate(value, s, ctx, root or "args", 0)
@@ -548,7 +562,11 @@ local function check(s, path, depth)
   return true
 end
 
---- check(schema, root_name?) -> true | nil, message: whether a schema is well formed.
+--- Whether a schema is well formed: `true`, or `nil, message`.
+---@param s table the schema
+---@param root? string the name of the schema in paths ("schema")
+---@return true|nil ok
+---@return string? message
 function M.check(s, root)
   return check(s, root or "schema", 0)
 end

@@ -6,7 +6,7 @@
 -- a task (llm.spawn), so it may await (llm.sleep, another client call) whether run_tools
 -- itself was called inside a task or from plain blocking code.
 --
--- What goes back to the model (API.md §7, §10):
+-- What goes back to the model (docs/tools.md):
 -- * a string result as is; a table as JSON (kept as a table in the tool message, so Gemini
 --   gets it as a structured `functionResponse`); a number or boolean as its text; nothing
 --   as the empty string;
@@ -91,9 +91,14 @@ local function define(def, level)
   return d
 end
 
---- llm.tool{ name, description, parameters, run, strict, timeout } -> tool table.
--- A hosted tool (a `type` other than "function", and no `run` / `parameters`) is returned
--- unchanged.
+--- A tool the model can call: `llm.tool{ name, description, parameters, run, strict, timeout }`.
+-- `parameters` is a JSON schema for the arguments; `run(args, ctx)` runs in a task and may
+-- return a string (sent as is) or a table (sent as JSON); `nil, err` or a raise becomes an
+-- error result for the model. A hosted tool (a `type` other than "function", and no `run` /
+-- `parameters`) is returned unchanged. Raises on a malformed definition.
+-- @function tool
+---@param def { name: string, description?: string, parameters?: table, run: fun(args: table, ctx: table): any, strict?: boolean, timeout?: number }|table
+---@return llm.Tool|table tool the checked tool (a hosted tool unchanged)
 local function tool(def)
   if type(def) ~= "table" then error("llm.tool expects a table", 2) end
   if made[def] or is_hosted(def) then return def end
@@ -252,10 +257,18 @@ return function(env, llm)
     return out
   end
 
-  --- client:run_tools{ messages, tools, max_steps = 8, tool_choice, parallel, tool_timeout,
-  ---   before_tool_call, on_tool_call, stream, on_event, ...chat options }
-  -- Returns the final response with `steps` and `messages`; or nil, err, partial where
-  -- partial = { steps, messages } holds what was done before the failure.
+  --- Run the tool loop: call the model, run the tools it asks for (each round's calls
+  -- concurrently, arguments checked against the schema), send the results back, and repeat
+  -- until it answers without tool calls or `max_steps` (8) round trips. A bad call, an
+  -- unknown tool or a tool that raises goes back to the model as an error result.
+  -- `before_tool_call(call)` may return `false` or a result to deny or answer a call;
+  -- `on_tool_call(call, result, message)` fires after each.
+  -- @function Client:run_tools
+  ---@param self llm.Client
+  ---@param req llm.Request|{ max_steps?: integer, parallel?: boolean, tool_timeout?: number, before_tool_call?: fun(call: llm.ToolCall): any, on_tool_call?: fun(call: llm.ToolCall, result: any, message: llm.Message), stream?: boolean, on_event?: fun(ev: llm.Event) }
+  ---@return llm.Response? resp the final response, with `steps` and `messages`
+  ---@return llm.Error? err
+  ---@return { steps: table[], messages: llm.Message[] }? partial what was done before the failure
   local function run_tools(self, req)
     if type(req) ~= "table" then error("client:run_tools expects a request table", 2) end
     local max_steps = req.max_steps or 8
