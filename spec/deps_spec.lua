@@ -106,4 +106,11 @@ describe("tools/deps.sh", function()
       assert.matches("tools/deps.sh ensure", out, 1, true)
     end
   end)
+
+  it("make mock listens on a free port by default, or on PORT", function()
+    local out = sh(("make -n -C %s mock"):format(q(ROOT)))
+    assert.matches("llm%-mock %-%-port 0", out)
+    out = sh(("make -n -C %s mock PORT=8123"):format(q(ROOT)))
+    assert.matches("llm%-mock %-%-port 8123", out)
+  end)
 end)

@@ -85,4 +85,16 @@ describe("examples, the first five minutes", function()
     assert.matches("-- openai (mock server) --", out, 1, true)
     assert.matches("The keeper counted ships", out, 1, true)
   end)
+
+  it("make demo uses LLM_MOCK_URL even with keys set", function()
+    mock:reset()
+    local ok, out = sh(string.format("cd %s && env OPENAI_API_KEY=sk-must-not-be-used "
+      .. "ANTHROPIC_API_KEY=sk-ant-no LLM_MOCK_URL=%s sh tools/demo.sh %s", root, mock.url,
+      os.getenv("LLM_BUILD") or "build"))
+    assert.is_true(ok, out)
+    assert.matches("-- openai (mock server) --", out, 1, true)
+    local reqs = mock:requests()
+    assert.equal(1, #reqs)
+    assert.equal("Bearer mock-key", reqs[1].headers.authorization)
+  end)
 end)

@@ -4,4 +4,5 @@
 # mock server started for the run (llm.mock).
 BUILD="${1:-build}"
 cd "$(dirname "$0")/.." || exit 1
-LLM_BUILD="$PWD/$BUILD" exec lua5.4 examples/stream.lua
+case "$BUILD" in /*) ;; *) BUILD="$PWD/$BUILD" ;; esac
+LLM_BUILD="$BUILD" exec lua5.4 examples/stream.lua
