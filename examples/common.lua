@@ -5,7 +5,9 @@
 -- come first when it has been built, else the installed ones.
 local here = (debug.getinfo(1, "S").source:match("^@(.*)[/\\][^/\\]*$") or ".")
 local root = here .. "/.."
-local build = os.getenv("LLM_BUILD") or (root .. "/build")
+-- build/ holds the Lua 5.4 build; make build LUA=luajit (lua5.3, lua5.1) builds into build-luajit/ ...
+local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+local build = os.getenv("LLM_BUILD") or (root .. (lua == "lua5.4" and "/build" or "/build-" .. lua))
 local so = io.open(build .. "/llm/core.so", "rb")
 if so then
   so:close()
