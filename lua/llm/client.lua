@@ -133,7 +133,8 @@ return function(env)
   ---@param streaming boolean
   ---@return table spec
   function Client:spec(built, req, streaming)
-    local headers = { ["content-type"] = "application/json", ["accept"] = streaming and "text/event-stream" or "application/json" }
+    local headers = { ["content-type"] = "application/json",
+                      ["accept"] = streaming and "text/event-stream" or "application/json" }
     if self.api_key then
       for k, v in pairs(self.provider.auth_headers(self.api_key)) do headers[k] = v end
     end
@@ -341,6 +342,8 @@ return function(env)
       error("client:request(method, path, body, opts) expects strings", 2)
     end
     opts = opts or {}
+    local bad = validate.request_options(opts)
+    if bad then error(bad, 2) end
     local built = { method = method:upper(), path = path, body = body,
                     headers = opts.headers, query = opts.query }
     local spec = self:spec(built, { extra_headers = opts.headers, extra_query = opts.query,
@@ -581,6 +584,9 @@ return function(env)
     local conv = setmetatable({ client = self, system = opts.system, messages = {},
                                 api = opts.api or self.api, store = opts.store }, Conversation)
     for i, m in ipairs(opts.messages or {}) do conv.messages[i] = m end
+    local trial = copy(opts)        -- a misspelt option raises here, not at the first send
+    trial.model = trial.model or self.model or "(set per turn)"
+    self:normalize(trial, 2)
     opts.system, opts.messages, opts.api = nil, nil, nil
     conv.options = opts
     return conv

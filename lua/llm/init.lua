@@ -136,7 +136,8 @@ local function build(opts)
     name = name or defaults.provider
     if type(name) ~= "string" then error("llm.client: which provider? (e.g. llm.client(\"openai\", {...}))", 2) end
     if copts ~= nil and type(copts) ~= "table" then
-      error(string.format("llm.client(%q, ...): the options must be a table, e.g. llm.client(%q, { model = %s }), got %s",
+      error(string.format(
+        "llm.client(%q, ...): the options must be a table, e.g. llm.client(%q, { model = %s }), got %s",
         name, name, type(copts) == "string" and string.format("%q", copts) or "...", type(copts)), 2)
     end
     local merged = {}

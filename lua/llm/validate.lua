@@ -49,10 +49,10 @@ M.ROLES = set{ "system", "developer", "user", "assistant", "tool" }
 -- Levenshtein distance with adjacent transpositions ("temprature" -> 1 from "temperature").
 local function distance(a, b)
   local la, lb = #a, #b
-  local prev2, prev, cur = {}, {}, {}
+  local prev2, prev = {}, {}
   for j = 0, lb do prev[j] = j end
   for i = 1, la do
-    cur = { [0] = i }
+    local cur = { [0] = i }
     local ca = a:byte(i)
     for j = 1, lb do
       local cb = b:byte(j)
@@ -89,8 +89,23 @@ local function show(k)
   return "[" .. tostring(k) .. "]"
 end
 
+-- Names from the providers' own APIs, and what this library calls them.
+local ALIASES = {
+  max_completion_tokens = "max_tokens", max_output_tokens = "max_tokens", num_predict = "max_tokens",
+  maxOutputTokens = "max_tokens", stop_sequences = "stop", stopSequences = "stop",
+  system_prompt = "system", topP = "top_p", topK = "top_k", candidateCount = "n",
+  tool_config = "tool_choice", toolConfig = "tool_choice", apikey = "api_key", key = "api_key",
+  base = "base_url", url = "base_url", endpoint = "base_url", retries = "max_retries",
+}
+
 local function unknown(what, k, hint, ...)
+  if k == "stream" and hint == "field" then
+    return what .. ": unknown field 'stream'; to stream, call client:stream(req) instead of client:chat(req)"
+  end
   local s = M.suggest(k, ...)
+  for i = 1, select("#", ...) do
+    if ALIASES[k] and (select(i, ...))[ALIASES[k]] then s = ALIASES[k] end
+  end
   return format("%s: unknown %s %s%s%s", what, hint, show(k),
     s and format(" (did you mean '%s'?)", s) or "",
     hint == "field" and "; provider-specific fields go in `extra`" or "")
@@ -244,7 +259,8 @@ local function check_message(i, m, p, pname)
     return format("%s.content must be a string or a list of parts, got %s", where, type(c))
   end
   if not is_list(c) then
-    return format("%s.content must be a string or a list of parts ({ { type = \"text\", text = ... } }), got a table with named fields", where)
+    return format("%s.content must be a string or a list of parts ({ { type = \"text\", text = ... } }), "
+      .. "got a table with named fields", where)
   end
   for j, part in ipairs(c) do
     local e = check_part(format("%s.content[%d]", where, j), part, p, pname)
@@ -277,6 +293,17 @@ function M.messages(msgs, p, pname)
   return nil
 end
 
+--- The options of client:request(method, path, body, opts); nil or a message.
+M.REQUEST_OPTIONS = set{ "headers", "query", "timeout", "raw", "max_retries", "retry" }
+function M.request_options(opts)
+  if type(opts) ~= "table" then return "client:request: opts must be a table, got " .. type(opts) end
+  for k in pairs(opts) do
+    if not M.REQUEST_OPTIONS[k] then return unknown("client:request", k, "option", M.REQUEST_OPTIONS) end
+  end
+  return check_common("client:request", opts) or M.check_headers("client:request", "headers", opts.headers)
+    or check_type("client:request", "query", opts.query, "table")
+end
+
 --- tools: a list of tool tables; nil or a message.
 function M.tools(what, tools)
   if tools == nil then return nil end
@@ -298,9 +325,10 @@ function M.request(req, p, pname, extra_ok)
     if not (M.REQUEST_FIELDS[k] or (extra_ok and extra_ok[k])) then
       if M.OPTIONAL_FIELDS[k] then
         if not takes[k] then
+          local responses = k == "input" or k == "instructions" or k == "previous_response_id" or k == "include"
           return format("%s: the request field '%s' is not supported by this API%s", pname, tostring(k),
-            (k == "input" or k == "instructions" or k == "previous_response_id" or k == "include")
-              and " (it belongs to the Responses API: api = \"responses\")" or "; provider-specific fields go in `extra`")
+            responses and " (it belongs to the Responses API: api = \"responses\")"
+              or "; provider-specific fields go in `extra`")
         end
       else
         return unknown("request", k, "field", M.REQUEST_FIELDS, takes, extra_ok or {})

@@ -61,6 +61,11 @@ function P.derive(fields)
   local d = {}
   for k, v in pairs(P) do d[k] = v end
   for k, v in pairs(fields or {}) do d[k] = v end
+  -- a provider with its own host does not take OPENAI_BASE_URL / OPENAI_API_KEY (API §9)
+  if fields and fields.base_url ~= nil then
+    if fields.base_url_env == nil then d.base_url_env = nil end
+    if fields.api_key_env == nil then d.api_key_env = nil end
+  end
   d.base = "openai"
   return d
 end
