@@ -293,6 +293,8 @@ end
 
 -- Blocks that open with text: the field holding it, and the event their text gives.
 local START_TEXT = { text = "text", thinking = "thinking" }
+-- The block type a text delta belongs to.
+local DELTA_BLOCK = { text_delta = "text", thinking_delta = "thinking", signature_delta = "thinking" }
 local TEXT_EVENT = { text = "text", thinking = "reasoning" }
 
 function P.decode_event(state, ev)
@@ -306,6 +308,9 @@ function P.decode_event(state, ev)
     local b = state.blocks[obj.index]
     if type(d) ~= "table" or not b then return C.raw_event(obj, name) end
     local dt = d.type
+    -- a delta counts only for a block of its own type (as the SDKs accumulate them): what
+    -- is streamed is then exactly what the final response holds
+    if DELTA_BLOCK[dt] and DELTA_BLOCK[dt] ~= b.type then return C.raw_event(obj, name) end
     if dt == "text_delta" then
       local s = str(d.text)   -- a server may send any JSON value here
       if not s or s == "" then return C.raw_event(obj, name) end
@@ -328,8 +333,12 @@ function P.decode_event(state, ev)
     return C.raw_event(obj, name)
   elseif t == "content_block_start" then
     local cb = val(obj.content_block)
-    local idx = obj.index
+    local idx = C.int(obj.index)
     if type(cb) ~= "table" or idx == nil then return C.raw_event(obj, name) end
+    if state.blocks[idx] then   -- would replace a block whose deltas were already delivered
+      return C.stream_error(state, { kind = "protocol",
+        message = "content block " .. idx .. " started twice" }, obj, name)
+    end
     local b = { type = cb.type, text = {}, args = {}, start = cb, id = str(cb.id),
                 name = str(cb.name), signature = str(cb.signature), data = str(cb.data) }
     state.blocks[idx] = b
