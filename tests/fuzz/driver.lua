@@ -231,6 +231,7 @@ local function run_stream(P, req, body, step, cap)
   local state = P.new_stream_state(req)
   local seen = {}
   local outcome
+  local texts = { text = {}, reasoning = {} }   -- deltas as delivered, for the final check
   local function take(raws)
     for _, raw in ipairs(raws) do
       if not (raw.name and keep[raw.name]) then
@@ -239,6 +240,8 @@ local function run_stream(P, req, body, step, cap)
         for _, ev in ipairs(evs) do
           check_event(ev, "stream")
           seen[#seen + 1] = text_of(ev, NO_RAW)
+          local tx = texts[ev.type]
+          if tx then tx[#tx + 1] = ev.text end
           if ev.type == "error" then
             local e = stream_error(ev.error)
             check_error(e, "stream error event")
@@ -266,6 +269,16 @@ local function run_stream(P, req, body, step, cap)
     local resp, ferr = P.finish_stream(state)
     if resp then
       check_response(resp, "finish_stream")
+      -- what was streamed is what the response says (the Responses API takes its final
+      -- response from the terminal event instead, so it is not held to this)
+      if P.name ~= "responses" and P.name ~= "openai_responses" then
+        if concat(texts.text) ~= resp.text then
+          fail("streamed text %q, response text %q", concat(texts.text), resp.text)
+        end
+        if concat(texts.reasoning) ~= (resp.reasoning or "") then
+          fail("streamed reasoning %q, response reasoning %q", concat(texts.reasoning), tostring(resp.reasoning))
+        end
+      end
       outcome = "response " .. text_of(resp)
     else
       local e = stream_error(ferr or { kind = "protocol", message = "stream ended early" })
