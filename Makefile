@@ -19,7 +19,7 @@ DEBS = $(TEST_DEBS) $(FUZZ_DEBS) valgrind lua-check lua-ldoc lua-discount
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build-deps test-deps build test test-asan test-valgrind test-hosts fuzz fuzz-deps fuzz-smoke fuzz-merge demo bench mock clean lint docs
+.PHONY: all deps build-deps test-deps build test test-asan test-valgrind test-hosts fuzz fuzz-deps fuzz-force fuzz-smoke fuzz-merge demo bench mock clean lint docs
 
 all: build
 
@@ -114,8 +114,10 @@ $(FUZZ_BUILD)/fuzz_sse: tests/fuzz/fuzz_sse.c csrc/sse.c csrc/buf.c csrc/sse.h c
 fuzz-deps:
 	@sh tools/deps.sh ensure $(BUILD_DEBS) $(FUZZ_DEBS)
 
-$(FUZZ_BUILD)/lua/liblua.a: | fuzz-deps
-	sh tools/fuzz/build-lua.sh $(FUZZ_BUILD)/lua
+# Always asks the script, which keeps an instrumented build and retries a fallback one.
+$(FUZZ_BUILD)/lua/liblua.a: fuzz-force | fuzz-deps
+	@sh tools/fuzz/build-lua.sh $(FUZZ_BUILD)/lua
+fuzz-force:
 
 # The core's C files, instrumented once for every Lua target.
 $(FUZZ_BUILD)/core.a: $(wildcard csrc/*.c csrc/*.h) $(FUZZ_BUILD)/lua/liblua.a
