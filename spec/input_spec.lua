@@ -122,6 +122,16 @@ describe("requests that raise before anything is sent", function()
       "unknown part type \"imag\" %(did you mean 'image'%?%)")
   end)
 
+  it("part fields of features not built yet raise instead of being dropped", function()
+    local c = client("anthropic")
+    raises(function() c:chat{ messages = { { role = "user", content = { { type = "image", path = "cat.png" } } } } } end,
+      "image parts from a file %(`path`%) are not supported yet")
+    raises(function() c:chat{ messages = { { role = "user", content = { { type = "text", text = "x", cache = true } } } } } end,
+      "cache breakpoints")
+    raises(function() c:chat{ messages = { { role = "user", content = { { type = "image" } } } } } end,
+      "an image part needs `url` or `data`")
+  end)
+
   it("llm.map with a concurrency below 1", function()
     for _, n in ipairs{ 0, -1, 0.5 } do
       local ok, err = pcall(function()

@@ -211,6 +211,21 @@ describe("hosts", function()
     assert.equal("echo: again", resp.text)
   end)
 
+  it("client:request sends the key only to the provider's origin", function()
+    local other = mockmod.start()
+    local c = openai()
+    local ok, err = pcall(c.request, c, "GET", other.url .. "/v1/models")
+    local other_requests = other:stats().requests
+    other:stop()
+    assert.is_false(ok)
+    assert.matches("not on the provider's origin", err)
+    assert.equal(0, other_requests)
+    -- an absolute URL on the same origin is fine
+    local body = assert(c:request("POST", mock.url .. "/v1/chat/completions",
+      { model = "m", messages = { { role = "user", content = "abs" } } }))
+    assert.equal("chat.completion", body.object)
+  end)
+
   it("extra_query names and values are escaped", function()
     assert(openai():chat{ messages = { { role = "user", content = "q" } },
                           extra_query = { ["a&b=c"] = "1&x=y", plain = "v" } })

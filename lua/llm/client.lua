@@ -344,6 +344,11 @@ return function(env)
     opts = opts or {}
     local bad = validate.request_options(opts)
     if bad then error(bad, 2) end
+    if path:match("^%a[%w+.-]*:") and origin(path) ~= origin(self.base_url) then
+      -- the key goes only to the provider's host: an absolute URL must stay on its origin
+      error("client:request: " .. errors.redact(path) .. " is not on the provider's origin "
+        .. errors.redact(origin(self.base_url) or self.base_url) .. "; pass a path relative to base_url", 2)
+    end
     local built = { method = method:upper(), path = path, body = body,
                     headers = opts.headers, query = opts.query }
     local spec = self:spec(built, { extra_headers = opts.headers, extra_query = opts.query,

@@ -258,7 +258,7 @@ function M.new(fields)
   assert(type(fields) == "table" and fields.kind, "errors.new needs a kind")
   local e = {}
   for k, v in pairs(fields) do
-    if type(v) == "string" then v = M.redact(v) end   -- message, request_id, code, ... may echo a key
+    if type(v) == "string" and k ~= "kind" then v = M.redact(v) end   -- message, request_id, ... may echo a key
     e[k] = v
   end
   if e.body ~= nil then e.body = redact_value(e.body) end

@@ -215,8 +215,15 @@ local function check_part(where, part, p, pname)
     if ty == "text" and type(part.text) ~= "string" then
       return where .. ": a text part needs a string `text`"
     end
-    if ty == "image" and part.url == nil and part.data == nil and part.path == nil then
+    if ty == "image" and part.path ~= nil then
+      return where .. ": image parts from a file (`path`) are not supported yet; read the file and pass "
+        .. "base64 `data` with `mime_type`"
+    end
+    if ty == "image" and part.url == nil and part.data == nil then
       return where .. ": an image part needs `url` or `data`"
+    end
+    if part.cache ~= nil then
+      return where .. ": cache breakpoints (`cache` on a part) are not supported yet"
     end
     return nil
   end
