@@ -15,19 +15,26 @@
 
 struct transfer;
 
+/* One entry of the loop's timer heap: a Lua timer (t == NULL, fired as a record) or the
+ * nearest deadline of a transfer (its timeout, first-token, idle or restart time). */
 struct timer {
   double at;              /* monotonic deadline */
-  lua_Integer id;
+  lua_Integer id;         /* Lua timers: the id loop:timer returned */
+  struct transfer *t;     /* transfer deadlines: the transfer (whose heap_index tracks it) */
 };
 
 struct loop {
   CURLM *multi;           /* NULL once closed */
-  int epfd, tfd;          /* the epoll set (one pollable fd) and its timerfd */
+  int fd;                 /* the backend's pollable descriptor (epoll, kqueue); -1: none */
+  int tfd, efd;           /* epoll backend: its timerfd and eventfd */
+  int signalled;          /* the backend's wake-up is pending (fd readable for ready work) */
+  double armed_at;        /* the deadline the backend's timer is armed for; < 0: none */
   double curl_deadline;   /* when libcurl wants CURL_SOCKET_TIMEOUT; < 0: none */
   struct transfer *head;  /* every transfer created on this loop and not closed */
-  struct transfer *dirty; /* transfers with something to report */
-  struct timer *timers;   /* binary min-heap on `at` */
+  struct transfer *dirty, *dirty_tail;  /* transfers with something to report, oldest first */
+  struct timer *timers;   /* binary min-heap on `at`: Lua timers and transfer deadlines */
   size_t ntimers, captimers;
+  size_t nlua, ntransfers;  /* Lua timers in the heap; live transfers (each may hold one slot) */
   lua_Integer *fired;     /* timer ids due, reported by the next step */
   size_t nfired, capfired;
   lua_Integer next_id;
@@ -36,7 +43,28 @@ struct loop {
   /* counters for loop:stats() */
   lua_Integer waits, blocking_waits, events, new_connections, reused;
   lua_Integer deferred;   /* steps that left reports for the next step (budget reached) */
+  lua_Integer deadline_checks;  /* transfer deadlines examined (only those due) */
+  lua_Integer signals, rearms;  /* wake-ups written; timer re-arms */
 };
+
+/* backend_*.c: how the loop waits for sockets, one deadline and a wake-up. Exactly one is
+ * compiled in (CMake LLM_BACKEND). Each returns without raising. */
+extern const char llm_backend_name[];                 /* "epoll", "kqueue" or "poll" */
+int llm_backend_open(struct loop *lp);               /* 0, or an errno; sets lp->fd */
+void llm_backend_close(struct loop *lp);
+void llm_backend_arm(struct loop *lp, double deadline);  /* absolute monotonic; < 0 disarms */
+void llm_backend_signal(struct loop *lp);            /* make the fd readable now */
+void llm_backend_clear(struct loop *lp);             /* consume a signal */
+void llm_backend_wait(struct loop *lp, int wait_ms); /* wait for I/O, drive libcurl on it */
+double llm_backend_curl_deadline(struct loop *lp);   /* libcurl's own next timeout; < 0 none */
+
+/* loop.c, for the backends and transfers */
+void llm_loop_rearm(struct loop *lp);                /* the earliest deadline changed */
+void llm_loop_signal(struct loop *lp);               /* work is ready: wake the host */
+void llm_loop_schedule(struct loop *lp, struct transfer *t, double at);  /* never allocates */
+void llm_loop_unschedule(struct loop *lp, struct transfer *t);
+int llm_loop_reserve(lua_State *L, struct loop *lp); /* room for one more transfer; may raise */
+int llm_loop_curl_timer(CURLM *multi, long timeout_ms, void *ud);  /* CURLMOPT_TIMERFUNCTION */
 
 double llm_now(void);
 void llm_framer_register(lua_State *L);
@@ -49,7 +77,8 @@ int llm_transfer_new(lua_State *L);                    /* loop:transfer(spec) */
 void llm_transfer_done(struct transfer *t, CURLcode rc); /* from curl_multi_info_read */
 void llm_transfer_mark_dirty(struct transfer *t);
 double llm_transfer_deadline(struct transfer *t);      /* nearest own deadline, < 0 none */
-void llm_transfer_check(struct transfer *t, double now);  /* fire due deadlines and restarts */
+void llm_transfer_fire(struct transfer *t, double now);  /* its heap deadline came: act or re-arm */
+size_t *llm_transfer_heap_index(struct transfer *t);   /* its slot in the heap, or SIZE_MAX */
 int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n);  /* [-0, +0] */
 void llm_transfer_detach_all(struct loop *lp);         /* loop closing */
 struct transfer *llm_transfer_next(struct transfer *t);

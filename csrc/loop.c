@@ -1,23 +1,19 @@
-/* The event loop: one libcurl multi handle driven by curl_multi_socket_action, an epoll set
- * and a timerfd, so the whole loop is one pollable file descriptor and step(0) costs nothing
- * when idle. libcurl's callbacks here touch only C state (STYLE §3); step() hands Lua plain
- * records once libcurl has returned. */
+/* The event loop: one libcurl multi handle driven through a backend (backend/epoll.c,
+ * kqueue.c, poll.c) so that the whole loop is one pollable descriptor where the system has
+ * one, and step(0) costs nothing when idle. Lua timers and every transfer's deadline live in
+ * one timer heap, so a step costs what its due work costs, not O(transfers). The descriptor
+ * is readable whenever a step has work: the backend's timer is re-armed as soon as the
+ * earliest deadline changes and a wake-up is signalled when work is ready (reports left by
+ * a bounded step, a transfer cancelled from Lua, a task made ready in Lua: loop:wake()).
+ * libcurl's callbacks here touch only C state (STYLE §3); step() hands Lua plain records
+ * once libcurl has returned. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
-#include <sys/epoll.h>
-#include <sys/timerfd.h>
 
 #include "internal.h"
-
-#define MAX_EPOLL_EVENTS 256
-/* One step reports at most about this much work and leaves the rest for the next step (which
- * then does not wait), so a host calling step(0) every frame keeps its frame time. The budget
- * is checked between transfers: one transfer's batch (bounded by its queue cap) is whole. */
-#define STEP_EVENT_BUDGET 4096
-#define STEP_TIME_BUDGET 0.0005
 
 double llm_now(void) {
   struct timespec ts;
@@ -31,86 +27,150 @@ static struct loop *checkloop(lua_State *L, int i) {
   return lp;
 }
 
-/* ---- libcurl callbacks: C state only ---- */
-
-/* CURLMOPT_SOCKETFUNCTION: keep the epoll set in step with what libcurl wants to watch. */
-static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud, void *sockp) {
-  struct loop *lp = ud;
-  struct epoll_event ev;
-  (void)easy;
-  memset(&ev, 0, sizeof ev);
-  ev.data.fd = s;
-  if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
-    curl_multi_assign(lp->multi, s, NULL);
-    return 0;
-  }
-  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-  if (sockp == NULL) {        /* first time: remember that this socket is in the set */
-    if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
-      epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev);
-    curl_multi_assign(lp->multi, s, lp);
-  } else if (epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT) {
-    epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s, &ev);
-  }
-  return 0;
-}
-
-/* CURLMOPT_TIMERFUNCTION: libcurl's single timeout; -1 removes it. */
-static int on_timer(CURLM *multi, long timeout_ms, void *ud) {
+/* CURLMOPT_TIMERFUNCTION (epoll, kqueue): libcurl's single timeout; -1 removes it. Outside a
+ * step (a transfer added, a pause lifted) the backend's timer follows at once. */
+int llm_loop_curl_timer(CURLM *multi, long timeout_ms, void *ud) {
   struct loop *lp = ud;
   (void)multi;
   lp->curl_deadline = timeout_ms < 0 ? -1.0 : llm_now() + (double)timeout_ms / 1000.0;
+  if (!lp->in_step) llm_loop_rearm(lp);
   return 0;
 }
 
-/* ---- timers: a binary min-heap of (deadline, id) ---- */
+/* ---- the timer heap: a binary min-heap of Lua timers and transfer deadlines ---- */
 
-static void heap_swap(struct timer *a, struct timer *b) { struct timer t = *a; *a = *b; *b = t; }
+/* Put entry `e` at slot i, keeping a transfer's back index right. */
+static void heap_set(struct loop *lp, size_t i, struct timer e) {
+  lp->timers[i] = e;
+  if (e.t != NULL) *llm_transfer_heap_index(e.t) = i;
+}
 
 static void heap_up(struct loop *lp, size_t i) {
+  struct timer e = lp->timers[i];
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (lp->timers[p].at <= lp->timers[i].at) break;
-    heap_swap(&lp->timers[p], &lp->timers[i]);
+    if (lp->timers[p].at <= e.at) break;
+    heap_set(lp, i, lp->timers[p]);
     i = p;
   }
+  heap_set(lp, i, e);
 }
 
 static void heap_down(struct loop *lp, size_t i) {
+  struct timer e = lp->timers[i];
   for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < lp->ntimers && lp->timers[l].at < lp->timers[m].at) m = l;
-    if (r < lp->ntimers && lp->timers[r].at < lp->timers[m].at) m = r;
-    if (m == i) break;
-    heap_swap(&lp->timers[m], &lp->timers[i]);
+    size_t l = 2 * i + 1, r = l + 1, m = l;
+    if (l >= lp->ntimers) break;
+    if (r < lp->ntimers && lp->timers[r].at < lp->timers[l].at) m = r;
+    if (lp->timers[m].at >= e.at) break;
+    heap_set(lp, i, lp->timers[m]);
     i = m;
+  }
+  heap_set(lp, i, e);
+}
+
+/* Remove slot i (the entry's transfer, if any, is marked out of the heap). */
+static void heap_remove(struct loop *lp, size_t i) {
+  struct timer gone = lp->timers[i];
+  if (gone.t != NULL) *llm_transfer_heap_index(gone.t) = SIZE_MAX;
+  else lp->nlua--;
+  if (i < --lp->ntimers) {
+    heap_set(lp, i, lp->timers[lp->ntimers]);
+    if (i > 0 && lp->timers[(i - 1) / 2].at > lp->timers[i].at) heap_up(lp, i);
+    else heap_down(lp, i);
   }
 }
 
-static void heap_remove(struct loop *lp, size_t i) {
-  lp->timers[i] = lp->timers[--lp->ntimers];
-  if (i < lp->ntimers) { heap_up(lp, i); heap_down(lp, i); }
+/* The heap's capacity covers every Lua timer plus one slot per live transfer, and the fired
+ * list every Lua timer, so scheduling a deadline (from a libcurl callback too) and firing
+ * never allocate. Grows with the Lua allocator; raises on out-of-memory (nothing owned). */
+static void reserve(lua_State *L, struct loop *lp, size_t heap_need, size_t fired_need) {
+  if (heap_need > lp->captimers) {
+    size_t ncap = lp->captimers ? lp->captimers * 2 : 16;
+    void *np;
+    while (ncap < heap_need) ncap *= 2;
+    np = lp->alloc(lp->alloc_ud, lp->timers, lp->captimers * sizeof *lp->timers, ncap * sizeof *lp->timers);
+    if (np == NULL) luaL_error(L, "not enough memory");
+    lp->timers = np; lp->captimers = ncap;
+  }
+  if (fired_need > lp->capfired) {
+    size_t ncap = lp->capfired ? lp->capfired * 2 : 16;
+    void *np;
+    while (ncap < fired_need) ncap *= 2;
+    np = lp->alloc(lp->alloc_ud, lp->fired, lp->capfired * sizeof *lp->fired, ncap * sizeof *lp->fired);
+    if (np == NULL) luaL_error(L, "not enough memory");
+    lp->fired = np; lp->capfired = ncap;
+  }
 }
 
-/* Grow an array with the Lua allocator; raises on out-of-memory (nothing is owned yet). */
-static void *grow(lua_State *L, struct loop *lp, void *p, size_t *cap, size_t elem) {
-  size_t ncap = *cap ? *cap * 2 : 16;
-  void *np = lp->alloc(lp->alloc_ud, p, *cap * elem, ncap * elem);
-  if (np == NULL) luaL_error(L, "not enough memory");
-  *cap = ncap;
-  return np;
+int llm_loop_reserve(lua_State *L, struct loop *lp) {
+  reserve(L, lp, lp->nlua + lp->ntransfers + 1, 0);
+  return 0;
+}
+
+/* The earliest moment anything in the loop needs attention; < 0 when nothing is scheduled. */
+static double next_deadline(struct loop *lp) {
+  double d = llm_backend_curl_deadline(lp);
+  if (lp->ntimers > 0 && (d < 0 || lp->timers[0].at < d)) d = lp->timers[0].at;
+  return d;
+}
+
+/* Keep the backend's timer at the earliest deadline, so its descriptor alone tells a host
+ * (an editor's main loop) when to call step. Called whenever that deadline may have moved. */
+void llm_loop_rearm(struct loop *lp) {
+  double d;
+  if (lp->multi == NULL) return;
+  d = next_deadline(lp);
+  if (d == lp->armed_at) return;
+  lp->armed_at = d;
+  lp->rearms++;
+  llm_backend_arm(lp, d);
+}
+
+/* Ready work: make the descriptor readable until the next step begins. */
+void llm_loop_signal(struct loop *lp) {
+  if (lp->signalled || lp->multi == NULL) return;
+  lp->signalled = 1;
+  lp->signals++;
+  llm_backend_signal(lp);
+}
+
+/* Put transfer t's deadline at `at` (earlier or later). Never allocates: the slot was
+ * reserved when t was created. */
+void llm_loop_schedule(struct loop *lp, struct transfer *t, double at) {
+  size_t *idx = llm_transfer_heap_index(t);
+  if (*idx == SIZE_MAX) {
+    struct timer e;
+    e.at = at; e.id = 0; e.t = t;
+    lp->timers[lp->ntimers] = e;
+    *idx = lp->ntimers++;
+    heap_up(lp, *idx);
+  } else {
+    double old = lp->timers[*idx].at;
+    lp->timers[*idx].at = at;
+    if (at < old) heap_up(lp, *idx); else heap_down(lp, *idx);
+  }
+  if (!lp->in_step && *idx == 0) llm_loop_rearm(lp);
+}
+
+void llm_loop_unschedule(struct loop *lp, struct transfer *t) {
+  size_t *idx = llm_transfer_heap_index(t);
+  if (*idx != SIZE_MAX) heap_remove(lp, *idx);   /* an earlier wake-up stays armed: spurious, never late */
 }
 
 /* loop:timer(delay) -> id; fires a { type = "timer", id } record. */
 static int loop_timer(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
   double delay = luaL_checknumber(L, 2);
-  if (lp->ntimers == lp->captimers)
-    lp->timers = grow(L, lp, lp->timers, &lp->captimers, sizeof *lp->timers);
-  lp->timers[lp->ntimers].at = llm_now() + (delay > 0 ? delay : 0);
-  lp->timers[lp->ntimers].id = ++lp->next_id;
+  struct timer e;
+  reserve(L, lp, lp->nlua + lp->ntransfers + 1, lp->nlua + lp->nfired + 1);
+  e.at = llm_now() + (delay > 0 ? delay : 0);
+  e.id = ++lp->next_id;
+  e.t = NULL;
+  lp->timers[lp->ntimers] = e;
+  lp->nlua++;
   heap_up(lp, lp->ntimers++);
+  if (!lp->in_step) llm_loop_rearm(lp);
   lua_pushinteger(L, lp->next_id);
   return 1;
 }
@@ -121,7 +181,7 @@ static int loop_cancel_timer(lua_State *L) {
   lua_Integer id = luaL_checkinteger(L, 2);
   size_t i;
   for (i = 0; i < lp->ntimers; i++) {
-    if (lp->timers[i].id == id) { heap_remove(lp, i); lua_pushboolean(L, 1); return 1; }
+    if (lp->timers[i].t == NULL && lp->timers[i].id == id) { heap_remove(lp, i); lua_pushboolean(L, 1); return 1; }
   }
   for (i = 0; i < lp->nfired; i++) {   /* due but not yet reported: drop it too */
     if (lp->fired[i] == id) { lp->fired[i] = lp->fired[--lp->nfired]; lua_pushboolean(L, 1); return 1; }
@@ -130,41 +190,21 @@ static int loop_cancel_timer(lua_State *L) {
   return 1;
 }
 
-/* Move due timers to the fired list (raises only on out-of-memory, before any state is lost). */
-static void fire_timers(lua_State *L, struct loop *lp, double now) {
+/* Handle every heap entry that is due: Lua timers move to the fired list (room reserved),
+ * transfers act on their deadline (start a restart, time out) or re-arm a later one. Only
+ * due entries are touched, so idle transfers cost nothing. */
+static void fire_due(struct loop *lp, double now) {
   while (lp->ntimers > 0 && lp->timers[0].at <= now) {
-    if (lp->nfired == lp->capfired)
-      lp->fired = grow(L, lp, lp->fired, &lp->capfired, sizeof *lp->fired);
-    lp->fired[lp->nfired++] = lp->timers[0].id;
-    heap_remove(lp, 0);
+    struct timer e = lp->timers[0];
+    if (e.t == NULL) {
+      heap_remove(lp, 0);
+      lp->fired[lp->nfired++] = e.id;
+    } else {
+      lp->deadline_checks++;
+      llm_loop_unschedule(lp, e.t);
+      llm_transfer_fire(e.t, now);   /* may schedule it again, later */
+    }
   }
-}
-
-/* The nearest moment anything in the loop needs attention; < 0 when nothing is scheduled. */
-static double next_deadline(struct loop *lp) {
-  double d = lp->curl_deadline;
-  struct transfer *t;
-  if (lp->ntimers > 0 && (d < 0 || lp->timers[0].at < d)) d = lp->timers[0].at;
-  for (t = lp->head; t != NULL; t = llm_transfer_next(t)) {
-    double td = llm_transfer_deadline(t);
-    if (td >= 0 && (d < 0 || td < d)) d = td;
-  }
-  return d;
-}
-
-/* Keep the timerfd armed at the nearest deadline so the epoll fd alone tells a host
- * (an editor's main loop) when to call step. */
-static void arm_timerfd(struct loop *lp, double deadline) {
-  struct itimerspec its;
-  memset(&its, 0, sizeof its);
-  if (deadline >= 0) {
-    double s = deadline;
-    if (s <= 0) s = 1e-9;
-    its.it_value.tv_sec = (time_t)s;
-    its.it_value.tv_nsec = (long)((s - (double)its.it_value.tv_sec) * 1e9);
-    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
-  }
-  timerfd_settime(lp->tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
 static void drain_info(struct loop *lp) {
@@ -181,58 +221,41 @@ static void drain_info(struct loop *lp) {
   }
 }
 
-/* loop:step(timeout) -> records. Performs the I/O that is ready, fires due timers and
- * deadlines, and returns what completed. Waits at most `timeout` seconds (0: never blocks). */
+/* loop:step(timeout, budget) -> records, more. Performs the I/O that is ready, fires due
+ * timers and deadlines, and returns what completed: every fired timer, then the reports of
+ * transfers with news, oldest first, until `budget` seconds (default 0.0005) are spent
+ * (checked between transfers; at least one is reported). `more` is true when reports were
+ * left for the next step, which then does not wait. Waits at most `timeout` seconds for I/O
+ * (0: never blocks) and only when nothing is ready. */
 static int loop_step(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
   double timeout = luaL_optnumber(L, 2, 0);
-  struct epoll_event evs[MAX_EPOLL_EVENTS];
-  double now, deadline;
-  int n, i, running, wait_ms, nrec = 0;
-  struct transfer *t;
+  double budget = luaL_optnumber(L, 3, 0.0005);
+  double now, start = llm_now();
+  int i, wait_ms, nrec = 0, more;
 
   if (lp->in_step) return luaL_error(L, "loop:step called inside a step");
   lp->in_step = 1;
-  now = llm_now();
-  for (t = lp->head; t != NULL; t = llm_transfer_next(t)) llm_transfer_check(t, now);
+  if (lp->signalled) { lp->signalled = 0; llm_backend_clear(lp); }
+  fire_due(lp, start);
 
-  /* Nothing to report yet: wait for I/O, up to the nearest deadline. */
+  /* Nothing to report yet: wait for I/O, up to the earliest deadline. */
   wait_ms = 0;
   if (timeout > 0 && lp->dirty == NULL && lp->nfired == 0) {
-    deadline = next_deadline(lp);
-    double w = timeout;
-    if (deadline >= 0 && deadline - now < w) w = deadline - now;
+    double deadline = next_deadline(lp), w = timeout;
+    if (deadline >= 0 && deadline - start < w) w = deadline - start;
     if (w > 0) wait_ms = (int)(w * 1000.0 + 0.999);
   }
   lp->waits++;
   if (wait_ms > 0) lp->blocking_waits++;
-  n = epoll_wait(lp->epfd, evs, MAX_EPOLL_EVENTS, wait_ms);
-  for (i = 0; i < n; i++) {
-    int fd = evs[i].data.fd, mask = 0;
-    if (fd == lp->tfd) {
-      unsigned long long expirations;
-      if (read(lp->tfd, &expirations, sizeof expirations) < 0) { /* already drained */ }
-      continue;
-    }
-    if (evs[i].events & EPOLLIN) mask |= CURL_CSELECT_IN;
-    if (evs[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
-    if (evs[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
-    lp->events++;
-    curl_multi_socket_action(lp->multi, fd, mask, &running);
-  }
-  now = llm_now();
-  if (lp->curl_deadline >= 0 && now >= lp->curl_deadline) {
-    lp->curl_deadline = -1;
-    curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  }
+  llm_backend_wait(lp, wait_ms);
   drain_info(lp);
   now = llm_now();
-  for (t = lp->head; t != NULL; t = llm_transfer_next(t)) llm_transfer_check(t, now);
+  fire_due(lp, now);
   drain_info(lp);   /* a restart or a removal may have completed something */
   lp->in_step = 0;  /* from here on only Lua allocations: a memory error must not wedge the loop */
 
-  fire_timers(L, lp, now);
-  lua_createtable(L, lp->nfired + 4, 0);
+  lua_createtable(L, (int)lp->nfired + 4, 0);
   for (i = 0; (size_t)i < lp->nfired; i++) {
     lua_createtable(L, 0, 2);
     lua_pushliteral(L, "timer"); lua_setfield(L, -2, "type");
@@ -240,22 +263,40 @@ static int loop_step(lua_State *L) {
     lua_rawseti(L, -2, ++nrec);
   }
   lp->nfired = 0;
-  /* Report dirty transfers; each is unlinked before any Lua allocation for it, so a
-   * collection that closes a transfer meanwhile cannot corrupt the list. */
+  /* Report dirty transfers, oldest first; each is unlinked before any Lua allocation for it,
+   * so a collection that closes a transfer meanwhile cannot corrupt the list. */
   {
-    size_t reported = 0;
-    double start = llm_now();
-    while (lp->dirty != NULL) {
-      if (reported >= STEP_EVENT_BUDGET || llm_now() - start > STEP_TIME_BUDGET) {
-        lp->deferred++;
-        break;
-      }
-      t = lp->dirty;
-      reported += llm_transfer_pending(t) + 1;
-      llm_transfer_report(L, t, lua_gettop(L), &nrec);
+    int reported = 0;
+    while (lp->dirty != NULL) {   /* the budget counts reporting, not the wait above */
+      if (reported > 0 && llm_now() - now >= budget) { lp->deferred++; break; }
+      llm_transfer_report(L, lp->dirty, lua_gettop(L), &nrec);
+      reported++;
     }
   }
-  arm_timerfd(lp, next_deadline(lp));
+  more = lp->dirty != NULL || lp->nfired > 0;
+  if (more) llm_loop_signal(lp);
+  llm_loop_rearm(lp);
+  lua_pushboolean(L, more);
+  return 2;
+}
+
+/* loop:wake(): Lua has work for the next step (a task made ready); the descriptor becomes
+ * readable until that step begins. */
+static int loop_wake(lua_State *L) {
+  llm_loop_signal(checkloop(L, 1));
+  return 0;
+}
+
+/* loop:next_timeout() -> seconds until the loop has timed work: 0 when reports are waiting,
+ * nil when nothing is scheduled. */
+static int loop_next_timeout(lua_State *L) {
+  struct loop *lp = checkloop(L, 1);
+  double d;
+  if (lp->dirty != NULL || lp->nfired > 0) { lua_pushnumber(L, 0); return 1; }
+  d = next_deadline(lp);
+  if (d < 0) { lua_pushnil(L); return 1; }
+  d -= llm_now();
+  lua_pushnumber(L, d > 0 ? d : 0);
   return 1;
 }
 
@@ -268,25 +309,33 @@ static int loop_now(lua_State *L) {
 /* loop:stats() -> counters for tests and benchmarks. */
 static int loop_stats(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
-  struct transfer *t;
-  lua_Integer nt = 0;
-  for (t = lp->head; t != NULL; t = llm_transfer_next(t)) nt++;
-  lua_createtable(L, 0, 8);
-  lua_pushinteger(L, nt); lua_setfield(L, -2, "transfers");
-  lua_pushinteger(L, (lua_Integer)lp->ntimers); lua_setfield(L, -2, "timers");
+  lua_createtable(L, 0, 14);
+  lua_pushinteger(L, (lua_Integer)lp->ntransfers); lua_setfield(L, -2, "transfers");
+  lua_pushinteger(L, (lua_Integer)lp->nlua); lua_setfield(L, -2, "timers");
+  lua_pushinteger(L, (lua_Integer)(lp->ntimers - lp->nlua)); lua_setfield(L, -2, "deadlines");
   lua_pushinteger(L, lp->waits); lua_setfield(L, -2, "waits");
   lua_pushinteger(L, lp->blocking_waits); lua_setfield(L, -2, "blocking_waits");
   lua_pushinteger(L, lp->events); lua_setfield(L, -2, "events");
   lua_pushinteger(L, lp->new_connections); lua_setfield(L, -2, "new_connections");
   lua_pushinteger(L, lp->reused); lua_setfield(L, -2, "connections_reused");
   lua_pushinteger(L, lp->deferred); lua_setfield(L, -2, "deferred");
+  lua_pushinteger(L, lp->deadline_checks); lua_setfield(L, -2, "deadline_checks");
+  lua_pushinteger(L, lp->signals); lua_setfield(L, -2, "signals");
+  lua_pushinteger(L, lp->rearms); lua_setfield(L, -2, "rearms");
   return 1;
 }
 
-/* loop:fd() -> the epoll descriptor; readable whenever step has work to do. */
+/* loop:fd() -> the backend's descriptor, readable whenever step has work; nil without one. */
 static int loop_fd(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
-  lua_pushinteger(L, lp->epfd);
+  if (lp->fd < 0) lua_pushnil(L); else lua_pushinteger(L, lp->fd);
+  return 1;
+}
+
+/* loop:backend() -> "epoll", "kqueue" or "poll". */
+static int loop_backend(lua_State *L) {
+  (void)checkloop(L, 1);
+  lua_pushstring(L, llm_backend_name);
   return 1;
 }
 
@@ -299,12 +348,11 @@ static int loop_close(lua_State *L) {
     llm_transfer_detach_all(lp);
     lp->multi = NULL;
     curl_multi_cleanup(multi);
-    close(lp->epfd);
-    close(lp->tfd);
+    llm_backend_close(lp);
     lp->alloc(lp->alloc_ud, lp->timers, lp->captimers * sizeof *lp->timers, 0);
     lp->alloc(lp->alloc_ud, lp->fired, lp->capfired * sizeof *lp->fired, 0);
     lp->timers = NULL; lp->fired = NULL;
-    lp->ntimers = lp->captimers = lp->nfired = lp->capfired = 0;
+    lp->ntimers = lp->captimers = lp->nfired = lp->capfired = lp->nlua = 0;
   }
   return 0;
 }
@@ -318,10 +366,11 @@ static int loop_tostring(lua_State *L) {
 /* core.loop() -> a new loop. Created closed, then acquired (STYLE §2). */
 static int loop_new(lua_State *L) {
   struct loop *lp = lua_newuserdatauv(L, sizeof *lp, 1);
-  struct epoll_event ev;
+  int e;
   memset(lp, 0, sizeof *lp);
-  lp->epfd = lp->tfd = -1;
+  lp->fd = lp->tfd = lp->efd = -1;
   lp->curl_deadline = -1;
+  lp->armed_at = -1;
   lp->alloc = lua_getallocf(L, &lp->alloc_ud);
   luaL_setmetatable(L, LLM_LOOP);
   lua_newtable(L);                       /* uservalue: weak id -> transfer map */
@@ -331,25 +380,13 @@ static int loop_new(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_setiuservalue(L, -2, 1);
 
-  if ((lp->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
-    return luaL_error(L, "epoll_create1: %s", strerror(errno));
-  if ((lp->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
-    int e = errno;
-    close(lp->epfd); lp->epfd = -1;
-    return luaL_error(L, "timerfd_create: %s", strerror(e));
+  if ((lp->multi = curl_multi_init()) == NULL) return luaL_error(L, "curl_multi_init failed");
+  if ((e = llm_backend_open(lp)) != 0) {
+    CURLM *multi = lp->multi;
+    lp->multi = NULL;
+    curl_multi_cleanup(multi);
+    return luaL_error(L, "%s backend: %s", llm_backend_name, strerror(e));
   }
-  memset(&ev, 0, sizeof ev);
-  ev.events = EPOLLIN;
-  ev.data.fd = lp->tfd;
-  epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->tfd, &ev);
-  if ((lp->multi = curl_multi_init()) == NULL) {
-    close(lp->epfd); close(lp->tfd); lp->epfd = lp->tfd = -1;
-    return luaL_error(L, "curl_multi_init failed");
-  }
-  curl_multi_setopt(lp->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  curl_multi_setopt(lp->multi, CURLMOPT_SOCKETDATA, lp);
-  curl_multi_setopt(lp->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-  curl_multi_setopt(lp->multi, CURLMOPT_TIMERDATA, lp);
   curl_multi_setopt(lp->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   return 1;
 }
@@ -357,7 +394,9 @@ static int loop_new(lua_State *L) {
 static const luaL_Reg loop_methods[] = {
   {"step", loop_step}, {"now", loop_now}, {"timer", loop_timer},
   {"cancel_timer", loop_cancel_timer}, {"transfer", llm_transfer_new},
-  {"stats", loop_stats}, {"fd", loop_fd}, {"close", loop_close}, {NULL, NULL}
+  {"stats", loop_stats}, {"fd", loop_fd}, {"wake", loop_wake},
+  {"next_timeout", loop_next_timeout}, {"backend", loop_backend},
+  {"close", loop_close}, {NULL, NULL}
 };
 
 static const luaL_Reg loop_metamethods[] = {

@@ -3,6 +3,7 @@
  * the loop's step turns what they gathered into Lua records. */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,6 +26,7 @@ struct transfer {
   struct transfer *next, *prev;     /* the loop's list */
   struct transfer *dirty_next;
   int dirty;
+  size_t heap_index;                /* its deadline's slot in the loop's timer heap; SIZE_MAX: none */
   CURL *easy;                       /* NULL once closed */
   struct curl_slist *headers;       /* owned until curl_easy_cleanup */
   char errbuf[CURL_ERROR_SIZE];
@@ -60,23 +62,54 @@ static struct transfer *checktransfer(lua_State *L, int i) {
 struct transfer *llm_transfer_next(struct transfer *t) { return t->next; }
 lua_Integer llm_transfer_id(struct transfer *t) { return t->id; }
 size_t llm_transfer_pending(struct transfer *t) { return t->queue.count; }
+size_t *llm_transfer_heap_index(struct transfer *t) { return &t->heap_index; }
 
+/* Queue t for the next report, after those already waiting (a step bounded by its budget
+ * reports the oldest first). Outside a step, the loop's descriptor is signalled. */
 void llm_transfer_mark_dirty(struct transfer *t) {
-  if (!t->dirty && t->loop != NULL) {
-    t->dirty = 1;
-    t->dirty_next = t->loop->dirty;
-    t->loop->dirty = t;
-  }
+  struct loop *lp = t->loop;
+  if (t->dirty || lp == NULL) return;
+  t->dirty = 1;
+  t->dirty_next = NULL;
+  if (lp->dirty_tail) lp->dirty_tail->dirty_next = t; else lp->dirty = t;
+  lp->dirty_tail = t;
+  if (!lp->in_step) llm_loop_signal(lp);
 }
 
 static void unlink_dirty(struct transfer *t) {
-  struct transfer **pp;
+  struct transfer **pp, *prev = NULL;
   if (!t->dirty || t->loop == NULL) return;
-  for (pp = &t->loop->dirty; *pp != NULL; pp = &(*pp)->dirty_next) {
-    if (*pp == t) { *pp = t->dirty_next; break; }
+  for (pp = &t->loop->dirty; *pp != NULL; prev = *pp, pp = &(*pp)->dirty_next) {
+    if (*pp == t) {
+      *pp = t->dirty_next;
+      if (t->loop->dirty_tail == t) t->loop->dirty_tail = prev;
+      break;
+    }
   }
   t->dirty = 0;
   t->dirty_next = NULL;
+}
+
+/* Keep t's entry in the timer heap at its nearest deadline. A deadline that moved later is
+ * left in place unless `exact` (the entry fires early, finds nothing due and re-arms:
+ * an idle clock reset by every content event costs nothing); one that moved earlier, or
+ * a restart time, is put in place now. Never allocates (the slot is reserved). */
+static void update_deadline(struct transfer *t, int exact) {
+  double d;
+  if (t->loop == NULL || t->loop->multi == NULL) return;
+  d = llm_transfer_deadline(t);
+  if (d < 0) llm_loop_unschedule(t->loop, t);
+  else if (exact || t->heap_index == SIZE_MAX || d < t->loop->timers[t->heap_index].at)
+    llm_loop_schedule(t->loop, t, d);
+}
+
+/* Content reached the consumer: end the first-token clock, (re)start the idle clock. */
+static void note_content(struct transfer *t) {
+  t->t_last_content = llm_now();
+  if (!t->got_content) {
+    t->got_content = 1;
+    update_deadline(t, 0);     /* the idle deadline may come before the first-token one */
+  }
 }
 
 /* ---- libcurl callbacks: C state only ---- */
@@ -95,10 +128,7 @@ static int is_keepalive(struct transfer *t, const struct sse_event *ev) {
 static int on_event(void *ud, const struct sse_event *ev) {
   struct transfer *t = ud;
   if (sse_queue_push(&t->queue, ev) != BUF_OK) return 1;
-  if (!is_keepalive(t, ev)) {
-    t->got_content = 1;
-    t->t_last_content = llm_now();
-  }
+  if (!is_keepalive(t, ev)) note_content(t);
   return 0;
 }
 
@@ -186,13 +216,16 @@ static void reset_response(struct transfer *t) {
 static void attach(struct transfer *t) {
   t->t_start = llm_now();
   t->state = ST_RUNNING;
+  update_deadline(t, 1);
   if (curl_multi_add_handle(t->loop->multi, t->easy) == CURLM_OK) t->attached = 1;
   else { t->state = ST_DONE; t->result = CURLE_FAILED_INIT; llm_transfer_mark_dirty(t); }
 }
 
 static void detach(struct transfer *t) {   /* never from inside a libcurl callback */
-  if (t->attached && t->loop != NULL && t->loop->multi != NULL)
-    curl_multi_remove_handle(t->loop->multi, t->easy);
+  if (t->loop != NULL && t->loop->multi != NULL) {
+    llm_loop_unschedule(t->loop, t);
+    if (t->attached) curl_multi_remove_handle(t->loop->multi, t->easy);
+  }
   t->attached = 0;
 }
 
@@ -236,20 +269,20 @@ double llm_transfer_deadline(struct transfer *t) {
   return d;
 }
 
-void llm_transfer_check(struct transfer *t, double now) {
-  if (t->state == ST_WAITING && now >= t->restart_at) { attach(t); return; }
-  if (t->state != ST_RUNNING) return;
-  if (t->held && t->queue.count == 0) {        /* step has reported the batch: read on */
-    t->held = 0;
-    if (!t->paused && t->attached) curl_easy_pause(t->easy, CURLPAUSE_CONT);
+/* Its heap entry came due (the loop took it out of the heap): start a waiting restart, fail
+ * a deadline that has passed, or put the entry at the next deadline. */
+void llm_transfer_fire(struct transfer *t, double now) {
+  if (t->state == ST_WAITING) {
+    if (now >= t->restart_at) attach(t); else update_deadline(t, 1);
+    return;
   }
-  if (t->fail == F_CANCELLED) { finish(t, F_CANCELLED); return; }
-  if (t->framing == FR_NONE || t->paused) return;
+  if (t->state != ST_RUNNING || t->framing == FR_NONE || t->paused) return;
   if (!t->headers_ready && t->timeout > 0 && now >= t->t_start + t->timeout) finish(t, F_T_HEADERS);
   else if (!t->got_content && t->first_token_timeout > 0 && now >= t->t_start + t->first_token_timeout)
     finish(t, F_T_FIRST);
   else if (t->got_content && t->idle_timeout > 0 && now >= t->t_last_content + t->idle_timeout)
     finish(t, F_T_IDLE);
+  else update_deadline(t, 1);
 }
 
 /* ---- records for Lua ---- */
@@ -442,6 +475,10 @@ int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n) {
     lua_setfield(L, -2, "events");
     lua_rawseti(L, records, ++*n);
   }
+  if (t->held && t->queue.count == 0 && t->state == ST_RUNNING) {   /* the batch is out: read on */
+    t->held = 0;
+    if (!t->paused && t->attached) curl_easy_pause(t->easy, CURLPAUSE_CONT);
+  }
   if (t->state == ST_DONE && !t->done_reported) {
     int rec;
     t->done_reported = 1;
@@ -488,6 +525,7 @@ static int transfer_restart(lua_State *L) {
   reset_response(t);
   t->state = ST_WAITING;
   t->restart_at = llm_now() + (delay > 0 ? delay : 0);
+  update_deadline(t, 1);
   return 0;
 }
 
@@ -499,6 +537,7 @@ static int transfer_pause(lua_State *L) {
   t->paused = on;
   if (t->attached && !(t->held && !on)) curl_easy_pause(t->easy, on ? CURLPAUSE_RECV : CURLPAUSE_CONT);
   if (!on) t->t_last_content = llm_now();
+  update_deadline(t, 0);      /* paused: no deadline; resumed: the idle clock restarts */
   return 0;
 }
 
@@ -511,6 +550,7 @@ static int transfer_close(lua_State *L) {
   if (t->loop != NULL) {               /* unlink from the loop's list */
     if (t->prev) t->prev->next = t->next; else t->loop->head = t->next;
     if (t->next) t->next->prev = t->prev;
+    t->loop->ntransfers--;
     t->loop = NULL;
   }
   t->state = ST_CLOSED;
@@ -531,13 +571,15 @@ void llm_transfer_detach_all(struct loop *lp) {
     struct transfer *next = t->next;
     detach(t);
     t->dirty = 0;
+    t->heap_index = SIZE_MAX;
     t->loop = NULL;
     t->next = t->prev = NULL;
     if (t->state == ST_RUNNING || t->state == ST_WAITING) t->state = ST_DONE;
     t = next;
   }
   lp->head = NULL;
-  lp->dirty = NULL;
+  lp->dirty = lp->dirty_tail = NULL;
+  lp->ntransfers = 0;
 }
 
 static int transfer_index(lua_State *L) {
@@ -632,8 +674,10 @@ int llm_transfer_new(lua_State *L) {
   luaL_checktype(L, spec, LUA_TTABLE);
   lua_settop(L, 2);
 
+  llm_loop_reserve(L, lp);                        /* its heap slot, before anything is owned */
   t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
+  t->heap_index = SIZE_MAX;
   t->state = ST_CLOSED;                           /* closed until fully built */
   buf_init(&t->body, 0, (buf_alloc_fn)lp->alloc, lp->alloc_ud);
   buf_init(&t->hdrs, 256 * 1024, (buf_alloc_fn)lp->alloc, lp->alloc_ud);
@@ -739,6 +783,7 @@ int llm_transfer_new(lua_State *L) {
 
   /* Link into the loop and its weak id map, then start. */
   t->loop = lp;
+  lp->ntransfers++;
   t->id = ++lp->next_id;
   t->next = lp->head;
   if (lp->head) lp->head->prev = t;
