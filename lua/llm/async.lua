@@ -2,8 +2,15 @@
 -- Waiting is a Lua yield of a private sentinel plus a future; C never yields.
 -- A wait inside a task yields the task; outside any task it drives the loop itself, so
 -- the same call blocks in a script and yields in a game loop that calls `step(0)`.
+--
+-- A step is bounded by one budget (`step_budget` seconds): it hands out the loop's
+-- records and resumes ready tasks, checking the budget between records, between resumptions
+-- and between events a task takes from a stream (M.checkpoint), and leaves the rest, in
+-- order, for the next step. Whatever is left, or made ready between steps, signals the
+-- loop's descriptor (loop:wake), so a host that steps only when it is readable never stalls.
 -- @module llm.async
 local errors = require("llm.errors")
+local queue = require("llm.queue")
 
 local pack = table.pack
 local unpack = table.unpack
@@ -14,16 +21,37 @@ return function(loop, clock)
   local M = {}
   local WAIT = setmetatable({}, { __name = "llm.async.WAIT" })
 
-  local ready = {}          -- tasks to resume: { task, packed values }, in order
+  local ready = queue.new() -- tasks to resume: { task, packed values }, in order
+  local inbox = queue.new() -- the loop's records not yet handed out (a step ran out of budget)
+  local budget = 0.001      -- seconds of work per step; 0: one unit of progress per step
+  local blocking = true     -- false: a wait outside any task raises
+  local step_start, units = 0, 0   -- the current step's start and progress so far
+  local stats = { steps = 0, deferred_steps = 0, resumes = 0, records = 0, handed_out = 0,
+                  max_units = 0 }
+  local CHECKPOINT = setmetatable({}, { __name = "llm.async.CHECKPOINT" })
   local live = {}           -- every task not yet finished (strong: waiting tasks stay alive)
   local nlive = 0
   local current = nil       -- the task being resumed
+  local stepping = false
   -- Objects with pending transfers, keyed by transfer id. Weak: a stream the user drops is
   -- collected and its transfer's __gc detaches it (DESIGN "Lifetimes").
   local watchers = setmetatable({}, { __mode = "v" })
   local nwatch = 0
   M.clock = clock
   M.loop = loop
+
+  -- Queue a task to resume; outside a step the loop's descriptor must show the new work.
+  local function make_ready(task, values)
+    ready:push({ task, values })
+    if not stepping then loop:wake() end
+  end
+
+  -- The step's budget is spent (and it has made progress, so every step makes some).
+  local function over()
+    if units == 0 then return false end
+    if budget <= 0 then return true end
+    return loop:now() - step_start >= budget
+  end
 
   ---------------------------------------------------------------------------------------
   -- Futures: one-shot values that tasks (or a blocking caller) wait for.
@@ -46,7 +74,7 @@ return function(loop, clock)
     for _, task in ipairs(waiters) do
       if task.waiting == self then
         task.waiting, task.on_cancel = nil, nil
-        ready[#ready + 1] = { task, self.values }
+        make_ready(task, self.values)
       end
     end
   end
@@ -91,6 +119,7 @@ return function(loop, clock)
     local prev = current
     current = task
     task.status = "running"
+    task.step_units = 0
     local res = pack(coroutine.resume(task.co, unpack(values, 1, values.n)))
     current = prev
     if not res[1] then
@@ -99,6 +128,9 @@ return function(loop, clock)
       if #task.done_future.waiters == 0 and not task.observed then report_unobserved(task) end
     elseif coroutine.status(task.co) == "dead" then
       finish(task, true, pack(unpack(res, 2, res.n)))
+    elseif res[2] == WAIT and res[3] == CHECKPOINT then   -- out of budget: next step
+      task.status = "ready"
+      ready:push({ task, pack() })
     elseif res[2] == WAIT then
       local fut = res[3]
       task.status = "waiting"
@@ -111,17 +143,29 @@ return function(loop, clock)
     end
   end
 
+  -- Resume ready tasks, oldest first, until the budget is spent.
   local function run_ready()
-    local n = 0
-    while #ready > 0 do
-      local batch = ready
-      ready = {}
-      for _, item in ipairs(batch) do
-        resume(item[1], item[2])
-        n = n + 1
-      end
+    while ready:len() > 0 and not over() do
+      local item = ready:pop()
+      units = units + 1
+      stats.resumes = stats.resumes + 1
+      resume(item[1], item[2])
     end
-    return n
+  end
+
+  --- Inside a task: one unit of work (an event handed out, a request set up). When the
+  -- step's budget is spent and this resumption has already done a unit, the task yields
+  -- to the next step, so a task reading a fast stream cannot hold a frame.
+  ---@private
+  function M.checkpoint()
+    local task = current
+    if task == nil then return end
+    if task.step_units > 0 and over() then
+      coroutine.yield(WAIT, CHECKPOINT)
+    end
+    task.step_units = task.step_units + 1
+    units = units + 1
+    stats.handed_out = stats.handed_out + 1
   end
 
   --- Start fn(...) as a task at the next step.
@@ -134,7 +178,7 @@ return function(loop, clock)
                                 done_future = M.future(), parent = current }, Task)
     live[task] = true
     nlive = nlive + 1
-    ready[#ready + 1] = { task, pack(...) }
+    make_ready(task, pack(...))
     return task
   end
 
@@ -151,7 +195,7 @@ return function(loop, clock)
     if fut then
       self.waiting, self.on_cancel = nil, nil
       if on_cancel then on_cancel() end
-      ready[#ready + 1] = { self, pack(nil, cancelled_error()) }
+      make_ready(self, pack(nil, cancelled_error()))
     end
   end
 
@@ -185,8 +229,20 @@ return function(loop, clock)
       if fut.done then return unpack(fut.values, 1, fut.values.n) end
       return coroutine.yield(WAIT, fut, on_cancel)
     end
+    if fut.done then return unpack(fut.values, 1, fut.values.n) end
+    M.check_blocking("this call", 3)
     while not fut.done do M.step(SLICE) end
     return unpack(fut.values, 1, fut.values.n)
+  end
+
+  --- Raise when a call outside any task would wait and `blocking = false` (a frame must
+  -- never block). `what` names the call.
+  ---@private
+  function M.check_blocking(what, level)
+    if not blocking and current == nil then
+      error(what .. " would block outside a task (llm.configure{ blocking = false }): " ..
+            "run it inside llm.spawn", (level or 2) + 1)
+    end
   end
 
   --- True when running inside a task (a wait yields rather than blocks).
@@ -292,6 +348,7 @@ return function(loop, clock)
   ---@return true|nil ok
   ---@return llm.Error? err kind "cancelled"
   function M.sleep(s)
+    M.check_blocking("llm.sleep", 2)
     local fut = M.future()
     local id = clock:timer(s, function() fut:resolve(true) end)
     return M.wait(fut, function() clock:cancel(id) end)
@@ -352,9 +409,12 @@ return function(loop, clock)
     return n
   end
 
-  local function dispatch(recs)
-    for i = 1, #recs do
-      local rec = recs[i]
+  -- Hand out the records waiting in the inbox, oldest first, until the budget is spent.
+  local function dispatch()
+    while inbox:len() > 0 and not over() do
+      local rec = inbox:pop()
+      units = units + 1
+      stats.records = stats.records + 1
       if rec.type == "timer" then
         if not clock.fake then clock:fire(rec.id) end
       else
@@ -362,42 +422,114 @@ return function(loop, clock)
         if obj then obj:on_record(rec) end
       end
     end
+  end
+
+  local loop_more = false   -- the loop left reports for the next step
+
+  -- Take the loop's records (waiting at most `wait` seconds when there are none) into the
+  -- inbox; returns how many came.
+  local function fetch(wait)
+    local remaining = budget - (loop:now() - step_start)
+    local recs, more = loop:step(wait, remaining > 0 and remaining or 0)
+    loop_more = more
+    for i = 1, #recs do inbox:push(recs[i]) end
     return #recs
   end
 
-  local stepping = false
+  local function has_work()
+    return ready:len() > 0 or inbox:len() > 0 or loop_more
+  end
 
-  --- Do the ready I/O, fire due timers, resume tasks; wait at most `timeout` seconds
-  -- (0: never blocks). Returns the number of live tasks.
+  local function step_once(wait)
+    -- Leftovers from the last step first, in order.
+    dispatch()
+    run_ready()
+    if over() then return end
+    if has_work() then wait = 0 end
+    if clock.fake then
+      clock:fire_due()
+      if ready:len() > 0 then wait = 0 end
+      local nrec = fetch(nwatch > 0 and math.min(wait, 0.01) or 0)
+      dispatch()
+      run_ready()
+      -- Nothing can move without time passing: jump the virtual clock.
+      if wait > 0 and nrec == 0 and ready:len() == 0 and (nwatch == 0 or inflight() == 0) then
+        clock:jump()
+        run_ready()
+      end
+    else
+      -- A long wait is cut in slices, so Ctrl-C in a script is honoured.
+      local deadline = loop:now() + wait
+      while true do
+        local slice = math.min(wait, SLICE)
+        local n = fetch(slice)
+        if slice > 0 then step_start = loop:now() end   -- waiting is not work
+        if n > 0 or has_work() then break end
+        wait = deadline - loop:now()
+        if wait <= 0 then break end
+      end
+      dispatch()
+      run_ready()
+    end
+  end
+
+  --- Do the ready I/O, fire due timers, resume tasks, within the step budget; wait at most
+  -- `timeout` seconds when nothing is ready (0: never blocks). Returns the number of live tasks.
   ---@param timeout? number seconds to wait at most (0: never blocks)
   ---@return integer live the number of live tasks
   function M.step(timeout)
     if current ~= nil then error("llm.step cannot be called from inside a task", 2) end
     if stepping then error("llm.step called inside a step", 2) end
     stepping = true
-    local ok, err = xpcall(function()
-      run_ready()
-      local wait = timeout or 0
-      if #ready > 0 then wait = 0 end
-      if clock.fake then
-        clock:fire_due()
-        run_ready()
-        if #ready > 0 then wait = 0 end
-        local nrec = dispatch(loop:step(nwatch > 0 and math.min(wait, 0.01) or 0))
-        run_ready()
-        -- Nothing can move without time passing: jump the virtual clock.
-        if wait > 0 and nrec == 0 and #ready == 0 and (nwatch == 0 or inflight() == 0) then
-          clock:jump()
-          run_ready()
-        end
-      else
-        dispatch(loop:step(wait))
-        run_ready()
-      end
-    end, debug.traceback)
+    step_start, units = loop:now(), 0
+    local ok, err = xpcall(step_once, debug.traceback, timeout or 0)
     stepping = false
+    stats.steps = stats.steps + 1
+    if units > stats.max_units then stats.max_units = units end
+    if has_work() then
+      stats.deferred_steps = stats.deferred_steps + 1
+      loop:wake()
+    end
     if not ok then error(err, 0) end
     return nlive
+  end
+
+  --- Seconds until a step has timed work: 0 when it has work now, nil when nothing is pending.
+  ---@return number? seconds
+  function M.next_timeout()
+    if has_work() then return 0 end
+    local t = loop:next_timeout()
+    if clock.fake then
+      local at = clock:next_at()
+      if at then
+        local f = math.max(0, at - clock:now())
+        if t == nil or f < t then t = f end
+      end
+    end
+    return t
+  end
+
+  --- Scheduler settings: `step_budget` (seconds, >= 0) and `blocking`.
+  ---@private
+  function M.configure(cfg)
+    if cfg.step_budget ~= nil then
+      if type(cfg.step_budget) ~= "number" or cfg.step_budget < 0 then
+        error("step_budget must be a number of seconds >= 0", 3)
+      end
+      budget = cfg.step_budget
+    end
+    if cfg.blocking ~= nil then blocking = cfg.blocking and true or false end
+  end
+
+  --- The scheduler's counters merged with the loop's (loop:stats()): steps, deferred_steps
+  -- (steps that left work for the next), resumes, records, handed_out, max_units.
+  ---@return table counters
+  function M.stats()
+    local st = loop:stats()
+    for k, v in pairs(stats) do st[k] = v end
+    st.ready = ready:len()
+    st.inbox = inbox:len()
+    return st
   end
 
   --- Run fn(...) as a task and drive the loop until it finishes; returns its values or
@@ -411,7 +543,7 @@ return function(loop, clock)
     local before = {}
     for t in pairs(live) do before[t] = true end
     local main = M.spawn(fn, ...)
-    main.observed = true
+    main.observed = true   -- llm.run waits even with blocking = false: the host asked for it
     while main.status ~= "done" do M.step(SLICE) end
     local leftovers = {}
     for t in pairs(live) do

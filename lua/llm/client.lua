@@ -442,6 +442,7 @@ return function(env)
   function Stream:pull()
     if self.finished then return nil, true end
     local raw, terr = self.hs:next_event()
+    if self.closed then return nil, true end   -- closed (maybe by another task) while waiting
     if raw then
       local evs = self.p.decode_event(self.state, raw)
       for i = 1, #evs do
@@ -535,11 +536,14 @@ return function(env)
     return nil, self.error or errors.new{ kind = "cancelled", message = "stream closed" }
   end
 
-  --- Cancel early and free the connection. Idempotent.
+  --- Cancel early and free the connection. Idempotent. A reader waiting in another task
+  -- wakes and sees the end: next() gives nil, final() nil, err (kind "cancelled").
   function Stream:close()
+    self.closed = true
     if not self.finished then
       self.finished = true
       self.error = self.error or errors.new{ kind = "cancelled", message = "stream closed", retryable = false }
+      self.pending = queue.new()
     end
     self.hs:close()
   end

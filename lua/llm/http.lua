@@ -27,6 +27,8 @@ return function(async)
   -- `{ status, headers, body, retry_after, should_retry }`, or nil, err for a transport failure
   -- (an HTTP error status is a response, judged by the caller).
   function M.request(spec, on_debug)
+    async.check_blocking("an llm request", 2)
+    async.checkpoint()            -- setting up many requests in one frame spreads over steps
     local t = loop:transfer(spec)
     local p = setmetatable({ t = t, fut = async.future(), on_debug = on_debug }, Pending)
     async.watch(t, p)
@@ -73,10 +75,19 @@ return function(async)
     end
   end
 
+  local function closed_error()
+    return errors.new{ kind = "cancelled", message = "stream closed", retryable = false }
+  end
+
+  -- Wait for the next record of the stream. A stream has one reader at a time (API §11):
+  -- a second one while the first waits is a mistake in the caller's code.
   local function wait_change(self)
+    if self.fut then error("stream already has a reader", 4) end
     local fut = async.future()
     self.fut = fut
     local ok, err = async.wait(fut, function() self.t:cancel() end)
+    if self.fut == fut then self.fut = nil end
+    if self.closed then return nil, closed_error() end
     if not ok then
       self.cancelled = err
       return nil, err
@@ -87,6 +98,8 @@ return function(async)
   --- Open a stream (spec as for request, plus framing, keepalive, idle_timeout,
   -- first_token_timeout, max_event_size). Returns at once; use `wait_headers`.
   function M.stream(spec, on_debug)
+    async.check_blocking("an llm stream", 2)
+    async.checkpoint()
     local t = loop:transfer(spec)
     local s = setmetatable({ t = t, queue = queue.new(), on_debug = on_debug }, Stream)
     async.watch(t, s)
@@ -97,6 +110,7 @@ return function(async)
   -- An HTTP error status is returned as `self.status` with the whole body in `self.body`.
   function Stream:wait_headers()
     while not self.status and not self.done do
+      if self.closed then return nil, closed_error() end
       local ok, err = wait_change(self)
       if not ok then return nil, err end
     end
@@ -105,6 +119,7 @@ return function(async)
     end
     if self.status and self.status >= 300 then
       while not self.done do     -- an error reply is read whole
+        if self.closed then return nil, closed_error() end
         local ok, err = wait_change(self)
         if not ok then return nil, err end
       end
@@ -118,6 +133,8 @@ return function(async)
   -- nil, nil when the stream ended cleanly; nil, err on a transport failure.
   function Stream:next_event()
     while true do
+      if self.closed then return nil, closed_error() end
+      if self.queue:len() > 0 then async.checkpoint() end   -- one event handed out
       local ev = self.queue:pop()
       if ev then
         if self.paused and self.queue:len() < HIGH_WATER // 2 then
@@ -136,11 +153,17 @@ return function(async)
     end
   end
 
-  --- Cancel the transfer and free its connection now. Idempotent.
+  --- Cancel the transfer and free its connection now; a reader waiting on the stream (in
+  -- another task) wakes and sees the end. Idempotent.
   function Stream:close()
     async.unwatch(self.t)
     self.t:close()
     self.closed = true
+    local fut = self.fut
+    if fut then
+      self.fut = nil
+      fut:resolve(true)
+    end
   end
   Stream.__close = Stream.close
 

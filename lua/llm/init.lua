@@ -80,9 +80,17 @@ local function build(opts)
   M.async = async
   M.http = http
 
-  --- The loop's pollable descriptor: readable whenever `llm.step(0)` has work.
+  --- The loop's pollable descriptor: readable whenever `llm.step(0)` has work (I/O, a due
+  -- timer, a ready task); nil on a backend without one ("poll").
   ---@return integer? fd nil on a backend without one
   function M.pollfd() return loop:fd() end
+  --- Seconds until a step has timed work: 0 when it has work now, nil when nothing is pending.
+  M.next_timeout = async.next_timeout
+  --- The loop's backend: "epoll", "kqueue" or "poll".
+  ---@return string name
+  function M.backend() return loop:backend() end
+  --- Counters of the loop and the scheduler (steps, deferred_steps, deadline_checks, ...).
+  M.loop_stats = async.stats
 
   -- Providers: plain tables; built-ins load on first use.
   M.providers = setmetatable({}, { __index = function(t, name)
@@ -166,6 +174,7 @@ local function build(opts)
       end
       if cfg.defaults.insecure then env.warn_insecure() end
     end
+    if cfg.step_budget ~= nil or cfg.blocking ~= nil then async.configure(cfg) end
     if cfg.log ~= nil then
       if type(cfg.log) == "function" then log_fn = cfg.log
       elseif cfg.log == "debug" then log_fn = function(level, msg) io.stderr:write("llm ", level, ": ", msg, "\n") end

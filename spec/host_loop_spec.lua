@@ -1,0 +1,410 @@
+-- The loop as a host sees it (API §11): a bounded step, a pollable descriptor that is
+-- readable whenever a step has work, next_timeout, blocking = false, deadlines in the timer
+-- heap and one reader per stream. Against the mock server; every assertion reads counters
+-- (the loop's, the scheduler's, the server's), never the wall clock.
+local mockmod = require("support.mock")
+local socket = require("socket")
+local llm = require("llm")
+
+local KEY = "sk-test-host"
+local CAP = 2     -- a host with nothing to wait for sleeps this long: more means it stalled
+local mock
+
+setup(function() mock = mockmod.start() end)
+teardown(function() if mock then mock:stop() end end)
+before_each(function() mock:reset() end)
+
+local unique = 0
+local function key()
+  unique = unique + 1
+  return "host" .. unique .. "-" .. os.time()
+end
+
+local function openai(L, headers, opts)
+  local o = { model = "m", base_url = mock.url .. "/v1", api_key = KEY, headers = headers }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return L.client("openai", o)
+end
+
+local function pollable(L)
+  local fd = L.pollfd()
+  return fd and { getfd = function() return fd end }
+end
+
+-- True when the loop's descriptor is readable right now (no waiting).
+local function readable_now(L)
+  local r = socket.select({ pollable(L) }, nil, 0)
+  return #r == 1
+end
+
+-- A host that steps only when the descriptor is readable, or, with `use_timeout`, also
+-- when next_timeout() expires. On the portable backend (no descriptor) it waits for
+-- next_timeout() capped at one 60 Hz frame. Returns the number of stalls (a wait that ran
+-- to CAP while a task was unfinished) and of steps.
+local function host(L, done, use_timeout)
+  local p = pollable(L)
+  local stalls, steps = 0, 0
+  while not done() and steps < 20000 do
+    local t = L.next_timeout()
+    if p then
+      local wait = CAP
+      if use_timeout and t then wait = math.min(t, CAP) end
+      local r = socket.select({ p }, nil, wait)
+      if #r == 0 and wait >= CAP then stalls = stalls + 1; break end
+    else
+      socket.sleep(math.min(t or 1 / 60, 1 / 60))
+    end
+    L.step(0)
+    steps = steps + 1
+  end
+  return stalls, steps
+end
+
+local function weather_tool(L)
+  return L.tool{
+    name = "get_weather", description = "Current weather for a city",
+    parameters = { type = "object", properties = { city = { type = "string" } }, required = { "city" } },
+    run = function(args)
+      L.sleep(0.02)
+      return { city = args.city, celsius = 21 }
+    end,
+  }
+end
+
+-- Each scenario runs in tasks of a fresh instance with blocking = false: nothing may block.
+local SCENARIOS = {
+  { "a three-call conversation", function(L)
+      local conv = openai(L):conversation{ system = "terse" }
+      local out = {}
+      for i = 1, 3 do out[i] = assert(conv:send("turn " .. i)).text end
+      return out
+    end, function(out)
+      assert.same({ "echo: turn 1", "echo: turn 2", "echo: turn 3" }, out)
+      assert.equal(3, #mock:requests())
+    end },
+  { "a retried call (503, then 200)", function(L)
+      local c = openai(L, { ["x-mock-sequence"] = "status=503;retry-after-ms=50|ok", ["x-mock-key"] = key() })
+      return assert(c:chat("again")).text
+    end, function(out)
+      assert.equal("echo: again", out)
+      assert.equal(2, #mock:requests())
+    end },
+  { "a sleep", function(L)
+      L.sleep(0.05)
+      return "slept"
+    end, function(out) assert.equal("slept", out) end },
+  { "a freshly spawned task", function(L)
+      L.sleep(0.01)
+      local child = L.spawn(function() return "child" end)
+      return L.await(child)
+    end, function(out) assert.equal("child", out) end },
+  { "a tool loop", function(L)
+      local c = openai(L, { ["x-mock-script"] = "two_cities", ["x-mock-key"] = key() }, { max_retries = 0 })
+      local resp = assert(c:run_tools{ messages = { { role = "user", content = "Weather in Seoul and Busan?" } },
+                                       tools = { weather_tool(L) } })
+      return resp.text
+    end, function(out)
+      assert.is_string(out)
+      assert.equal(2, #mock:requests())
+    end },
+}
+
+describe("a host that steps only when llm.pollfd() is readable", function()
+  for _, mode in ipairs({ { "the descriptor alone", false }, { "the descriptor or next_timeout()", true } }) do
+    for _, sc in ipairs(SCENARIOS) do
+      it("finishes " .. sc[1] .. " (waiting on " .. mode[1] .. ")", function()
+        mock:reset()
+        local L = llm.new()
+        L.configure{ blocking = false }
+        local out
+        local t = L.spawn(function() out = sc[2](L) end)
+        local stalls = host(L, function() return t:done() end, mode[2])
+        assert.equal(0, stalls)
+        assert.is_true(t:done())
+        L.await(t)             -- re-raises a failure inside the scenario
+        sc[3](out)
+      end)
+    end
+  end
+end)
+
+describe("llm.pollfd() tells the truth", function()
+  it("names its backend", function()
+    local b = llm.backend()
+    assert.is_true(b == "epoll" or b == "kqueue" or b == "poll")
+    assert.equal(b == "poll", llm.pollfd() == nil)
+  end)
+
+  if llm.pollfd() then
+    it("is readable at once for a task spawned between steps, and quiet once it ran", function()
+      local L = llm.new()
+      L.step(0)
+      assert.is_false(readable_now(L))
+      L.spawn(function() end)
+      assert.is_true(readable_now(L))
+      assert.equal(0, L.next_timeout())
+      L.step(0)
+      assert.is_false(readable_now(L))
+      assert.is_nil(L.next_timeout())
+    end)
+
+    it("is readable at once when a waiting task is cancelled from the host", function()
+      local L = llm.new()
+      local t = L.spawn(function() return L.sleep(100) end)
+      L.step(0)
+      assert.is_false(readable_now(L))
+      assert.is_true(L.next_timeout() > 50)
+      t:cancel()
+      assert.is_true(readable_now(L))
+      L.step(0)
+      assert.equal("cancelled", select(2, L.await(t)).kind)
+    end)
+
+    it("follows a timer armed from Lua inside a task: next_timeout and the descriptor agree", function()
+      local L = llm.new()
+      local t = L.spawn(function() L.sleep(0.05); return "woke" end)
+      L.step(0)
+      local nt = L.next_timeout()
+      assert.is_true(nt > 0 and nt <= 0.05)
+      assert.equal(1, #socket.select({ pollable(L) }, nil, CAP))   -- the timer's own wake-up
+      L.step(0)
+      assert.equal("woke", L.await(t))
+    end)
+
+    it("is readable for a request set up from host code, before any step", function()
+      local L = llm.new()
+      local s = L.http.stream({ method = "POST", url = mock.url .. "/v1/chat/completions",
+                                body = '{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}',
+                                headers = { ["content-type"] = "application/json" }, framing = "sse" })
+      assert.equal(1, #socket.select({ pollable(L) }, nil, CAP))
+      s:close()
+    end)
+  end
+
+  it("leaves work a step could not finish visible: next_timeout() is 0 and the fd readable", function()
+    local L = llm.new()
+    L.configure{ step_budget = 0 }
+    for _ = 1, 3 do L.spawn(function() end) end
+    L.step(0)                                  -- one task per step
+    assert.equal(0, L.next_timeout())
+    if L.pollfd() then assert.is_true(readable_now(L)) end
+    L.step(0); L.step(0)
+    assert.is_nil(L.next_timeout())
+    assert.equal(0, L.async.live_tasks())
+  end)
+end)
+
+describe("a bounded step", function()
+  it("5 streams x 3,000 events with a zero budget: work deferred across steps, every event in order", function()
+    local L = llm.new()
+    L.configure{ step_budget = 0 }             -- one unit of progress per step: deterministic
+    local words = {}
+    for i = 1, 3000 do words[i] = "w" .. i end
+    local c = openai(L, { ["x-mock-events"] = "3000", ["x-mock-text"] = table.concat(words, " ") })
+    local counts, bad = {}, {}
+    local tasks = {}
+    for i = 1, 5 do
+      tasks[i] = L.spawn(function()
+        local s = assert(c:stream("hi"))
+        local n = 0
+        for ev in s:events() do
+          if ev.type == "text" then
+            n = n + 1
+            if ev.text ~= (n == 1 and "" or " ") .. "w" .. n then bad[i] = bad[i] or n end
+          end
+        end
+        counts[i] = n
+      end)
+    end
+    local function done()
+      for i = 1, 5 do if not tasks[i]:done() then return false end end
+      return true
+    end
+    local stalls = host(L, done, true)
+    assert.equal(0, stalls)
+    for i = 1, 5 do
+      L.await(tasks[i])
+      assert.equal(3000, counts[i])
+      assert.is_nil(bad[i])                    -- in order, none lost or repeated
+    end
+    local st = L.loop_stats()
+    assert.is_true(st.deferred_steps > 1000)   -- the work was spread over many steps
+    assert.is_true(st.max_units <= 2)          -- a resumption and the one event it took
+    assert.is_true(st.handed_out >= 15000)
+  end)
+
+  it("spreads the set-up of many requests over steps when the budget runs out", function()
+    local L = llm.new()
+    L.configure{ step_budget = 0 }
+    local streams = {}
+    L.spawn(function()
+      for i = 1, 20 do
+        streams[i] = L.http.stream({ url = mock.url .. "/v1/models", framing = "sse" })
+      end
+    end)
+    L.step(0)
+    assert.equal(1, L.loop:stats().transfers)   -- one set-up in the first step, the rest later
+    for _ = 1, 40 do L.step(0) end
+    assert.equal(20, L.loop:stats().transfers)
+    for _, s in ipairs(streams) do s:close() end
+  end)
+
+  it("rejects a negative budget", function()
+    assert.has_error(function() llm.new().configure{ step_budget = -1 } end,
+                     "step_budget must be a number of seconds >= 0")
+  end)
+end)
+
+describe("deadlines live in the timer heap", function()
+  it("a step with 2,000 waiting transfers examines none of them", function()
+    local L = llm.new()
+    local ts = {}
+    for i = 1, 2000 do
+      ts[i] = L.loop:transfer({ url = mock.url .. "/v1/models" })
+      ts[i]:restart(1000)                      -- a retry far in the future: a deadline, no socket
+    end
+    local streams = {}
+    for i = 1, 20 do                           -- and live streams that stall after one event
+      streams[i] = L.http.stream({ method = "POST", url = mock.url .. "/v1/chat/completions",
+        body = '{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}',
+        headers = { ["content-type"] = "application/json", ["x-mock-fault"] = "stall-after-events=1" },
+        framing = "sse", idle_timeout = 600, first_token_timeout = 600 })
+    end
+    L.run(function()
+      for _, s in ipairs(streams) do assert(s:wait_headers()); assert(s:next_event()) end
+    end)
+    local before = L.loop:stats()
+    assert.equal(2020, before.deadlines)
+    for _ = 1, 200 do L.step(0) end
+    local after = L.loop:stats()
+    assert.equal(before.deadline_checks, after.deadline_checks)
+    for _, t in ipairs(ts) do t:close() end
+    for _, s in ipairs(streams) do s:close() end
+    assert.equal(0, L.loop:stats().deadlines)
+  end)
+
+  it("an idle deadline earlier than the first-token one fires at its own time", function()
+    local L = llm.new()
+    local got, cap
+    L.run(function()
+      local s = L.http.stream({ method = "POST", url = mock.url .. "/v1/chat/completions",
+        body = '{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}',
+        headers = { ["content-type"] = "application/json", ["x-mock-fault"] = "stall-after-events=2" },
+        framing = "sse", first_token_timeout = 300, idle_timeout = 0.05 })
+      got, cap = L.timeout(20, function()      -- 20 s: far beyond the idle time, far below 300
+        assert(s:wait_headers())
+        while true do
+          local ev, e = s:next_event()
+          if not ev then return e end
+        end
+      end)
+      s:close()
+    end)
+    assert.is_nil(cap)
+    assert.equal("timeout", got.kind)
+    assert.equal("idle", got.which)
+  end)
+end)
+
+describe("blocking = false", function()
+  local L
+  before_each(function()
+    L = llm.new()
+    L.configure{ blocking = false }
+  end)
+
+  it("raises for calls outside a task that would wait, before anything is sent", function()
+    local c = openai(L)
+    assert.has_error(function() c:chat("x") end)
+    assert.has_error(function() c:stream("x") end)
+    assert.has_error(function() L.sleep(0.01) end)
+    assert.has_error(function() c:request("GET", "/models") end)
+    local ok, err = pcall(function() c:chat("x") end)
+    assert.is_false(ok)
+    assert.matches("would block outside a task", tostring(err))
+    assert.equal(0, #mock:requests())
+  end)
+
+  it("still waits in llm.run and step(t > 0)", function()
+    local c = openai(L)
+    assert.equal("echo: fine", L.run(function() return assert(c:chat("fine")).text end))
+    local t = L.spawn(function() L.sleep(0.01); return 1 end)
+    for _ = 1, 100 do
+      if t:done() then break end
+      L.step(0.5)
+    end
+    assert.is_true(t:done())
+  end)
+
+  it("lets a stream's next() return what has arrived, and raises only when it would wait", function()
+    local c = openai(L, { ["x-mock-events"] = "5", ["x-mock-delay-ms"] = "300" })
+    local s
+    L.run(function() s = assert(c:stream("x")) end)
+    local got = 0
+    local ok, err = pcall(function()
+      while true do
+        local ev = s:next()                    -- what was read ahead comes out without waiting
+        if not ev then break end
+        got = got + 1
+      end
+    end)
+    assert.is_true(got >= 1)
+    assert.is_false(ok)
+    assert.matches("would block outside a task", tostring(err))
+    s:close()
+  end)
+end)
+
+describe("one reader per stream", function()
+  local function slow_stream(L)
+    return openai(L, { ["x-mock-events"] = "50", ["x-mock-delay-ms"] = "200" })
+  end
+
+  it("a second task reading while the first waits raises 'stream already has a reader'", function()
+    local L = llm.new()
+    local err
+    L.run(function()
+      local s = assert(slow_stream(L):stream("x"))
+      local first = L.spawn(function() return s:final() end)
+      L.sleep(0)
+      local ok, e = pcall(function() return s:next() end)
+      if not ok then err = e end
+      s:close()
+      L.await(first)
+    end)
+    assert.matches("stream already has a reader", tostring(err))
+  end)
+
+  it("close() from another task wakes the reader with the stream's end", function()
+    local L = llm.new()
+    local next_after, final_v, final_err
+    L.run(function()
+      local s = assert(slow_stream(L):stream("x"))
+      local reader = L.spawn(function()
+        while s:next() do end                  -- ends at nil once closed
+        next_after = s:next()
+        final_v, final_err = s:final()
+      end)
+      L.sleep(0)
+      s:close()
+      L.await(reader)
+    end)
+    assert.is_nil(next_after)
+    assert.is_nil(final_v)
+    assert.equal("cancelled", final_err.kind)
+  end)
+
+  it("close() from the host between steps wakes a waiting reader and shows on the fd", function()
+    local L = llm.new()
+    local s, got
+    L.run(function() s = assert(slow_stream(L):stream("x")) end)
+    local reader = L.spawn(function() local _, e = s:final(); got = e end)
+    for _ = 1, 5 do L.step(0) end
+    assert.is_false(reader:done())
+    s:close()
+    if L.pollfd() then assert.is_true(readable_now(L)) end
+    for _ = 1, 5 do if reader:done() then break end L.step(0) end
+    assert.is_true(reader:done())
+    assert.equal("cancelled", got.kind)
+  end)
+end)
