@@ -137,6 +137,14 @@ describe("llm.mock", function()
     assert.equal("timeout", e3.kind)
   end)
 
+  it("delays a reply: a client with a shorter timeout gives up waiting for its headers", function()
+    m:push{ text = "late", delay = 2 }
+    local _, err = m:client("openai", { max_retries = 0, timeout = 0.2 }):chat("x")
+    assert.equal("timeout", err.kind)
+    m:push{ text = "on time", delay = 0.05 }
+    assert.equal("on time", assert(m:client("openai", { max_retries = 0 }):chat("x")).text)
+  end)
+
   it("renders reasoning (Anthropic thinking, Gemini thought parts, Ollama thinking)", function()
     for _, p in ipairs({ "anthropic", "gemini", "ollama" }) do
       local c = m:client(p)
