@@ -251,6 +251,35 @@ describe("llm.mock stops", function()
     assert.is_true(gone(url))
   end)
 
+  it("on m:stop() even while a child of this process holds its pipe open", function()
+    local root = os.getenv("LLM_ROOT") or "."
+    local build = os.getenv("LLM_BUILD") or (root .. "/build")
+    local pidfile = os.tmpname()
+    local script = ([[
+      package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
+      package.cpath = %q .. "/?.so;" .. package.cpath
+      local m = assert(require("llm.mock").start())
+      os.execute("sleep 120 >/dev/null 2>&1 & echo $! > %s")   -- inherits the pipe's write end
+      m:stop()
+      print("stopped")
+    ]]):format(root, root, build, pidfile)
+    local file = os.tmpname()
+    local sf = assert(io.open(file, "w"))
+    sf:write(script)
+    sf:close()
+    -- Bounded: a stop that waited for the sleeping child would be killed after 20 s.
+    local p = assert(io.popen("timeout 20 lua5.4 " .. file .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    os.remove(file)
+    local f = io.open(pidfile)
+    local sleeper = f and tonumber(f:read("*a"))
+    if f then f:close() end
+    os.remove(pidfile)
+    if sleeper then os.execute("kill " .. sleeper .. " 2>/dev/null") end
+    assert.equal("stopped\n", out)
+  end)
+
   it("when the process that started it dies, even by SIGKILL", function()
     local portfile = os.tmpname()
     local root = os.getenv("LLM_ROOT") or "."

@@ -108,8 +108,9 @@ function M.start(opts)
   if type(opts) ~= "table" then error("llm.mock.start: expected a table of options", 2) end
   local bin, err = M.find_bin(opts)
   if not bin then return nil, err end
-  local portfile, logfile = os.tmpname(), os.tmpname()
-  local args = { "exec env -u LD_PRELOAD", quote(bin), "--port", tostring(math.floor(tonumber(opts.port) or 0)),
+  local portfile, logfile, pidfile = os.tmpname(), os.tmpname(), os.tmpname()
+  -- `$$` is the shell's pid, which `exec` hands on to the server.
+  local args = { "echo $$ >" .. quote(pidfile) .. ";", "exec env -u LD_PRELOAD", quote(bin), "--port", tostring(math.floor(tonumber(opts.port) or 0)),
                  "--port-file", quote(portfile), "--quiet", "--watch-stdin" }
   if opts.fixtures then args[#args + 1] = "--fixtures " .. quote(opts.fixtures) end
   args[#args + 1] = ">" .. quote(logfile) .. " 2>&1"
@@ -125,14 +126,17 @@ function M.start(opts)
     if not port then llm.sleep(0.01) end
   until port or llm.clock:now() > deadline
   os.remove(portfile)
+  local pid = tonumber((read_file(pidfile) or ""):match("%d+"))
+  os.remove(pidfile)
   if not port then
+    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
     pipe:close()
     local log = read_file(logfile) or ""
     os.remove(logfile)
     return nil, "llm.mock: llm-mock did not start: " .. log:gsub("%s+$", "")
   end
   local m = setmetatable({ port = port, url = "http://127.0.0.1:" .. port, pipe = pipe,
-                           logfile = logfile, bin = bin }, Mock)
+                           pid = pid, logfile = logfile, bin = bin }, Mock)
   return m
 end
 
@@ -141,7 +145,10 @@ function Mock:stop()
   local pipe = self.pipe
   if pipe then
     self.pipe = nil
-    pipe:close()                  -- end of file on its stdin: it exits, and close reaps it
+    -- SIGTERM, because a child this process started since may hold the pipe open too (the
+    -- shell of os.execute does not close it); then end of file, and close reaps it.
+    if self.pid then os.execute("kill " .. self.pid .. " 2>/dev/null") end
+    pipe:close()
     os.remove(self.logfile)
   end
 end
