@@ -209,6 +209,13 @@ describe("more places that check their input", function()
     assert.equal(0, mock:stats().requests)
   end)
 
+  it("llm.configure defaults are checked when configured", function()
+    local lib = llm.new()
+    local ok, err = pcall(lib.configure, { defaults = { provider = "openai", modle = "m" } })
+    assert.is_false(ok)
+    assert.matches("llm.configure defaults: unknown option 'modle' %(did you mean 'model'%?%)", err)
+  end)
+
   it("client:request options", function()
     local c = client("openai")
     raises(function() c:request("GET", "/models", nil, { heades = {} }) end, "did you mean 'headers'")

@@ -5,6 +5,7 @@
 -- @module llm
 local errors = require("llm.errors")
 local json = require("llm.json")
+local validate = require("llm.validate")
 
 -- The version of the library (semantic versioning); the rockspec carries the same one.
 local VERSION = "0.2.0"
@@ -167,7 +168,12 @@ local function build(opts)
     end
     if type(cfg) ~= "table" then error("llm.configure expects a table or a file returning one", 2) end
     for name, p in pairs(cfg.providers or {}) do M.providers[name] = p end
-    if cfg.defaults then
+    if cfg.defaults ~= nil then
+      if type(cfg.defaults) ~= "table" then error("llm.configure: defaults must be a table", 2) end
+      local o = {}
+      for k, v in pairs(cfg.defaults) do if k ~= "provider" then o[k] = v end end
+      local bad = validate.client_options(cfg.defaults.provider, o, "llm.configure defaults")
+      if bad then error(bad, 2) end
       defaults.provider = cfg.defaults.provider or defaults.provider
       for k, v in pairs(cfg.defaults) do
         if k ~= "provider" then defaults.options[k] = v end

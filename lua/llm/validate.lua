@@ -181,9 +181,10 @@ local function check_common(what, t)
   return check_type(what, "model", t.model, "string")
 end
 
---- The client options `opts` of provider `name`; nil or a message.
-function M.client_options(name, opts)
-  local what = "llm.client(\"" .. tostring(name) .. "\")"
+--- The client options `opts` of provider `name`; nil or a message. `what` names the place in
+--- the message (default `llm.client("name")`).
+function M.client_options(name, opts, what)
+  what = what or ("llm.client(\"" .. tostring(name) .. "\")")
   for k in pairs(opts) do
     if not M.CLIENT_OPTIONS[k] then return unknown(what, k, "option", M.CLIENT_OPTIONS) end
   end
