@@ -1,8 +1,9 @@
 #!/bin/sh
 # The host examples, each against the mock server (make test-hosts; ctest runs the C host).
 #   sh tools/test_hosts.sh [BUILD_DIR] [HOST...]
-# HOSTs: host (examples/host, the C frame loop), noexport (the same host linked without
-# -Wl,-E, which must fail to load the module), luv (examples/luv.lua on lua5.4),
+# HOSTs: host (examples/host, the C frame loop), sandbox (the same host without the os, io
+# and debug globals), noexport (the same host linked without -Wl,-E, which must fail to
+# load the module), luv (examples/luv.lua on lua5.4),
 # nvim (examples/nvim, headless Neovim on LuaJIT), love (examples/love, LÖVE 11 on LuaJIT
 # under xvfb-run). Default: all of them. nvim and love load the LuaJIT build of the module
 # from LLM_BUILD_LUAJIT (default build-luajit; make build LUA=luajit).
@@ -16,7 +17,7 @@ BUILD=${1:-build}
 case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 JIT=${LLM_BUILD_LUAJIT:-build-luajit}
 case $JIT in /*) ;; *) JIT="$ROOT/$JIT" ;; esac
-HOSTS=${*:-host noexport luv nvim love}
+HOSTS=${*:-host sandbox noexport luv nvim love}
 LIMIT=60
 EXPECTED="It is sunny in Paris and raining in Tokyo."
 
@@ -64,18 +65,37 @@ LUA_CPATH_5_4="$BUILD/?.so;;"
 export LUA_PATH_5_4 LUA_CPATH_5_4
 
 for h in $HOSTS; do
+  case $h in nvim|love)
+    if [ ! -e "$JIT/llm/core.so" ]; then
+      echo "FAIL $h: no LuaJIT build of the module in $JIT (make build LUA=luajit)"
+      failed=1
+      continue
+    fi ;;
+  esac
   case $h in
     host)
       check "host (C, static Lua 5.4, 60 Hz)" 0 "streamed: $EXPECTED" \
         "$BUILD/llm-host" examples/host/game.lua ;;
+    sandbox)
+      check "host, sandboxed (no os, io, debug globals)" 0 "streamed: $EXPECTED" \
+        "$BUILD/llm-host" --sandbox examples/host/game.lua "$LLM_MOCK_URL/v1" ;;
     noexport)
       check "host without -Wl,-E cannot load the module" 1 "undefined symbol: lua" \
         "$BUILD/llm-host-noexport" examples/host/game.lua ;;
     luv)
       check "luv (lua5.4 + lua-luv)" 0 "luv: .* wake-ups" \
         env LLM_BUILD="$BUILD" lua5.4 examples/luv.lua ;;
+    nvim)
+      check "nvim (Neovim $(nvim --version 2>/dev/null | sed -n '1s/^NVIM //p'), LuaJIT, headless)" 0 \
+        "nvim: buffer has the 3 streamed lines" \
+        env LLM_BUILD_LUAJIT="$JIT" nvim --headless -u NONE -i NONE -c "luafile $ROOT/examples/nvim/run.lua" ;;
+    love)
+      # LÖVE needs an OpenGL window: xvfb-run gives it an X server in memory (Mesa renders).
+      check "love (LÖVE $(love --version 2>/dev/null | sed -n 's/^LOVE \([0-9.]*\).*/\1/p'), LuaJIT, xvfb-run)" 0 \
+        "love: drew \"$EXPECTED\"" \
+        env LLM_BUILD_LUAJIT="$JIT" LLM_LOVE_CHECK=1 xvfb-run -a love "$ROOT/examples/love" ;;
     *)
-      echo "FAIL unknown host '$h' (host, noexport, luv, nvim, love)"; failed=1 ;;
+      echo "FAIL unknown host '$h' (host, sandbox, noexport, luv, nvim, love)"; failed=1 ;;
   esac
 done
 exit $failed

@@ -1,17 +1,20 @@
 --- The game llm-host runs: the agent (agent.lua) streams its answer while the frame loop
 -- goes on; "drawing" prints the text whenever it grew.
---   build/llm-host examples/host/game.lua [BASE_URL]
--- BASE_URL defaults to $LLM_MOCK_URL/v1 (the mock server). LUA_PATH / LUA_CPATH must find
--- llm (lua/) and llm.core (the build directory); make test-hosts sets them.
+--   build/llm-host [--sandbox] examples/host/game.lua [BASE_URL]
+-- BASE_URL defaults to $LLM_MOCK_URL/v1 (the mock server); a sandboxed host (no os, io or
+-- debug) must pass it. LUA_PATH / LUA_CPATH must find llm (lua/) and llm.core (the build
+-- directory); make test-hosts sets them.
 local llm = require("llm")
-local here = debug.getinfo(1, "S").source:match("^@(.*)/") or "."
+local script = ...                       -- the host passes this file's path
+local here = script and script:match("^(.*)/") or "."
 local agent = dofile(here .. "/agent.lua")
 
 local game = {}
 local state, shown = nil, ""
 
 function game.start(args)
-  local base = args[1] or (os.getenv("LLM_MOCK_URL") and os.getenv("LLM_MOCK_URL") .. "/v1")
+  local env = os and os.getenv("LLM_MOCK_URL")
+  local base = args[1] or (env and env .. "/v1")
   state = agent.start(llm, base)
 end
 

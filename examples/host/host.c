@@ -1,9 +1,13 @@
 /* llm-host: a C program that embeds Lua 5.4 the way a game does, and drives `llm` from its
  * own 60 Hz frame loop.
  *
- *   llm-host [--hz 60] [--max-seconds 30] [--quiet] SCRIPT [script args...]
+ *   llm-host [--hz 60] [--max-seconds 30] [--quiet] [--sandbox] SCRIPT [script args...]
  *
- * SCRIPT is a Lua file returning a "game" table:
+ * --sandbox removes the `os`, `io` and `debug` globals before anything is loaded, as
+ * sandboxed hosts do; `llm` still loads, and keys must then be passed as `api_key`.
+ *
+ * SCRIPT is a Lua file, called with its own path as its argument (`...`), returning a
+ * "game" table:
  *   game.start(args)      once, before the first frame (args: the script arguments);
  *                         spawns tasks (an agent, streams) and returns at once
  *   game.update(frame)    every frame, after llm.step(0); returns true when the game is over
@@ -90,17 +94,18 @@ static int call(lua_State *L, int nargs, int nres, const char *what) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: llm-host [--hz N] [--max-seconds S] [--quiet] SCRIPT [args...]\n");
+  fprintf(stderr, "usage: llm-host [--hz N] [--max-seconds S] [--quiet] [--sandbox] SCRIPT [args...]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   double hz = 60, max_seconds = 30;
-  int quiet = 0, i = 1;
+  int quiet = 0, sandbox = 0, i = 1;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     if (strcmp(argv[i], "--hz") == 0 && i + 1 < argc) hz = atof(argv[++i]);
     else if (strcmp(argv[i], "--max-seconds") == 0 && i + 1 < argc) max_seconds = atof(argv[++i]);
     else if (strcmp(argv[i], "--quiet") == 0) quiet = 1;
+    else if (strcmp(argv[i], "--sandbox") == 0) sandbox = 1;
     else usage();
   }
   if (i >= argc || hz <= 0 || max_seconds <= 0) usage();
@@ -110,6 +115,13 @@ int main(int argc, char **argv) {
   lua_State *L = luaL_newstate();
   if (!L) { fprintf(stderr, "llm-host: out of memory\n"); return 1; }
   luaL_openlibs(L);
+  if (sandbox) {
+    static const char *const removed[] = { "os", "io", "debug" };
+    for (size_t k = 0; k < sizeof removed / sizeof *removed; k++) {
+      lua_pushnil(L);
+      lua_setglobal(L, removed[k]);
+    }
+  }
 
   /* llm.step, kept in the registry: the call the frame loop makes. */
   lua_getglobal(L, "require");
@@ -126,7 +138,8 @@ int main(int argc, char **argv) {
     lua_close(L);
     return 1;
   }
-  if (!call(L, 0, 1, script)) { lua_close(L); return 1; }
+  lua_pushstring(L, script);
+  if (!call(L, 1, 1, script)) { lua_close(L); return 1; }
   if (!lua_istable(L, -1)) { fprintf(stderr, "llm-host: %s must return a table\n", script); lua_close(L); return 1; }
   int game_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
