@@ -60,7 +60,15 @@ function game.result()
   if short > 0 then
     return false, string.format("%d of %d streams did not deliver %d text deltas", short, nstreams, nevents)
   end
-  return true, string.format("frame: %d streams x %d text deltas, all delivered", nstreams, nevents)
+  -- The loop's own counters, where the library has them: how often a step stopped at its
+  -- budget and left work for the next one, and the most units of work one step did.
+  local extra
+  local stats = llm.loop_stats and llm.loop_stats()
+  if stats then
+    extra = string.format("llm_steps=%d deferred_steps=%d max_units=%d",
+      stats.steps or 0, stats.deferred_steps or 0, stats.max_units or 0)
+  end
+  return true, string.format("frame: %d streams x %d text deltas, all delivered", nstreams, nevents), extra
 end
 
 return game

@@ -134,6 +134,10 @@ if frames then
     { "p99_ms", "p99 step (ms)", "%.3f" }, { "median_ms", "median step (ms)", "%.3f" }, { "missed", "missed frames", "%d" },
     { "late", "late wake-ups", "%d" }, { "frames", "frames", "%d" },
   }
+  if frames[1].deferred_steps then   -- the loop's counters (llm.loop_stats), where it has them
+    rows[#rows + 1] = { "deferred_steps", "steps that hit budget", "%d" }
+    rows[#rows + 1] = { "max_units", "most units in a step", "%d" }
+  end
   local verdicts = {}
   for _, row in ipairs(rows) do
     local key, name, f = row[1], row[2], row[3]

@@ -12,7 +12,8 @@
  *                         spawns tasks (an agent, streams) and returns at once
  *   game.update(frame)    every frame, after llm.step(0); returns true when the game is over
  *   game.draw(frame)      optional; every frame after update (a real game renders here)
- *   game.result()         at the end: true, or false plus a message (the exit status)
+ *   game.result()         at the end: true, or false plus a message (the exit status),
+ *                         and optionally a string of `key=value` fields for the RESULT line
  *
  * Each frame the host calls `llm.step(0)` (never blocks), times it, runs the game's update,
  * and sleeps until the next frame is due. At the end it prints how long the steps took
@@ -211,16 +212,17 @@ int main(int argc, char **argv) {
   double elapsed = now_s() - t_start;
 
   int result_ok = 0;
-  const char *msg = NULL;
+  char extra[512] = "";
   if (!failed) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, game_ref);
     lua_getfield(L, -1, "result");
     lua_remove(L, -2);
-    if (call(L, 0, 2, "game.result")) {
-      result_ok = lua_toboolean(L, -2);
-      msg = lua_tostring(L, -1);
+    if (call(L, 0, 3, "game.result")) {
+      result_ok = lua_toboolean(L, -3);
+      const char *msg = lua_tostring(L, -2);
       if (msg) fprintf(result_ok ? stdout : stderr, "%s%s\n", result_ok ? "" : "llm-host: ", msg);
-      lua_pop(L, 2);
+      if (lua_type(L, -1) == LUA_TSTRING) snprintf(extra, sizeof extra, " %s", lua_tostring(L, -1));
+      lua_pop(L, 3);
     }
   }
 
@@ -239,9 +241,9 @@ int main(int argc, char **argv) {
            nsteps ? sum / (double)nsteps * 1e3 : 0.0, missed, late_wakeups);
   }
   printf("RESULT name=host frames=%ld steps=%zu longest_ms=%.4f longest_frame=%zu p99_ms=%.4f "
-         "median_ms=%.4f missed=%ld late=%ld wall=%.3f ok=%d\n",
+         "median_ms=%.4f missed=%ld late=%ld wall=%.3f ok=%d%s\n",
          frame, nsteps, longest * 1e3, longest_at, p99 * 1e3, p50 * 1e3, missed, late_wakeups, elapsed,
-         result_ok && !failed);
+         result_ok && !failed, extra);
   free(steps);
   luaL_unref(L, LUA_REGISTRYINDEX, game_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, step_ref);
