@@ -13,7 +13,8 @@ PORT       ?= 0
 # lua-socket serves the specs only: a listener whose accept queue is full (connect timeouts)
 # and free-port probes. lua-cjson: the specs' oracle, and llm.json's optional fast path.
 BUILD_DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev
-TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates
+# lua-luv: examples/luv.lua, which the examples spec runs.
+TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates lua-luv
 # FUZZ_DEBS for `make fuzz`: dpkg-dev unpacks Debian's Lua source for the instrumented Lua.
 FUZZ_DEBS  = clang libclang-rt-14-dev dpkg-dev
 DEBS = $(TEST_DEBS) $(FUZZ_DEBS) valgrind lua-check lua-ldoc lua-discount
@@ -56,9 +57,10 @@ test-asan: test-deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
 # The host examples against the mock server (tools/test_hosts.sh): the C frame-loop host
-# (examples/host) and the same host linked without -Wl,-E, which must fail to load llm.
+# (examples/host), the same host linked without -Wl,-E (which must fail to load llm), and
+# the libuv loop (examples/luv.lua).
 test-hosts: build
-	sh tools/test_hosts.sh $(BUILD) host noexport
+	sh tools/test_hosts.sh $(BUILD) host noexport luv
 
 # Specs under valgrind with an aggressive collector (a soak for lifetimes and leaks).
 test-valgrind: build

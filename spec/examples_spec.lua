@@ -29,6 +29,7 @@ local EXPECT = {
   ["tools.lua"] = { "Seoul is 21 C and Busan is 24 C", "2 model round trips" },
   ["agent.lua"] = { "calculator%(", "29032 feet" },
   ["ollama.lua"] = { "ollama: echo: Say hello in French", "stop" },
+  ["luv.lua"] = { "It is sunny in Paris and raining in Tokyo%.\n", "luv: %d+ wake%-ups, %d+ text deltas, 2 tool calls" },
 }
 
 describe("examples", function()
