@@ -58,7 +58,8 @@ return function(env)
     if key == nil or key == "" then
       if p.needs_key == false then key = false
       else
-        error(string.format("no API key for provider '%s': pass api_key or set %s (api_key = false for a server without auth)",
+        error(string.format("no API key for provider '%s': pass api_key or set %s"
+          .. " (api_key = false for a server without auth)",
           tostring(p.name), tostring(p.api_key_env or "an api_key")), 3)
       end
     end

@@ -72,8 +72,8 @@ local function define(def, level)
   elseif type(d.parameters) ~= "table" or d.parameters == json.null then
     error("llm.tool '" .. name .. "': parameters must be a JSON schema table", level)
   elseif d.parameters.type ~= "object" then
-    error("llm.tool '" .. name .. "': parameters must be an object schema ({ type = \"object\", properties = ... }), got type "
-      .. tostring(d.parameters.type), level)
+    error("llm.tool '" .. name .. "': parameters must be an object schema"
+      .. " ({ type = \"object\", properties = ... }), got type " .. tostring(d.parameters.type), level)
   else
     local ok, err = schema.check(d.parameters, "parameters")
     if not ok then error("llm.tool '" .. name .. "': " .. err, level) end
