@@ -11,7 +11,8 @@ local stream = assert(client:stream{
   instructions = "Answer with one sentence and cite nothing.",
   input = "What happened in the news today?",
   tools = { { type = "web_search" } },
-  extra_headers = mocked and recorded and { ["x-mock-fixture"] = "openai_responses/responses_web_search_stream" } or nil,
+  extra_headers = mocked and recorded
+    and { ["x-mock-fixture"] = "openai_responses/responses_web_search_stream" } or nil,
 })
 local searches = 0
 for ev in stream:events() do

@@ -121,7 +121,7 @@ describe("tasks", function()
       local t = llm.spawn(function()
         local ok, err = llm.sleep(100)
         seen = { ok, err }
-        local ok2, err2 = llm.sleep(1)   -- later waits fail at once so the task unwinds
+        local _, err2 = llm.sleep(1)   -- later waits fail at once so the task unwinds
         seen[3] = err2
         return "unwound"
       end)

@@ -201,7 +201,7 @@ describe("transfers", function()
         framing = "sse", keepalive = { "ping" }, idle_timeout = 0.3,
       })
       assert(s:wait_headers())
-      local names, err = {}, nil
+      local names, err = {}
       while true do
         local ev, e = s:next_event()
         if not ev then err = e; break end

@@ -18,7 +18,7 @@ function game.start(args)
   state = agent.start(llm, base)
 end
 
-function game.update(frame)
+function game.update(_frame)
   return state.done
 end
 
