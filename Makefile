@@ -12,12 +12,15 @@ PORT       ?= 0
 # module and llm-mock, TEST_DEBS for `make test`, DEBS for everything (`make deps`).
 # lua-socket serves the specs only: a listener whose accept queue is full (connect timeouts)
 # and free-port probes. lua-cjson: the specs' oracle, and llm.json's optional fast path.
+# lua-ldoc and lua-discount (its Markdown): a spec builds the reference as `make docs` does;
+# lua-check: a spec runs luacheck as `make lint` does.
 BUILD_DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev
 # lua-luv: examples/luv.lua, which the examples spec runs.
-TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates lua-luv
+TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates lua-luv \
+             lua-ldoc lua-discount lua-check
 # FUZZ_DEBS for `make fuzz`: dpkg-dev unpacks Debian's Lua source for the instrumented Lua.
 FUZZ_DEBS  = clang libclang-rt-14-dev dpkg-dev
-DEBS = $(TEST_DEBS) $(FUZZ_DEBS) valgrind lua-check lua-ldoc lua-discount
+DEBS = $(TEST_DEBS) $(FUZZ_DEBS) valgrind
 
 FUZZ_SECONDS ?= 60
 
@@ -154,10 +157,11 @@ mock: build
 bench: build
 	@sh bench/run.sh $(BUILD)
 
-# luacheck over the library, the specs and the examples (.luacheckrc says what and why).
+# luacheck over the library, the specs, the examples and the scripts in bin/ (.luacheckrc
+# says what and why).
 lint:
 	@sh tools/deps.sh ensure lua-check
-	luacheck --no-color -q lua spec examples
+	luacheck --no-color -q lua spec examples $(wildcard bin/*)
 
 # The reference (LDoc, config.ld) into $(BUILD)/docs; any LDoc warning fails the target.
 docs:
