@@ -110,7 +110,8 @@ function M.start(opts)
   if not bin then return nil, err end
   local portfile, logfile, pidfile = os.tmpname(), os.tmpname(), os.tmpname()
   -- `$$` is the shell's pid, which `exec` hands on to the server.
-  local args = { "echo $$ >" .. quote(pidfile) .. ";", "exec env -u LD_PRELOAD", quote(bin), "--port", tostring(math.floor(tonumber(opts.port) or 0)),
+  local args = { "echo $$ >" .. quote(pidfile) .. ";", "exec env -u LD_PRELOAD", quote(bin),
+                 "--port", tostring(math.floor(tonumber(opts.port) or 0)),
                  "--port-file", quote(portfile), "--quiet", "--watch-stdin" }
   if opts.fixtures then args[#args + 1] = "--fixtures " .. quote(opts.fixtures) end
   args[#args + 1] = ">" .. quote(logfile) .. " 2>&1"
