@@ -125,6 +125,15 @@ describe("documentation", function()
     assert.are.same({}, missing)
   end)
 
+  it("every page in docs/ is a topic of the LDoc reference", function()
+    local config = assert(read("config.ld"))
+    local missing = {}
+    for _, page in ipairs(pages()) do
+      if page:match("^docs/") and not config:find('"' .. page .. '"', 1, true) then missing[#missing + 1] = page end
+    end
+    assert.are.same({}, missing)
+  end)
+
   it("make docs builds the LDoc reference with no warning", function()
     local dir = os.tmpname()
     os.remove(dir)

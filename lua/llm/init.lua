@@ -158,7 +158,7 @@ local function build(opts)
 
   --- Configure providers, the defaults of `llm.client()` and logging, from a table or a Lua
   -- file returning one: `{ providers = {...}, defaults = { provider, ...options }, log = fn }`.
-  ---@param cfg string|{ providers?: table<string, table>, defaults?: table, log?: "debug"|false|fun(level: string, msg: string) } a table, or a Lua file returning one
+  ---@param cfg string|{ providers?: table<string, table>, defaults?: table, log?: "debug"|false|fun(level: string, msg: string), step_budget?: number, blocking?: boolean } a table, or a Lua file returning one
   ---@return llm
   function M.configure(cfg)
     if type(cfg) == "string" then
