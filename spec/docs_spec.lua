@@ -140,7 +140,35 @@ describe("documentation", function()
     local ok, out = sh(string.format('cd "%s" && ldoc --fatalwarnings -d "%s" .', ROOT, dir))
     local index = io.open(dir .. "/index.html", "rb")
     local _, pages_out = sh('ls "' .. dir .. '/modules"')
+    -- Every relative link of the HTML reaches a page, and a heading when it names one.
+    local _, html_files = sh('cd "' .. dir .. '" && find . -name "*.html"')
+    local function html(path)
+      local f = io.open(dir .. "/" .. path, "rb")
+      if not f then return nil end
+      local t = f:read("*a")
+      f:close()
+      return t
+    end
+    local dead, links = {}, 0
+    for file in html_files:gmatch("%./([^\n]+)") do
+      for href in html(file):gmatch('href="([^"]*)"') do
+        if not href:match("^%a[%w+.-]*:") then
+          links = links + 1
+          local target, anchor = href:match("^([^#]*)#?(.*)$")
+          local path = target == "" and file or normalize(dirname(file) .. "/" .. target)
+          local body = html(path)
+          if not body then
+            dead[#dead + 1] = file .. ": " .. href
+          elseif anchor ~= "" and not body:find('name%s*=%s*"' .. anchor:gsub("%p", "%%%0") .. '"') then
+            dead[#dead + 1] = file .. ": " .. href .. " (no anchor)"
+          end
+        end
+      end
+    end
     sh('rm -rf "' .. dir .. '"')
+    table.sort(dead)
+    assert.are.same({}, dead)
+    assert.is_true(links > 100)
     -- Each module page is named as a user requires it (an `@module llm.x` line in the file).
     for page in pages_out:gmatch("[^\n]+") do
       assert.truthy(page:match("^llm[%w_.]*%.html$"), "module page " .. page .. " is not named llm.*")
