@@ -12,8 +12,8 @@
 -- * stream_<provider>: no Lua error escapes the decoders; the result is a normalized
 --   response or an llm.Error; every event is well formed; feeding the body whole or cut into
 --   small pieces gives the same events and the same result.
--- * The first input bytes of a stream target pick the variant (stream or one-shot body, a
---   small event cap, response_format) and the piece size.
+-- * The first input bytes of a stream target pick the variant (a stream, a one-shot body or
+--   an HTTP error body; a small event cap; response_format) and the piece size (or status).
 local core = require("llm.core")
 local json = require("llm.json")
 local errors = require("llm.errors")
@@ -297,6 +297,22 @@ local function run_body(P, req, body)
   check_response(resp, "decode_response")
 end
 
+-- The error path, as Client:http_error does it: the body of an HTTP error status.
+local function run_error(P, status, body)
+  local f = P.decode_error(status, {}, body)
+  if type(f) ~= "table" then fail("decode_error returned a %s", type(f)) end
+  local fields = {}
+  for k, v in pairs(f) do fields[k] = v end
+  fields.kind = f.kind or errors.kind_for_status(status)
+  fields.status = status
+  local e = errors.new(fields)
+  check_error(e, "decode_error")
+  local ra = e.retry_after
+  if ra ~= nil and (type(ra) ~= "number" or ra ~= ra or ra < 0 or ra == math.huge) then
+    fail("decode_error: retry_after %s", text_of(ra))
+  end
+end
+
 local function stream_target(name)
   local P = require(PROVIDERS[name])
   return function(data)
@@ -304,6 +320,7 @@ local function stream_target(name)
     local body = sub(data, 3)
     local req = make_req(opt)
     if opt % 2 == 1 then
+      if math.floor(opt / 2) % 2 == 1 then return run_error(P, 400 + step % 200, body) end
       req.stream = false
       return run_body(P, req, body)
     end
