@@ -79,7 +79,8 @@ test-valgrind: build
 # (tools/fuzz/build-lua.sh, cached in $(FUZZ_BUILD)/lua). New inputs go to
 # $(FUZZ_BUILD)/corpus/<target>, seeded from the kept corpus tests/fuzz/corpus/<target>;
 # crashers to $(FUZZ_BUILD)/artifacts. `make fuzz-smoke` runs every target briefly (CI);
-# `make fuzz-merge FUZZ_TARGET=...` minimizes both corpora back into the kept one.
+# `make fuzz-merge FUZZ_TARGET=...` minimizes both corpora (a greedy set cover of their
+# features) into a fresh kept one.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_TARGET  ?= sse
 FUZZ_SMOKE_SECONDS ?= 20
@@ -116,7 +117,7 @@ fuzz-smoke: fuzz-deps
 
 fuzz-merge: $(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET)
 	@rm -rf $(FUZZ_BUILD)/merged && mkdir -p $(FUZZ_BUILD)/merged $(FUZZ_BUILD)/corpus/$(FUZZ_TARGET)
-	$(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET) -merge=1 -max_len=4096 $(FUZZ_BUILD)/merged \
+	$(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET) -set_cover_merge=1 -max_len=4096 -detect_leaks=0 $(FUZZ_BUILD)/merged \
 	  tests/fuzz/corpus/$(FUZZ_TARGET) $(FUZZ_BUILD)/corpus/$(FUZZ_TARGET)
 	rm -rf tests/fuzz/corpus/$(FUZZ_TARGET) && mv $(FUZZ_BUILD)/merged tests/fuzz/corpus/$(FUZZ_TARGET)
 	@echo "tests/fuzz/corpus/$(FUZZ_TARGET): $$(ls tests/fuzz/corpus/$(FUZZ_TARGET) | wc -l) files"
