@@ -8,7 +8,7 @@ JOBS       ?= 2
 LUA        ?= lua5.4
 PORT       ?= 0
 
-# Debian packages the project needs (DESIGN.md "Toolchain facts"): BUILD_DEBS to build the
+# Debian packages the project needs: BUILD_DEBS to build the
 # module and llm-mock, TEST_DEBS for `make test`, DEBS for everything (`make deps`).
 # lua-socket serves the specs only: a listener whose accept queue is full (connect timeouts)
 # and free-port probes. lua-cjson: the specs' oracle, and llm.json's optional fast path.
