@@ -29,7 +29,7 @@ describe("README first five minutes", function()
     f:write(code)
     f:close()
     local cmd = string.format(
-      'cd "%s" && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY -u LLM_MOCK_URL -u LD_PRELOAD '
+      'cd "%s" && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY -u LLM_MOCK_URL '
       .. 'LUA_PATH="%s/lua/?.lua;%s/lua/?/init.lua;;" LUA_CPATH="%s/?.so;;" lua5.4 hello.lua 2>&1',
       dir, ROOT, ROOT, BUILD)
     local p = assert(io.popen(cmd, "r"))
