@@ -16,7 +16,6 @@ enum framing { FR_NONE, FR_SSE, FR_NDJSON };
 /* Failures decided by us rather than by libcurl. */
 enum fail { F_NONE, F_CANCELLED, F_T_HEADERS, F_T_FIRST, F_T_IDLE, F_TOOBIG, F_NOMEM, F_BODY };
 
-#define MAX_KEEPALIVE 8
 /* Bytes of framed events waiting for step before the transfer stops reading: bounds one
  * step's batch (and memory) however much libcurl has buffered for a fast stream. */
 #define QUEUE_HIGH_WATER (1u << 20)
@@ -43,9 +42,7 @@ struct transfer {
   int headers_ready, headers_reported, done_reported;
   double timeout, idle_timeout, first_token_timeout;
   double t_start, t_last_content, restart_at;
-  int got_content;
-  char keepalive[MAX_KEEPALIVE][32];
-  int nkeepalive;
+  int got_content;                  /* Lua has reported a content event (t:content()) */
   struct sse sse;
   struct sse_queue queue;
   struct buf body, hdrs, debug;
@@ -103,7 +100,7 @@ static void update_deadline(struct transfer *t, int exact) {
     llm_loop_schedule(t->loop, t, d);
 }
 
-/* Content reached the consumer: end the first-token clock, (re)start the idle clock. */
+/* Lua decoded content (t:content()): end the first-token clock, (re)start the idle clock. */
 static void note_content(struct transfer *t) {
   t->t_last_content = llm_now();
   if (!t->got_content) {
@@ -114,22 +111,11 @@ static void note_content(struct transfer *t) {
 
 /* ---- libcurl callbacks: C state only ---- */
 
-static int is_keepalive(struct transfer *t, const struct sse_event *ev) {
-  int i;
-  if (ev->name == NULL) return 0;
-  for (i = 0; i < t->nkeepalive; i++) {
-    if (strlen(t->keepalive[i]) == ev->name_len && memcmp(t->keepalive[i], ev->name, ev->name_len) == 0)
-      return 1;
-  }
-  return 0;
-}
-
-/* sse_emit_fn: queue the event for step and note content for the idle clock. */
+/* sse_emit_fn: queue the event for step. Whether it is content is decided in Lua, after
+ * decoding (DESIGN "Timeouts and content"): see transfer_content. */
 static int on_event(void *ud, const struct sse_event *ev) {
   struct transfer *t = ud;
-  if (sse_queue_push(&t->queue, ev) != BUF_OK) return 1;
-  if (!is_keepalive(t, ev)) note_content(t);
-  return 0;
+  return sse_queue_push(&t->queue, ev) != BUF_OK;
 }
 
 /* CURLOPT_HEADERFUNCTION: collect the final response's header block. */
@@ -541,6 +527,14 @@ static int transfer_pause(lua_State *L) {
   return 0;
 }
 
+/* t:content(): the batch Lua just decoded held a content event (text, reasoning, tool call,
+ * refusal). Ends the first-token clock and restarts the idle clock; Lua calls it at most
+ * once per batch, so metadata, pings and empty deltas never count. */
+static int transfer_content(lua_State *L) {
+  note_content(checktransfer(L, 1));
+  return 0;
+}
+
 /* One idempotent close for __gc, __close and :close(): detach, then release (STYLE §6). */
 static int transfer_close(lua_State *L) {
   struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
@@ -730,18 +724,6 @@ int llm_transfer_new(lua_State *L) {
   t->body.max = t->max_body;
   t->queue.b.max = (size_t)max_event * 4 + 1024 * 1024;
 
-  if (lua_getfield(L, spec, "keepalive") == LUA_TTABLE) {
-    lua_Integer i, nk = luaL_len(L, -1);
-    for (i = 1; i <= nk && t->nkeepalive < MAX_KEEPALIVE; i++) {
-      size_t klen;
-      lua_rawgeti(L, -1, i);
-      s = lua_tolstring(L, -1, &klen);
-      if (s != NULL && klen < sizeof t->keepalive[0]) memcpy(t->keepalive[t->nkeepalive++], s, klen + 1);
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 1);
-
   t->timeout = optfield_number(L, spec, "timeout", 600);
   t->idle_timeout = optfield_number(L, spec, "idle_timeout", 0);
   t->first_token_timeout = optfield_number(L, spec, "first_token_timeout", 0);
@@ -798,7 +780,7 @@ int llm_transfer_new(lua_State *L) {
 
 static const luaL_Reg transfer_methods[] = {
   {"cancel", transfer_cancel}, {"restart", transfer_restart}, {"pause", transfer_pause},
-  {"close", transfer_close}, {NULL, NULL}
+  {"content", transfer_content}, {"close", transfer_close}, {NULL, NULL}
 };
 
 static const luaL_Reg transfer_metamethods[] = {

@@ -19,7 +19,7 @@ describe("anthropic provider table", function()
     assert.are.equal("anthropic", P.name)
     assert.are.equal("https://api.anthropic.com", P.base_url)
     assert.are.equal("ANTHROPIC_API_KEY", P.api_key_env)
-    assert.are.same({ "ping" }, P.keepalive_events)
+    assert.is_nil(P.keepalive_events)   -- content is decided by decode_event, not by event names
     assert.are.same({ ["x-api-key"] = "k", ["anthropic-version"] = "2023-06-01" }, P.auth_headers("k"))
   end)
 end)

@@ -9,6 +9,10 @@ local validate = require("llm.validate")
 local url_escape = require("llm.providers.common").url_escape
 
 local CONTENT = { text = true, reasoning = true, tool_call = true, refusal = true }
+-- Before the first content event a stream holds events back (a retry must not show them
+-- twice), but only this many: past the cap they are handed out (DESIGN "Timeouts").
+local HELD_EVENTS, HELD_BYTES = 256, 1024 * 1024
+local HIGH_WATER, LOW_WATER = 4096, 2048   -- decoded events queued: pause / resume reading
 -- A stream that got HTTP 200 but failed before any content, by its error: if the retry
 -- policy gives up on that error, the stream is handed out with the error as its last event.
 local started_streams = setmetatable({}, { __mode = "k" })
@@ -152,7 +156,6 @@ return function(env)
       timeout = req.timeout or self.timeout,
       connect_timeout = self.connect_timeout,
       framing = streaming and (self.provider.framing or "sse") or nil,
-      keepalive = streaming and self.provider.keepalive_events or nil,
       idle_timeout = streaming and (req.idle_timeout or self.idle_timeout) or nil,
       first_token_timeout = streaming and (req.first_token_timeout or self.first_token_timeout) or nil,
       max_event_size = self.max_event_size,
@@ -391,8 +394,9 @@ return function(env)
     return errors.new(f)
   end
 
-  --- Open one attempt: wait for the status, then read (holding events back) until the first
-  -- content event, so a retry never shows the user anything twice. Returns a Stream.
+  --- Open one attempt: wait for the status, then hold events back until the first content
+  -- event (or the hold-back cap), so a retry never shows the user anything twice.
+  -- Returns a Stream, or nil, err for a failure before that (the policy may retry it).
   ---@private
   ---@param p table the provider table
   ---@param spec table the transfer spec
@@ -415,71 +419,111 @@ return function(env)
         return nil, self:http_error(hs.status, hs.headers, hs.body, hs.retry_after, hs.should_retry, p)
       else
         local s = setmetatable({ hs = hs, p = p, req = req, state = p.new_stream_state(req),
-                                 pending = queue.new(), finished = false, client = self }, Stream)
-        -- Read ahead to the first content event; anything failing before it is retryable.
-        while not s.content do
-          local _, done, serr = s:pull()
-          if serr then
-            hs:close()
-            started_streams[serr] = s
-            return nil, serr
-          end
-          if done then break end
-        end
+                                 pending = queue.new(), held = 0, held_bytes = 0, started = false,
+                                 finished = false, client = self }, Stream)
         s.status, s.headers = hs.status, hs.headers
         s.request_id = request_id(hs.headers)
+        hs:set_sink(s)
+        while not s.started and not s.finished do
+          local wok, werr = hs:wait()
+          if not wok then s:fail(werr) end
+        end
+        if s.early_error then
+          local e = s.early_error
+          if e.kind ~= "cancelled" then started_streams[e] = s end
+          return nil, e
+        end
+        s.started = true
         return s
       end
     end
     return nil, errors.new{ kind = "protocol", message = "too many redirects", retryable = false }
   end
 
-  --- Read one raw event and queue its normalized events. Returns evs, done, err where err is
-  -- set only for a failure before any content (so the caller may retry).
+  -- Everything below up to Stream:next runs inside the loop's step, as records arrive: it
+  -- calls no user code and must not raise.
+
+  --- A batch of raw events from the transfer: decode each into `pending`. A batch that held
+  -- content tells the transfer once (its first-token and idle clocks); the stream's
+  -- terminal event ends the reply, and the transfer is dropped unread beyond it.
   ---@private
-  ---@return table? evs
-  ---@return boolean done
-  ---@return llm.Error? err
-  function Stream:pull()
-    if self.finished then return nil, true end
-    local raw, terr = self.hs:next_event()
-    if self.closed then return nil, true end   -- closed (maybe by another task) while waiting
-    if raw then
-      local evs = self.p.decode_event(self.state, raw)
-      for i = 1, #evs do
-        local ev = evs[i]
-        if ev.type == "error" then
-          local e = stream_error(ev.error)
-          if not self.content then return nil, false, e end
-          self:finish_with(e, ev)
-          return evs, true
-        end
-        if CONTENT[ev.type] then self.content = true end
-        self.pending:push(ev)
+  ---@param raws table[] raw events { name, data, id }
+  function Stream:on_events(raws)
+    if self.finished then return end
+    local decode, state, pending = self.p.decode_event, self.state, self.pending
+    local content = false
+    for i = 1, #raws do
+      local raw = raws[i]
+      local ok, evs = pcall(decode, state, raw)
+      if not ok then
+        evs = { { type = "error", raw = raw.data, name = raw.name,
+                  error = { kind = "protocol", message = "cannot decode a stream event: " .. tostring(evs) } } }
       end
-      return evs, false
+      for j = 1, #evs do
+        local ev = evs[j]
+        if ev.type == "error" then
+          self:fail(stream_error(ev.error), ev)
+          return
+        end
+        if CONTENT[ev.type] then content = true end
+        pending:push(ev)
+      end
+      if not self.started then
+        self.held = self.held + #evs
+        self.held_bytes = self.held_bytes + #raw.data
+        -- Held-back events are bounded: past the cap they are handed out, and the stream
+        -- counts as started (no silent retry after that).
+        if content or self.held >= HELD_EVENTS or self.held_bytes >= HELD_BYTES then self.started = true end
+      end
+      if state.complete then
+        self:on_end(nil)
+        break
+      end
     end
-    -- End of the body.
-    if terr then
-      if terr.kind ~= "cancelled" and not self.content then return nil, false, terr end
-      self:finish_with(terr)
-      return nil, true
+    if content then self.content = true end
+    if not self.finished then
+      if content then self.hs.t:content() end
+      if pending:len() >= HIGH_WATER then self.hs:pause(true) end
     end
-    local resp, ferr = self.p.finish_stream(self.state)
+  end
+
+  --- The end of the reply: the transfer's last record (`rec`, with `rec.error` on a
+  -- transport failure), or nil when the terminal event arrived.
+  ---@private
+  ---@param rec? table
+  function Stream:on_end(rec)
+    if self.finished then return end
+    if rec and rec.error then return self:fail(errors.from_core(rec.error)) end
+    local ok, resp, ferr = pcall(self.p.finish_stream, self.state)
+    if not ok then resp, ferr = nil, { kind = "protocol", message = "cannot finish the stream: " .. tostring(resp) } end
     if not resp then
       local e = stream_error(ferr or { kind = "protocol", message = "stream ended early" })
       e.retryable = false
-      self:finish_with(e)
-      return nil, true
+      return self:fail(e)
     end
     resp.status, resp.headers = self.hs.status, self.hs.headers
     resp.request_id = request_id(self.hs.headers)
     self.response = resp
-    if self.on_done then self.on_done(resp) end
     self.pending:push({ type = "done", response = resp })
-    self.finished = true
+    self.finished, self.started = true, true
     self.hs:close()
-    return nil, true
+    if self.on_done then self.on_done(resp) end
+  end
+
+  --- The stream failed with `err` (raw event `ev`, if any). Before the stream started the
+  -- error is kept for the retry policy; after, it is the last event.
+  ---@private
+  ---@param err llm.Error
+  ---@param ev? table the event that carried it
+  function Stream:fail(err, ev)
+    if self.finished then return end
+    if self.started then
+      self:finish_with(err, ev)
+    else
+      self.early_error, self.early_event = err, ev
+      self.error, self.finished = err, true
+      self.hs:close()
+    end
   end
 
   --- End the stream with an `"error"` event.
@@ -490,23 +534,28 @@ return function(env)
     self.error = err
     self.pending:push({ type = "error", error = err, raw = raw_ev and errors.redact_value(raw_ev.raw),
                         name = raw_ev and raw_ev.name })
-    self.finished = true
+    self.finished, self.started = true, true
     self.hs:close()
   end
 
-  --- The next normalized event, or nil after `done` / `error` has been delivered.
+  --- The next normalized event, or nil after `done` / `error` has been delivered, or once
+  -- the stream is closed (events read ahead are dropped with it).
   ---@return llm.Event? ev
   function Stream:next()
-    while true do
-      local ev = self.pending:pop()
+    while not self.closed do
+      if self.pending:len() > 0 then async.checkpoint() end   -- one event handed out
+      local ev = not self.closed and self.pending:pop()
       if ev then
+        if self.hs.paused and self.pending:len() < LOW_WATER then self.hs:pause(false) end
+        if ev.type == "done" or ev.type == "error" then self.delivered = true end
         if self.on_event then self.on_event(ev) end
         return ev
       end
       if self.finished then return nil end
-      local _, _, err = self:pull()
-      if err then self:finish_with(err) end
+      local ok, err = self.hs:wait()
+      if not ok then self:fail(err) end
     end
+    return nil
   end
 
   --- Iterator over normalized events; ends after `done` or `error`.
@@ -533,19 +582,23 @@ return function(env)
   ---@return llm.Error? err
   function Stream:final()
     while self:next() do end
+    if self.closed and not self.delivered then
+      return nil, errors.new{ kind = "cancelled", message = "stream closed", retryable = false }
+    end
     if self.response then return self.response end
     return nil, self.error or errors.new{ kind = "cancelled", message = "stream closed" }
   end
 
-  --- Cancel early and free the connection. Idempotent. A reader waiting in another task
-  -- wakes and sees the end: next() gives nil, final() nil, err (kind "cancelled").
+  --- Cancel early and free the connection. Idempotent. Events read ahead are dropped: from
+  -- now on next() gives nil and final() nil, err (kind "cancelled"), also for a reader
+  -- waiting in another task, which wakes.
   function Stream:close()
-    self.closed = true
     if not self.finished then
       self.finished = true
       self.error = self.error or errors.new{ kind = "cancelled", message = "stream closed", retryable = false }
-      self.pending = queue.new()
     end
+    self.closed = true
+    self.pending = queue.new()
     self.hs:close()
   end
   Stream.__close = Stream.close
@@ -566,7 +619,7 @@ return function(env)
     local started = last ~= nil and started_streams[last]
     if started then
       started.status, started.headers = started.hs.status, started.hs.headers
-      started:finish_with(err)
+      started:finish_with(err, last == started.early_error and started.early_event or nil)
       return started
     end
     return nil, err

@@ -4,6 +4,7 @@ local errors = require("llm.errors")
 local queue = require("llm.queue")
 
 local HIGH_WATER = 4096   -- queued events before the transfer is paused (back-pressure)
+local LOW_WATER = 2048    -- ... and resumed
 
 return function(async)
   local M = {}
@@ -42,18 +43,21 @@ return function(async)
   end
 
   ---------------------------------------------------------------------------------------
-  -- Event streams.
+  -- Event streams. Raw events are queued here, or handed as each batch arrives to a sink
+  -- (`set_sink`), which decodes them at once: what is content is known only after decoding,
+  -- and the transfer's clocks must hear of it when it arrives, not when a consumer reads it.
   local Stream = { __name = "llm.http.Stream" }
   Stream.__index = Stream
 
   function Stream:on_record(rec)
     local kind = rec.type
     if kind == "events" then
-      local q = self.queue
-      for _, ev in ipairs(rec.events) do q:push(ev) end
-      if q:len() >= HIGH_WATER and not self.paused then
-        self.paused = true
-        self.t:pause(true)
+      if self.sink then
+        self.sink:on_events(rec.events)
+      else
+        local q = self.queue
+        for _, ev in ipairs(rec.events) do q:push(ev) end
+        if q:len() >= HIGH_WATER then self:pause(true) end
       end
     elseif kind == "headers" then
       self.status, self.headers = rec.status, rec.headers
@@ -65,9 +69,16 @@ return function(async)
         self.status, self.headers = rec.status, rec.headers
         self.retry_after, self.should_retry = rec.retry_after, rec.should_retry
       end
+      if self.sink then self.sink:on_end(rec) end
     elseif kind == "debug" and self.on_debug then
       self.on_debug(rec.text)
     end
+    self:wake()
+  end
+
+  --- Wake the reader waiting on this stream (a record arrived, or the stream was closed).
+  ---@private
+  function Stream:wake()
     local fut = self.fut
     if fut then
       self.fut = nil
@@ -79,9 +90,12 @@ return function(async)
     return errors.new{ kind = "cancelled", message = "stream closed", retryable = false }
   end
 
-  -- Wait for the next record of the stream. A stream has one reader at a time (API §11):
-  -- a second one while the first waits is a mistake in the caller's code.
-  local function wait_change(self)
+  --- Wait for the next record of the stream: true, or nil, err when the stream was closed
+  -- or the waiting task cancelled (which cancels the transfer). A stream has one reader at
+  -- a time (API §11): a second one while the first waits is a mistake in the caller's code.
+  ---@private
+  function Stream:wait()
+    if self.closed then return nil, closed_error() end
     if self.fut then error("stream already has a reader", 4) end
     local fut = async.future()
     self.fut = fut
@@ -95,8 +109,32 @@ return function(async)
     return true
   end
 
-  --- Open a stream (spec as for request, plus framing, keepalive, idle_timeout,
-  -- first_token_timeout, max_event_size). Returns at once; use `wait_headers`.
+  --- Stop (true) or resume (false) reading; the idle clock stops while paused.
+  ---@private
+  function Stream:pause(on)
+    on = on and true or false
+    if self.paused ~= on and not self.closed then
+      self.paused = on
+      self.t:pause(on)
+    end
+  end
+
+  --- From now on hand each batch of raw events to `sink:on_events(events)` and the end of
+  -- the transfer to `sink:on_end(done_record)`; events queued so far go to it first.
+  ---@private
+  function Stream:set_sink(sink)
+    self.sink = sink
+    if self.queue:len() > 0 then
+      local evs = {}
+      for i = 1, self.queue:len() do evs[i] = self.queue:pop() end
+      sink:on_events(evs)
+    end
+    if self.done and not self.closed then sink:on_end(self.done) end
+  end
+
+  --- Open a stream (spec as for request, plus framing, idle_timeout, first_token_timeout,
+  -- max_event_size). Returns at once; use `wait_headers`. Nothing counts as content for
+  -- the transfer's clocks until its owner says so with `t:content()`.
   function M.stream(spec, on_debug)
     async.check_blocking("an llm stream", 2)
     async.checkpoint()
@@ -111,7 +149,7 @@ return function(async)
   function Stream:wait_headers()
     while not self.status and not self.done do
       if self.closed then return nil, closed_error() end
-      local ok, err = wait_change(self)
+      local ok, err = self:wait()
       if not ok then return nil, err end
     end
     if self.done and self.done.error and not self.status then
@@ -120,7 +158,7 @@ return function(async)
     if self.status and self.status >= 300 then
       while not self.done do     -- an error reply is read whole
         if self.closed then return nil, closed_error() end
-        local ok, err = wait_change(self)
+        local ok, err = self:wait()
         if not ok then return nil, err end
       end
       if self.done.error then return nil, errors.from_core(self.done.error) end
@@ -137,10 +175,7 @@ return function(async)
       if self.queue:len() > 0 then async.checkpoint() end   -- one event handed out
       local ev = self.queue:pop()
       if ev then
-        if self.paused and self.queue:len() < HIGH_WATER // 2 then
-          self.paused = false
-          self.t:pause(false)
-        end
+        if self.paused and self.queue:len() < LOW_WATER then self:pause(false) end
         return ev
       end
       if self.done then
@@ -148,22 +183,20 @@ return function(async)
         return nil, nil
       end
       if self.cancelled then return nil, self.cancelled end
-      local ok, err = wait_change(self)
+      local ok, err = self:wait()
       if not ok then return nil, err end
     end
   end
 
-  --- Cancel the transfer and free its connection now; a reader waiting on the stream (in
-  -- another task) wakes and sees the end. Idempotent.
+  --- Cancel the transfer and free its connection now (libcurl closes a connection whose
+  -- response was not read to its end, so it is never reused half-read); a reader waiting on
+  -- the stream (in another task) wakes and sees the end. Idempotent.
   function Stream:close()
+    if self.closed then return end
+    self.closed = true
     async.unwatch(self.t)
     self.t:close()
-    self.closed = true
-    local fut = self.fut
-    if fut then
-      self.fut = nil
-      fut:resolve(true)
-    end
+    self:wake()
   end
   Stream.__close = Stream.close
 

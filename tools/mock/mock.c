@@ -99,7 +99,7 @@ static void buf_free(struct buf *b) { free(b->p); memset(b, 0, sizeof *b); }
 /* ---------------------------------------------------------------- state */
 
 enum { K_LISTEN, K_SIGNAL, K_STDIN, K_CONN };
-enum { AFTER_KEEP, AFTER_CLOSE, AFTER_RESET, AFTER_STALL };
+enum { AFTER_KEEP, AFTER_CLOSE, AFTER_RESET, AFTER_STALL, AFTER_EOF };
 enum {
   S_READ,     /* waiting for (the rest of) a request */
   S_HEADERS,  /* plan accepted, status line waits for its timer */
@@ -483,7 +483,8 @@ static void start_plan(struct conn *c, int keepalive) {
   c->after = !after ? AFTER_KEEP
            : strcmp(after, "close") == 0 ? AFTER_CLOSE
            : strcmp(after, "reset") == 0 ? AFTER_RESET
-           : strcmp(after, "stall") == 0 ? AFTER_STALL : AFTER_KEEP;
+           : strcmp(after, "stall") == 0 ? AFTER_STALL
+           : strcmp(after, "eof") == 0 ? AFTER_EOF : AFTER_KEEP;
   lua_pop(L, 1);
   if (c->after == AFTER_KEEP && !keepalive) c->after = AFTER_CLOSE;
   c->stream = (lua_getfield(L, plan, "stream"), lua_toboolean(L, -1)); lua_pop(L, 1);
@@ -516,6 +517,13 @@ static void start_plan(struct conn *c, int keepalive) {
   if (stall) {
     lua_pop(L, 1);
     c->state = S_STALL; /* never answer; stays active until the client gives up */
+    return;
+  }
+  int reset_now = (lua_getfield(L, plan, "reset_before_headers"), lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  if (reset_now) {
+    lua_pop(L, 1);
+    conn_close(c, 1); /* an RST instead of a status line */
     return;
   }
   /* Format the head now, while the plan is on the stack; it is written when due. */
@@ -627,6 +635,7 @@ static void conn_after(struct conn *c) {
     c->state = S_READ;
     break;
   case AFTER_CLOSE:
+  case AFTER_EOF:   /* a FIN without the last-chunk marker: a truncated chunked body */
     conn_close(c, 0);
     break;
   case AFTER_RESET: {

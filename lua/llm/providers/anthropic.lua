@@ -29,7 +29,7 @@ local val, str = C.val, C.str
 local P = {
   name = "anthropic", base_url = "https://api.anthropic.com",
   api_key_env = "ANTHROPIC_API_KEY", base_url_env = "ANTHROPIC_BASE_URL",
-  framing = "sse", keepalive_events = { "ping" },
+  framing = "sse",
   version = "2023-06-01", default_max_tokens = 4096,
   -- the optional contract fields (API §9) this API maps, and the part types it takes
   request_fields = { top_k = true, metadata = true, user = true, service_tier = true },
@@ -325,6 +325,9 @@ function P.decode_event(state, ev)
       local pj = str(d.partial_json) or ""
       b.args[#b.args + 1] = pj
       b.got_delta = true
+      -- a server-side tool (server_tool_use: web search, code execution) runs on Anthropic's
+      -- side: its input is no client tool call, so run_tools must never see it
+      if not b.call_pos then return C.raw_event(obj, name) end
       return { { type = "tool_call", index = b.call_pos, id = b.id, arguments_delta = pj,
                  raw = obj } }
     elseif dt == "signature_delta" then
@@ -381,7 +384,7 @@ function P.decode_event(state, ev)
     end
     return usage_events(state, val(obj.usage), obj, name)
   elseif t == "message_stop" then
-    state.stopped = true
+    state.stopped, state.complete = true, true
     return C.raw_event(obj, name)
   elseif t == "ping" then
     return {}
@@ -417,6 +420,11 @@ function P.finish_stream(state)
       blk = { type = "tool_use", id = b.id, name = b.name,
               input = b.call.arguments or json.object() }
       calls_by_block[blk] = b.call
+    elseif b.type == "server_tool_use" and b.got_delta then
+      blk = {}   -- a hosted tool's call, with the input its deltas carried
+      for k, v in pairs(b.start) do blk[k] = v end
+      local input = json.decode(concat(b.args))
+      if type(input) == "table" then blk.input = input end
     else
       blk = b.start -- hosted-tool blocks as they started
     end

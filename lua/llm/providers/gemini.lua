@@ -38,7 +38,7 @@ local PROVIDER = "gemini"
 local P = {
   name = "gemini", base_url = "https://generativelanguage.googleapis.com/v1beta",
   api_key_env = "GEMINI_API_KEY", base_url_env = "GEMINI_BASE_URL",
-  framing = "sse", keepalive_events = {},
+  framing = "sse",
   -- the optional contract fields (API §9) this API maps, and the part types it takes
   request_fields = { n = true, seed = true, top_k = true, presence_penalty = true,
                      frequency_penalty = true, logprobs = true, top_logprobs = true },

@@ -36,7 +36,7 @@ local PROVIDER = "ollama"
 local P = {
   name = "ollama", base_url = "http://127.0.0.1:11434", needs_key = false,
   api_key_env = "OLLAMA_API_KEY", base_url_env = "OLLAMA_BASE_URL",
-  framing = "ndjson", keepalive_events = {},
+  framing = "ndjson",
   -- the optional contract fields (API §9) this API maps, and the part types it takes
   request_fields = { seed = true, top_k = true, presence_penalty = true, frequency_penalty = true },
   part_types = { text = true, image = true },
@@ -251,7 +251,7 @@ function P.decode_event(state, ev)
     if #state.calls >= first then n = C.push_whole_calls(out, n, state.calls, first, obj, name) end
   end
   if val(obj.done) == true then
-    state.final = obj
+    state.final, state.complete = obj, true
     n = C.push_usage(state, usage_of(obj), out, n, obj, name)
   end
   if n == 0 then out[1] = { type = "raw", raw = obj, name = name } end

@@ -7,7 +7,6 @@
 --
 --   P.name, P.base_url, P.api_key_env, P.base_url_env
 --   P.framing = "sse" | "ndjson"        how the core frames a streamed body
---   P.keepalive_events = { ... }        event names that are not content (anthropic: "ping")
 --   P.auth_headers(api_key) -> headers  lower-case names
 --   P.build_request(req) -> { method, path, headers, body }
 --       req is the normalized request (model, system, messages, max_tokens, temperature,
@@ -23,6 +22,10 @@
 --       ev = { name, data, id } from the framer. Events are API.md §3 / §9: text,
 --       reasoning, refusal, tool_call, tool_call_done, usage, raw, error; each carries
 --       `raw` (the decoded provider event) and `name` (ev.name). Never "done".
+--       Sets `state.complete = true` at the stream's terminal event ([DONE], message_stop,
+--       response.completed, done: true): the client then stops reading (DESIGN "Timeouts
+--       and content"). Which events are content (text, reasoning, tool_call, refusal) is
+--       decided by the types returned here: metadata and pings must come back as raw or {}.
 --   P.finish_stream(state) -> response | nil, errfields
 --       complete iff the finish signal was seen and no error came.
 --
@@ -48,7 +51,7 @@ local val, str = C.val, C.str
 local P = {
   name = "openai", base_url = "https://api.openai.com/v1",
   api_key_env = "OPENAI_API_KEY", base_url_env = "OPENAI_BASE_URL",
-  framing = "sse", keepalive_events = {},
+  framing = "sse",
   -- the optional contract fields (API §9) this API maps, and the part types it takes
   request_fields = { n = true, seed = true, presence_penalty = true, frequency_penalty = true,
                      logprobs = true, top_logprobs = true, user = true, metadata = true,
@@ -313,7 +316,7 @@ function P.decode_event(state, ev)
   local data = ev.data
   local name = ev.name
   if data == "[DONE]" then
-    state.done = true
+    state.done, state.complete = true, true
     return {}
   end
   local obj, derr = json.decode(data)

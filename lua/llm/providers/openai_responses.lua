@@ -39,7 +39,7 @@ local PROVIDER = "openai_responses"
 local P = {
   name = "openai_responses", api = "responses", base_url = "https://api.openai.com/v1",
   api_key_env = "OPENAI_API_KEY", base_url_env = "OPENAI_BASE_URL",
-  framing = "sse", keepalive_events = {},
+  framing = "sse",
   request_fields = { input = true, instructions = true, previous_response_id = true,
                      store = true, include = true, top_logprobs = true, user = true,
                      metadata = true, service_tier = true },
@@ -383,6 +383,10 @@ local TERMINAL = { ["response.completed"] = true, ["response.incomplete"] = true
 
 function P.decode_event(state, ev)
   local name = ev.name
+  if ev.data == "[DONE]" then   -- OpenRouter ends a Responses stream as a chat stream does
+    state.complete = true
+    return {}
+  end
   local obj, derr = json.decode(ev.data)
   if type(obj) ~= "table" or obj == null then return C.bad_json(state, ev, derr) end
   local t = str(obj.type) or name
@@ -441,7 +445,7 @@ function P.decode_event(state, ev)
     return one("raw", obj, name)
   elseif TERMINAL[t] then
     local r = val(obj.response)
-    state.finished = true
+    state.finished, state.complete = true, true
     state.response = type(r) == "table" and r or {}
     local out = {}
     local n = C.push_usage(state, usage_of(val(state.response.usage)), out, 0, obj, name)

@@ -156,6 +156,11 @@ local function to_plan(r, f, provider, ctx, h)
   if f["retry-after"] then headers[#headers + 1] = { "retry-after", f["retry-after"] } end
   if f["retry-after-ms"] then headers[#headers + 1] = { "retry-after-ms", f["retry-after-ms"] } end
   if f["x-should-retry"] then headers[#headers + 1] = { "x-should-retry", f["x-should-retry"] } end
+  local big = faults.int(f["big-header"])
+  if big then headers[#headers + 1] = { "x-mock-big", string.rep("b", big) } end
+  for i = 1, faults.int(f["many-headers"]) or 0 do
+    headers[#headers + 1] = { "x-mock-h" .. i, string.rep("h", 1024) }
+  end
   plan.headers = headers
   local reset_n, stall_n, pings = faults.int(f["reset-after-events"]), faults.int(f["stall-after-events"]),
                                   faults.int(f.pings)
@@ -190,6 +195,27 @@ local function to_plan(r, f, provider, ctx, h)
       keep[#keep + 1] = provider.stream_error(ctx)
       ev, plan.after = keep, "close"
     end
+    local empties = faults.int(f["empty-chunks"])
+    if empties and provider then
+      -- A server that sends only events without content, then stalls.
+      local keep, empty = {}, provider.empty(ctx)
+      for i = 1, empties do keep[i] = empty end
+      ev, plan.after = keep, "stall"
+    end
+    local extra_n = faults.int(f["after-done"])
+    if extra_n and provider then
+      -- The whole reply, then more events after its terminal one, the connection held open.
+      local keep = {}
+      for i = 1, #ev do keep[i] = ev[i] end
+      for _ = 1, extra_n do keep[#keep + 1] = provider.extra(ctx) end
+      ev, plan.after = keep, "stall"
+    end
+    local eof_n = faults.int(f["eof-after-events"])
+    if eof_n then
+      local keep = {}
+      for i = 1, math.min(eof_n, #ev) do keep[i] = ev[i] end
+      ev, plan.after = keep, "eof"
+    end
     if pings then
       -- With stall-after-events=N the pings follow N events of the reply (content, then
       -- keep-alives only); alone they are all the stream sends.
@@ -202,12 +228,13 @@ local function to_plan(r, f, provider, ctx, h)
     plan.chunks = ev
   else
     local body = r.body or ""
-    local cut = reset_n or stall_n or pings or (f.truncate and 1)
+    local cut = reset_n or stall_n or pings or (f.truncate and 1) or faults.int(f["eof-after-events"])
     if cut then
       -- A non-streamed body is one event: announce it whole, send at most half of it.
       plan.content_length = #body
       body = cut == 0 and "" or body:sub(1, #body // 2)
-      plan.after = reset_n and "reset" or f.truncate and "close" or "stall"
+      plan.after = reset_n and "reset" or f.truncate and "close"
+        or f["eof-after-events"] and "eof" or "stall"
     end
     if h["x-mock-gzip"] then   -- Content-Encoding: gzip, which a client must accept
       body = util.gzip(body)
@@ -217,6 +244,7 @@ local function to_plan(r, f, provider, ctx, h)
     plan.body = body
   end
   if f["stall-before-headers"] then plan.stall_before_headers = true end
+  if f["reset-before-headers"] then plan.reset_before_headers = true end
   local hd = faults.int(f["headers-delay-ms"] or h["x-mock-headers-delay-ms"])
   if hd and hd > 0 then plan.headers_delay = hd / 1000 end
   local d = tonumber(h["x-mock-delay-ms"])
@@ -340,6 +368,10 @@ return function(req)
   if provider then r = provider.check(req, ctx) end
   if r then return to_plan(r, {}, shape, ctx, h) end
 
+  if f["bad-utf8"] then h["x-mock-text"] = "bad \255\254 bytes" end   -- invalid UTF-8 in the reply
+  local big_ev = faults.int(f["big-event"])
+  if big_ev then h["x-mock-text"] = string.rep("x", big_ev) end   -- one delta of that many bytes
+
   if provider then
     local p = pop_pushed()
     if p then return pushed_plan(p, req, ctx, provider, h) end
@@ -348,6 +380,12 @@ return function(req)
   local status = faults.int(f.status)
   if f["html-error"] then
     r = text_plan(502, HTML_502, "text/html")
+  elseif f["html-200"] then
+    r = text_plan(200, HTML_502, "text/html")
+    r.stream = ctx.stream
+    if r.stream then r.events = { r.body } end
+  elseif f["invalid-json"] and not ctx.stream then
+    r = text_plan(200, '{"id": "broken", "choices": [', "application/json")
   elseif f.quota then
     r = shape.error(429, ctx, "quota")
   elseif status and status >= 400 then

@@ -153,4 +153,12 @@ function M.stream_error(ctx)
     .. ctx.seq .. '"}\n\n'
 end
 
+-- An event with no content (an empty text delta), and a text delta sent after the terminal event.
+function M.empty()
+  return 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}\n\n'
+end
+function M.extra()
+  return 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" AFTER-DONE"}}\n\n'
+end
+
 return M

@@ -155,4 +155,12 @@ function M.stream_error(ctx)
     "status", "UNAVAILABLE"))) .. "\r\n\r\n"
 end
 
+-- An event with no content (an empty text part), and a text chunk sent after the last one.
+function M.empty()
+  return 'data: {"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"index":0}]}\r\n\r\n'
+end
+function M.extra()
+  return 'data: {"candidates":[{"content":{"parts":[{"text":" AFTER-DONE"}],"role":"model"},"index":0}]}\r\n\r\n'
+end
+
 return M

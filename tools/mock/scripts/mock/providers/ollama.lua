@@ -79,4 +79,12 @@ function M.stream_error(ctx)
   return json.encode(O("error", ctx and ctx.error_message or "server overloaded (mock)")) .. "\n"
 end
 
+-- A line with no content, and a text line sent after the `done: true` line.
+function M.empty(ctx)
+  return '{"model":' .. str(ctx.model) .. ',"message":{"role":"assistant","content":""},"done":false}\n'
+end
+function M.extra(ctx)
+  return '{"model":' .. str(ctx.model) .. ',"message":{"role":"assistant","content":" AFTER-DONE"},"done":false}\n'
+end
+
 return M

@@ -122,4 +122,14 @@ function M.stream_error(ctx)
     "type", ctx.error_type or "server_error", "param", null, "code", null))) .. "\n\n"
 end
 
+-- An event with no content (an empty delta), and a text delta sent after the terminal event.
+function M.empty(ctx)
+  return 'data: {"id":"chatcmpl-mock' .. ctx.seq .. '","object":"chat.completion.chunk","created":0,"model":'
+    .. str(ctx.model) .. ',"choices":[{"index":0,"delta":{},"finish_reason":null}]}\n\n'
+end
+function M.extra(ctx)
+  return 'data: {"id":"chatcmpl-mock' .. ctx.seq .. '","object":"chat.completion.chunk","created":0,"model":'
+    .. str(ctx.model) .. ',"choices":[{"index":0,"delta":{"content":" AFTER-DONE"},"finish_reason":null}]}\n\n'
+end
+
 return M

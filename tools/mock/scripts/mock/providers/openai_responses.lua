@@ -155,4 +155,13 @@ function M.stream_error(ctx)
   return 'event: error\ndata: {"type":"error","code":"server_error","message":"The server is overloaded (mock).","param":null,"sequence_number":0}\n\n'
 end
 
+-- An event with no content, and a text delta sent after the terminal event.
+function M.empty()
+  return 'event: response.in_progress\ndata: {"type":"response.in_progress","sequence_number":0}\n\n'
+end
+function M.extra()
+  return 'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","output_index":0,'
+    .. '"content_index":0,"delta":" AFTER-DONE"}\n\n'
+end
+
 return M
