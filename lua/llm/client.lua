@@ -507,7 +507,6 @@ return function(env)
     self.pending:push({ type = "done", response = resp })
     self.finished, self.started = true, true
     self.hs:close()
-    if self.on_done then self.on_done(resp) end
   end
 
   --- The stream failed with `err` (raw event `ev`, if any). Before the stream started the
@@ -548,6 +547,7 @@ return function(env)
       if ev then
         if self.hs.paused and self.pending:len() < LOW_WATER then self.hs:pause(false) end
         if ev.type == "done" or ev.type == "error" then self.delivered = true end
+        if ev.type == "done" and self.on_done then self.on_done(ev.response) end
         if self.on_event then self.on_event(ev) end
         return ev
       end
@@ -703,7 +703,7 @@ return function(env)
     return resp
   end
 
-  --- Stream one turn; it joins `conv.messages` when the stream completes.
+  --- Stream one turn; it joins `conv.messages` when the consumer reads its done event.
   ---@param input string|llm.Message the user's text or message
   ---@param overrides? llm.Request request fields for this turn
   ---@return llm.Stream? stream
@@ -712,8 +712,7 @@ return function(env)
     local req, msg = self:turn(input, overrides)
     local s, err = self.client:stream(req)
     if not s then return nil, err end
-    if s.response then self:commit(msg, s.response)
-    else s.on_done = function(resp) self:commit(msg, resp) end end
+    s.on_done = function(resp) self:commit(msg, resp) end   -- when its done event is read
     return s
   end
 
