@@ -493,13 +493,17 @@ return function(env)
   ---@param rec? table
   function Stream:on_end(rec)
     if self.finished then return end
-    if rec and rec.error then return self:fail(errors.from_core(rec.error)) end
+    if rec and rec.error then
+      self:fail(errors.from_core(rec.error))
+      return
+    end
     local ok, resp, ferr = pcall(self.p.finish_stream, self.state)
     if not ok then resp, ferr = nil, { kind = "protocol", message = "cannot finish the stream: " .. tostring(resp) } end
     if not resp then
       local e = stream_error(ferr or { kind = "protocol", message = "stream ended early" })
       e.retryable = false
-      return self:fail(e)
+      self:fail(e)
+      return
     end
     resp.status, resp.headers = self.hs.status, self.hs.headers
     resp.request_id = request_id(self.hs.headers)
