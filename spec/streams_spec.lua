@@ -89,7 +89,8 @@ describe("held-back events are bounded", function()
     end
     assert.is_false(s.finished)
     assert.is_true(s.hs.paused)
-    assert.is_true(s.pending:len() <= 2 * 4096)
+    -- at most one more batch (the core queues 1 MiB of event data) past the high-water mark
+    assert.is_true(s.pending:len() < 4096 + 12000, "pending " .. s.pending:len())
     collectgarbage()
     assert.is_true(collectgarbage("count") - before < 32 * 1024, "client memory grew past 32 MiB")
     s:close()
