@@ -296,6 +296,7 @@ describe("deadlines live in the timer heap", function()
         while true do
           local ev, e = s:next_event()
           if not ev then return e end
+          s.t:content()                        -- the owner says what is content (t:content())
         end
       end)
       s:close()
