@@ -130,8 +130,8 @@ describe("transfers", function()
       assert.equal("cancelled", err.kind)
       local st = wait_stats(function(s) return s.open_connections == base end)
       assert.equal(base, st.open_connections)
-      t = nil                                 -- the detached transfer object goes with its task
-      for _ = 1, 50 do                        -- once the step that reports its end has run
+      for _ = 1, 50 do                        -- the detached transfer object goes with its task,
+                                              -- once the step that reports its end has run
         collectgarbage(); collectgarbage()
         if loop:stats().transfers == 0 then break end
         llm.sleep(0.02)
