@@ -172,4 +172,4 @@ docs:
 	@echo "reference: $(BUILD)/docs/index.html"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(POLL_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build.luarocks $(FUZZ_BUILD) $(POLL_BUILD)

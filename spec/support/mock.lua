@@ -13,37 +13,11 @@ local function sh(cmd)
   return out
 end
 
-local function bin_path()
-  local b = os.getenv("LLM_MOCK_BIN")
-  if b then return b end
-  local build = os.getenv("LLM_BUILD") or ((os.getenv("LLM_ROOT") or ".") .. "/build")
-  return build .. "/llm-mock"
-end
-
---- Start a server on a free port; returns an object with url, port and control helpers.
+--- Start a server on a free port (through llm.mock, so it never outlives the spec run);
+-- returns an object with url, port and control helpers.
 function M.start(opts)
-  opts = opts or {}
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
-  local portfile, pidfile = dir .. "/port", dir .. "/pid"
-  local extra = opts.args or ""
-  assert(os.execute(string.format(
-    "env -u LD_PRELOAD %s --port 0 --port-file %s --quiet %s >%s/log 2>&1 & echo $! > %s",
-    bin_path(), portfile, extra, dir, pidfile)))
-  local port
-  for _ = 1, 200 do
-    local f = io.open(portfile, "r")
-    if f then port = tonumber(f:read("a")); f:close() end
-    if port then break end
-    os.execute("sleep 0.02")
-  end
-  local f = assert(io.open(pidfile, "r"))
-  local pid = tonumber(f:read("a"))
-  f:close()
-  assert(port, "mock server did not start (see " .. dir .. "/log)")
-  return setmetatable({ port = port, pid = pid, dir = dir,
-                        url = "http://127.0.0.1:" .. port }, Server)
+  local m = assert(require("llm.mock").start(opts))
+  return setmetatable({ port = m.port, url = m.url, server = m }, Server)
 end
 
 function Server:curl(method, path)
@@ -57,12 +31,7 @@ function Server:stats() return cjson.decode(self:curl("GET", "/__mock/stats")) e
 function Server:reset() self:curl("POST", "/__mock/reset") end
 
 function Server:stop()
-  if self.pid then
-    os.execute("kill " .. self.pid .. " 2>/dev/null")
-    os.execute("rm -rf " .. self.dir)
-    self.pid = nil
-  end
+  self.server:stop()
 end
-Server.__gc = Server.stop
 
 return M
