@@ -17,9 +17,11 @@ local function tmpfile(content)
 end
 
 -- Runs llm-lua with args; returns stdout, stderr, exit code. env: extra "K=V" words.
+-- LD_PRELOAD stays: an ASan build of the module loads only with it (llm.mock keeps it
+-- away from the mock server).
 local function cli(args, env, stdin)
   local out, err = os.tmpname(), os.tmpname()
-  local cmd = ("cd / && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY -u LD_PRELOAD %s lua5.4 %s %s >%s 2>%s")
+  local cmd = ("cd / && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY %s lua5.4 %s %s >%s 2>%s")
     :format(env or "", q(ROOT .. "/bin/llm-lua"), args, q(out), q(err))
   if stdin then cmd = "printf %s " .. q(stdin) .. " | (" .. cmd .. ")" end
   local ok, _, code = os.execute(cmd)
