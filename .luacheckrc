@@ -29,3 +29,8 @@ files["spec/"] = {
   -- Specs swap io.stderr for a capturing file to check what the library prints there.
   globals = { io = { fields = { stderr = { read_only = false } } } },
 }
+
+-- Host examples run inside their host, which provides these globals: Neovim's `vim`, LÖVE's
+-- `love` (the game defines its callbacks on it), and LuaJIT's `jit` (both embed LuaJIT).
+files["examples/nvim/"] = { read_globals = { "vim", "jit" } }
+files["examples/love/"] = { globals = { "love" }, read_globals = { "jit" } }

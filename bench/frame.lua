@@ -10,7 +10,7 @@ local llm = require("llm")
 
 local game = {}
 local base, nstreams, nevents, delay
-local tasks, texts, finished, failures, first_err = {}, {}, 0, 0, nil
+local texts, finished, failures, first_err = {}, 0, 0, nil
 
 local function one(i)
   return function(client)
@@ -36,7 +36,7 @@ function game.start(args)
   for i = 1, nstreams do
     texts[i] = 0
     local run = one(i)
-    tasks[i] = llm.spawn(function()
+    llm.spawn(function()
       local resp, err = run(client)
       finished = finished + 1
       if not resp then

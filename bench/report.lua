@@ -131,7 +131,8 @@ if frames then
   local TARGET = { longest_ms = 1.0, p99_ms = 0.3, missed = 0 }
   local rows = {
     { "longest_ms", "longest step (ms)", "%.3f" }, { "longest_frame", "  in frame", "%d" },
-    { "p99_ms", "p99 step (ms)", "%.3f" }, { "median_ms", "median step (ms)", "%.3f" }, { "missed", "missed frames", "%d" },
+    { "p99_ms", "p99 step (ms)", "%.3f" }, { "median_ms", "median step (ms)", "%.3f" },
+    { "missed", "missed frames", "%d" },
     { "late", "late wake-ups", "%d" }, { "frames", "frames", "%d" },
   }
   if frames[1].deferred_steps then   -- the loop's counters (llm.loop_stats), where it has them
@@ -152,11 +153,14 @@ if frames then
     end
   end
   io.write("  targets: ", table.concat(verdicts, "; "), "\n")
-  io.write("  a frame is missed when, started on time, its step and game update ran past the next frame's start;\n"
+  io.write("  a frame is missed when, started on time, its step and game update ran past the next\n"
+    .. "  frame's start;\n"
     .. "  a late wake-up is the OS waking the loop more than half a frame late (not the library's time)\n")
   local bad = 0
   for _, r in ipairs(frames) do if tonumber(r.ok) ~= 1 then bad = bad + 1 end end
-  if bad > 0 then problems[#problems + 1] = string.format("frame/host: %d run(s) failed (a stream short or an error)", bad) end
+  if bad > 0 then
+    problems[#problems + 1] = string.format("frame/host: %d run(s) failed (a stream short or an error)", bad)
+  end
 end
 if #problems > 0 then
   io.write("\nPROBLEMS:\n")

@@ -5,6 +5,7 @@
 -- debug) must pass it. LUA_PATH / LUA_CPATH must find llm (lua/) and llm.core (the build
 -- directory); make test-hosts sets them.
 local llm = require("llm")
+llm.configure{ blocking = false }        -- a call that would freeze the frame raises instead
 local script = ...                       -- the host passes this file's path
 local here = script and script:match("^(.*)/") or "."
 local agent = dofile(here .. "/agent.lua")
