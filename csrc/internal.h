@@ -39,10 +39,12 @@ struct loop {
   size_t nfired, capfired;
   lua_Integer next_id;
   int in_step;
+  int io_left;            /* the last wait left ready sockets for the next step */
   lua_Alloc alloc; void *alloc_ud;
   /* counters for loop:stats() */
   lua_Integer waits, blocking_waits, events, new_connections, reused;
   lua_Integer deferred;   /* steps that left reports for the next step (budget reached) */
+  lua_Integer deferred_starts;  /* steps that left transfers to start for the next step */
   lua_Integer deadline_checks;  /* transfer deadlines examined (only those due) */
   lua_Integer signals, rearms;  /* wake-ups written; timer re-arms */
 };
@@ -55,7 +57,11 @@ void llm_backend_close(struct loop *lp);
 void llm_backend_arm(struct loop *lp, double deadline);  /* absolute monotonic; < 0 disarms */
 void llm_backend_signal(struct loop *lp);            /* make the fd readable now */
 void llm_backend_clear(struct loop *lp);             /* consume a signal */
-void llm_backend_wait(struct loop *lp, int wait_ms); /* wait for I/O, drive libcurl on it */
+/* Wait at most wait_ms for I/O, then drive libcurl on the sockets that are ready for about
+ * `budget` seconds (at least one socket); ready sockets left over stay ready for the next
+ * step (level-triggered) and set lp->io_left. */
+void llm_backend_wait(struct loop *lp, int wait_ms, double budget);
+void llm_backend_kick(struct loop *lp);              /* let libcurl start what was just added */
 double llm_backend_curl_deadline(struct loop *lp);   /* libcurl's own next timeout; < 0 none */
 
 /* loop.c, for the backends and transfers */
@@ -77,7 +83,8 @@ int llm_transfer_new(lua_State *L);                    /* loop:transfer(spec) */
 void llm_transfer_done(struct transfer *t, CURLcode rc); /* from curl_multi_info_read */
 void llm_transfer_mark_dirty(struct transfer *t);
 double llm_transfer_deadline(struct transfer *t);      /* nearest own deadline, < 0 none */
-void llm_transfer_fire(struct transfer *t, double now);  /* its heap deadline came: act or re-arm */
+int llm_transfer_fire(struct transfer *t, double now);  /* its heap deadline came: act or re-arm;
+                                                           1 when it started the transfer */
 size_t *llm_transfer_heap_index(struct transfer *t);   /* its slot in the heap, or SIZE_MAX */
 int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n);  /* [-0, +0] */
 void llm_transfer_detach_all(struct loop *lp);         /* loop closing */

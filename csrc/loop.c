@@ -190,19 +190,25 @@ static int loop_cancel_timer(lua_State *L) {
   return 1;
 }
 
-/* Handle every heap entry that is due: Lua timers move to the fired list (room reserved),
- * transfers act on their deadline (start a restart, time out) or re-arm a later one. Only
- * due entries are touched, so idle transfers cost nothing. */
-static void fire_due(struct loop *lp, double now) {
+/* Handle the heap entries that are due: Lua timers move to the fired list (room reserved),
+ * transfers act on their deadline (start, restart, time out) or re-arm a later one. Only due
+ * entries are touched, so idle transfers cost nothing. Starting a transfer (libcurl connects
+ * and sends at once) is work: after the first, starts stop at `stop` and the rest stay due
+ * for the next step. */
+static void fire_due(struct loop *lp, double now, double stop, int *started) {
   while (lp->ntimers > 0 && lp->timers[0].at <= now) {
     struct timer e = lp->timers[0];
     if (e.t == NULL) {
       heap_remove(lp, 0);
       lp->fired[lp->nfired++] = e.id;
     } else {
+      if (*started > 0 && llm_now() >= stop) break;   /* the rest stays due: next step */
       lp->deadline_checks++;
       llm_loop_unschedule(lp, e.t);
-      llm_transfer_fire(e.t, now);   /* may schedule it again, later */
+      if (llm_transfer_fire(e.t, now)) {   /* may also schedule it again, later */
+        ++*started;
+        llm_backend_kick(lp);
+      }
     }
   }
 }
@@ -231,13 +237,13 @@ static int loop_step(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
   double timeout = luaL_optnumber(L, 2, 0);
   double budget = luaL_optnumber(L, 3, 0.0005);
-  double now, start = llm_now();
-  int i, wait_ms, nrec = 0, more;
+  double now, left, start = llm_now();
+  int i, wait_ms, nrec = 0, more, started = 0;
 
   if (lp->in_step) return luaL_error(L, "loop:step called inside a step");
   lp->in_step = 1;
   if (lp->signalled) { lp->signalled = 0; llm_backend_clear(lp); }
-  fire_due(lp, start);
+  fire_due(lp, start, start + budget, &started);
 
   /* Nothing to report yet: wait for I/O, up to the earliest deadline. */
   wait_ms = 0;
@@ -248,11 +254,13 @@ static int loop_step(lua_State *L) {
   }
   lp->waits++;
   if (wait_ms > 0) lp->blocking_waits++;
-  llm_backend_wait(lp, wait_ms);
+  left = budget - (llm_now() - start);     /* the budget counts work, not the wait */
+  llm_backend_wait(lp, wait_ms, left > 0 ? left : 0);
   drain_info(lp);
   now = llm_now();
-  fire_due(lp, now);
+  fire_due(lp, now, now + (left > 0 ? left : 0), &started);
   drain_info(lp);   /* a restart or a removal may have completed something */
+  if (lp->ntimers > 0 && lp->timers[0].t != NULL && lp->timers[0].at <= now) lp->deferred_starts++;
   lp->in_step = 0;  /* from here on only Lua allocations: a memory error must not wedge the loop */
 
   lua_createtable(L, (int)lp->nfired + 4, 0);
@@ -273,7 +281,8 @@ static int loop_step(lua_State *L) {
       reported++;
     }
   }
-  more = lp->dirty != NULL || lp->nfired > 0;
+  more = lp->dirty != NULL || lp->nfired > 0 || lp->io_left ||
+         (lp->ntimers > 0 && lp->timers[0].at <= llm_now());
   if (more) llm_loop_signal(lp);
   llm_loop_rearm(lp);
   lua_pushboolean(L, more);
@@ -292,7 +301,7 @@ static int loop_wake(lua_State *L) {
 static int loop_next_timeout(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
   double d;
-  if (lp->dirty != NULL || lp->nfired > 0) { lua_pushnumber(L, 0); return 1; }
+  if (lp->dirty != NULL || lp->nfired > 0 || lp->io_left) { lua_pushnumber(L, 0); return 1; }
   d = next_deadline(lp);
   if (d < 0) { lua_pushnil(L); return 1; }
   d -= llm_now();
@@ -319,6 +328,7 @@ static int loop_stats(lua_State *L) {
   lua_pushinteger(L, lp->new_connections); lua_setfield(L, -2, "new_connections");
   lua_pushinteger(L, lp->reused); lua_setfield(L, -2, "connections_reused");
   lua_pushinteger(L, lp->deferred); lua_setfield(L, -2, "deferred");
+  lua_pushinteger(L, lp->deferred_starts); lua_setfield(L, -2, "deferred_starts");
   lua_pushinteger(L, lp->deadline_checks); lua_setfield(L, -2, "deadline_checks");
   lua_pushinteger(L, lp->signals); lua_setfield(L, -2, "signals");
   lua_pushinteger(L, lp->rearms); lua_setfield(L, -2, "rearms");

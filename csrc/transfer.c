@@ -257,18 +257,20 @@ double llm_transfer_deadline(struct transfer *t) {
 
 /* Its heap entry came due (the loop took it out of the heap): start a waiting restart, fail
  * a deadline that has passed, or put the entry at the next deadline. */
-void llm_transfer_fire(struct transfer *t, double now) {
+int llm_transfer_fire(struct transfer *t, double now) {
   if (t->state == ST_WAITING) {
-    if (now >= t->restart_at) attach(t); else update_deadline(t, 1);
-    return;
+    if (now >= t->restart_at) { attach(t); return 1; }
+    update_deadline(t, 1);
+    return 0;
   }
-  if (t->state != ST_RUNNING || t->framing == FR_NONE || t->paused) return;
+  if (t->state != ST_RUNNING || t->framing == FR_NONE || t->paused) return 0;
   if (!t->headers_ready && t->timeout > 0 && now >= t->t_start + t->timeout) finish(t, F_T_HEADERS);
   else if (!t->got_content && t->first_token_timeout > 0 && now >= t->t_start + t->first_token_timeout)
     finish(t, F_T_FIRST);
   else if (t->got_content && t->idle_timeout > 0 && now >= t->t_last_content + t->idle_timeout)
     finish(t, F_T_IDLE);
   else update_deadline(t, 1);
+  return 0;
 }
 
 /* ---- records for Lua ---- */
@@ -774,7 +776,12 @@ int llm_transfer_new(lua_State *L) {
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, t->id);
   lua_pop(L, 1);
-  attach(t);
+  /* Start at the next step, through the timer heap like a restart: a step starts transfers
+   * (libcurl's connect and send) only within its budget, so many requests set up in one
+   * frame spread over the next steps. */
+  t->state = ST_WAITING;
+  t->restart_at = llm_now();
+  update_deadline(t, 1);
   return 1;
 }
 

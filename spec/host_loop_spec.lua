@@ -249,6 +249,28 @@ describe("a bounded step", function()
     for _, s in ipairs(streams) do s:close() end
   end)
 
+  it("starts transfers (libcurl's connect and send) within the budget: one per step at budget 0", function()
+    local L = llm.new()
+    L.configure{ step_budget = 0 }
+    local streams = {}
+    for i = 1, 10 do                           -- set up from host code: nothing started yet
+      streams[i] = L.http.stream({ method = "POST", url = mock.url .. "/v1/chat/completions",
+        body = '{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}',
+        headers = { ["content-type"] = "application/json" }, framing = "sse" })
+    end
+    assert.equal(0, L.loop:stats().deadline_checks)
+    L.step(0)
+    local st = L.loop:stats()
+    assert.equal(1, st.deadline_checks)        -- one start examined and made
+    assert.equal(1, st.deferred_starts)        -- nine left, due, for the next steps
+    assert.equal(0, L.next_timeout())
+    L.configure{ step_budget = 0.001 }
+    L.run(function()
+      for _, s in ipairs(streams) do assert(s:wait_headers()) end
+    end)
+    for _, s in ipairs(streams) do s:close() end
+  end)
+
   it("rejects a negative budget", function()
     assert.has_error(function() llm.new().configure{ step_budget = -1 } end,
                      "step_budget must be a number of seconds >= 0")

@@ -92,12 +92,19 @@ void llm_backend_clear(struct loop *lp) {
   if (read(lp->efd, &n, sizeof n) < 0) { /* nothing pending */ }
 }
 
-void llm_backend_wait(struct loop *lp, int wait_ms) {
+void llm_backend_wait(struct loop *lp, int wait_ms, double budget) {
   struct epoll_event evs[MAX_EPOLL_EVENTS];
-  int n, i, running;
+  int n, i, running, acted = 0;
+  double stop;
   n = epoll_wait(lp->fd, evs, MAX_EPOLL_EVENTS, wait_ms);
+  stop = llm_now() + budget;
+  lp->io_left = 0;
   for (i = 0; i < n; i++) {
     int fd = evs[i].data.fd, mask = 0;
+    if (acted > 0 && fd != lp->tfd && fd != lp->efd && llm_now() >= stop) {
+      lp->io_left = 1;          /* still readable: the next epoll_wait reports it again */
+      continue;
+    }
     if (fd == lp->tfd) {
       uint64_t expirations;
       if (read(lp->tfd, &expirations, sizeof expirations) < 0) { /* already drained */ }
@@ -109,12 +116,18 @@ void llm_backend_wait(struct loop *lp, int wait_ms) {
     if (evs[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
     if (evs[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
     lp->events++;
+    acted++;
     curl_multi_socket_action(lp->multi, fd, mask, &running);
   }
   if (lp->curl_deadline >= 0 && llm_now() >= lp->curl_deadline) {
     lp->curl_deadline = -1;
     curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   }
+}
+
+void llm_backend_kick(struct loop *lp) {
+  int running;
+  curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 }
 
 double llm_backend_curl_deadline(struct loop *lp) { return lp->curl_deadline; }
