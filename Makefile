@@ -1,11 +1,19 @@
 # Thin wrapper over CMake and ctest. `make deps` installs the Debian packages; `make build`,
 # `make test` and the others check for them first (tools/deps.sh: as root they install what
 # is missing and say so, otherwise they name it; sudo only ever runs from `make deps`).
-BUILD      ?= build
+# LUA selects the Lua the module is built for: lua5.4 (default, into build/), lua5.3, luajit
+# or lua5.1 (into build-lua5.3/, build-luajit/, build-lua5.1/); `make test LUA=luajit` runs
+# the specs under that interpreter.
+LUA        ?= lua5.4
+LUAS        = lua5.4 lua5.3 luajit lua5.1
+TEST_ALL_LUAS ?= $(LUAS)
+ifeq ($(filter $(LUA),$(LUAS)),)
+$(error LUA=$(LUA): choose one of $(LUAS))
+endif
+BUILD      ?= $(if $(filter lua5.4,$(LUA)),build,build-$(LUA))
 ASAN_BUILD ?= build-asan
 POLL_BUILD ?= build-poll
 JOBS       ?= 2
-LUA        ?= lua5.4
 PORT       ?= 0
 
 # Debian packages the project needs: BUILD_DEBS to build the
@@ -14,17 +22,21 @@ PORT       ?= 0
 # and free-port probes. lua-cjson: the specs' oracle, and llm.json's optional fast path.
 # lua-ldoc and lua-discount (its Markdown): a spec builds the reference as `make docs` does;
 # lua-check: a spec runs luacheck as `make lint` does.
-BUILD_DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev
+# LUA_DEBS: the other Luas (`make build LUA=...`, `make test-all`), with compat-5.3 for 5.1
+# and LuaJIT; Debian's busted, lua-cjson and lua-socket ship for each of them.
+LUA_DEBS   = lua5.3 liblua5.3-dev luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua-compat53-dev
+BUILD_DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev \
+             $(if $(filter lua5.4,$(LUA)),,$(LUA_DEBS))
 # lua-luv: examples/luv.lua, which the examples spec runs.
 TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates lua-luv \
              lua-ldoc lua-discount lua-check
 # FUZZ_DEBS for `make fuzz`: dpkg-dev unpacks Debian's Lua source for the instrumented Lua.
 FUZZ_DEBS  = clang libclang-rt-14-dev dpkg-dev
-DEBS = $(TEST_DEBS) $(FUZZ_DEBS) valgrind
+DEBS = $(TEST_DEBS) $(FUZZ_DEBS) valgrind $(LUA_DEBS)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build-deps test-deps build test test-asan test-valgrind test-hosts fuzz fuzz-deps fuzz-force fuzz-smoke fuzz-merge demo bench mock clean lint docs
+.PHONY: all deps build-deps test-deps build test test-all test-asan test-valgrind test-hosts fuzz fuzz-deps fuzz-force fuzz-smoke fuzz-merge demo bench mock clean lint docs
 
 all: build
 
@@ -37,7 +49,7 @@ test-deps:
 	@sh tools/deps.sh ensure $(TEST_DEBS)
 
 build: build-deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLM_LUA=$(LUA) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 test: test-deps build
@@ -51,10 +63,20 @@ test-backend-poll: test-deps
 	@cmake --build $(POLL_BUILD) -j $(JOBS)
 	cd $(POLL_BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The whole suite on Lua 5.4, 5.3 and LuaJIT, and the blocking subset on Lua 5.1 (API §11),
+# each in its own build directory; the mock server is Lua 5.4 in all of them.
+# TEST_ALL_LUAS="lua5.3 luajit lua5.1" leaves out a 5.4 run already made.
+test-all:
+	@sh tools/deps.sh ensure $(TEST_DEBS) $(LUA_DEBS)
+	@for lua in $(TEST_ALL_LUAS); do \
+	  echo "== make test LUA=$$lua"; \
+	  $(MAKE) --no-print-directory test LUA=$$lua BUILD=$$( [ $$lua = lua5.4 ] && echo $(BUILD) || echo build-$$lua ) || exit 1; \
+	done
+
 # The C tests and every spec under AddressSanitizer + UBSan. The module loads into the
 # system lua5.4 only with libasan preloaded; the mock server and curl run without it.
 test-asan: test-deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLLM_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLLM_SANITIZE=ON -DLLM_LUA=lua5.4 >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && LLM_ASAN=1 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
@@ -172,4 +194,4 @@ docs:
 	@echo "reference: $(BUILD)/docs/index.html"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build.luarocks $(FUZZ_BUILD) $(POLL_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build.luarocks $(FUZZ_BUILD) $(POLL_BUILD) $(foreach l,$(filter-out lua5.4,$(LUAS)),build-$(l))

@@ -12,9 +12,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-
+#include "compat.h"
 #include "sse.h"
 
 #define LLM_FRAMER "llm.Framer"
@@ -98,7 +96,7 @@ static int framer_fail(lua_State *L, struct framer *f, int rc) {
   lua_pushliteral(L, "protocol");
   lua_setfield(L, -2, "kind");
   if (rc == SSE_ETOOBIG)
-    lua_pushfstring(L, "event larger than %I bytes", (lua_Integer)f->sse.max_event);
+    lua_pushfstring(L, "event larger than " LLM_FMT_INT " bytes", LLM_FMT_INT_ARG(f->sse.max_event));
   else                       /* SSE_ENOMEM, or SSE_EEMIT: the queue could not grow */
     lua_pushliteral(L, "out of memory");
   lua_setfield(L, -2, "message");

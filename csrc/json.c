@@ -204,7 +204,7 @@ static inline const char *parse_string(struct json_parser *jp, const char *p) {
  * the sign of -0.0 (and of an underflow such as -1e-400), and both decoders must give the
  * same values. [-1, +1] */
 static void positive_zero(lua_State *L) {
-  if (!lua_isinteger(L, -1) && lua_tonumber(L, -1) == 0) {
+  if ((!LLM_HAS_INTEGERS || !lua_isinteger(L, -1)) && lua_tonumber(L, -1) == 0) {
     lua_pop(L, 1);
     lua_pushnumber(L, 0.0);
   }
@@ -467,7 +467,7 @@ static int json_decode(lua_State *L) {
     fail(&jp, p, "trailing characters");
   }
   lua_pushnil(L);
-  lua_pushfstring(L, "JSON: %s at byte %I", jp.err, (lua_Integer)(jp.err_at - s + 1));
+  lua_pushfstring(L, "JSON: %s at byte " LLM_FMT_INT, jp.err, LLM_FMT_INT_ARG(jp.err_at - s + 1));
   return 2;
 }
 

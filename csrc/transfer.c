@@ -592,7 +592,7 @@ static int transfer_index(lua_State *L) {
 static int transfer_tostring(lua_State *L) {
   struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
   static const char *names[] = { "idle", "waiting", "running", "done", "closed" };
-  lua_pushfstring(L, "llm.Transfer %I (%s)", (LUA_INTEGER)t->id, names[t->state]);
+  lua_pushfstring(L, "llm.Transfer " LLM_FMT_INT " (%s)", LLM_FMT_INT_ARG(t->id), names[t->state]);
   return 1;
 }
 

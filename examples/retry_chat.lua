@@ -4,8 +4,9 @@ local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 local llm = common.llm
 local R = llm.retry
 
+-- R.stop_any(a, b) is `a | b` on Lua 5.3 and 5.4; the function form runs on LuaJIT too.
 local policy = R.policy{
-  stop = R.stop_after_attempt(5) | R.stop_after_delay(30),
+  stop = R.stop_any(R.stop_after_attempt(5), R.stop_after_delay(30)),
   wait = R.wait_retry_after(R.wait_exponential{ multiplier = 0.2, max = 4 }),   -- honour retry-after
   retry = R.if_error("rate_limit", "server", "overloaded", "connection", "timeout"),
   before_sleep = function(s)

@@ -1,6 +1,7 @@
 -- The task scheduler (API §6) on a fake clock: no wall-clock assertions anywhere.
 local llm_mod = require("llm")
 local clockmod = require("llm.clock")
+local V = require("support.version")
 
 local function fresh()
   local clock = clockmod.fake(1000)
@@ -34,7 +35,7 @@ describe("tasks", function()
       for i, d in ipairs({ 3, 1, 2 }) do
         ts[i] = llm.spawn(function() llm.sleep(d); order[#order + 1] = d; return d * 10 end)
       end
-      local res, errs = llm.gather(table.unpack(ts))
+      local res, errs = llm.gather(V.unpack(ts))
       assert.same({ 30, 10, 20 }, res)
       assert.same({}, errs)
     end)

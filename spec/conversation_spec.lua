@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- Conversations and one message format across every provider, against the mock server:
 -- the request bodies it received show what each turn sent.
 local mockmod = require("support.mock")

@@ -1,4 +1,5 @@
 -- needs: fixtures (run_spec.sh skips this file with 77 when they are absent)
+-- lua5.1: yes
 -- Every fixture of the openai_responses and gemini folders, run through its provider:
 -- streams (whole and in 50 seeded random 2-3-way byte splits through the framer),
 -- success bodies and error bodies, checked against the `.expect.json` facts and against

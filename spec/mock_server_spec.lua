@@ -1,6 +1,7 @@
 -- The mock server (tools/mock): started on port 0 and driven with the curl command-line
 -- tool, so these checks do not depend on the client library.
 local cjson = require "cjson"
+local V = require("support.version")
 
 local BIN = os.getenv("LLM_MOCK_BIN") or "build/llm-mock"
 local ROOT = os.getenv("LLM_ROOT") or "."
@@ -44,7 +45,7 @@ local function request(opts)
   args[#args + 1] = sh_quote("http://127.0.0.1:" .. port .. (opts.path or "/"))
   os.remove(tmp .. "/body")
   os.remove(tmp .. "/head")
-  local ok, _, rc = os.execute(table.concat(args, " ") .. " 2>/dev/null")
+  local ok, _, rc = V.execute(table.concat(args, " ") .. " 2>/dev/null")
   local head = read_file(tmp .. "/head") or ""
   local res = { rc = ok and 0 or rc, body = read_file(tmp .. "/body") or "", headers = {} }
   -- Skip any interim 100 Continue block: the last status line wins.

@@ -1,3 +1,4 @@
+-- lua5.1: yes
 local json = require("llm.json")
 local P = require("llm.providers.anthropic")
 local F = require("support.fixtures")

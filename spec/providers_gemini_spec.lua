@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- llm.providers.gemini: request bodies, responses, errors and streams of the Gemini API.
 local json = require("llm.json")
 local P = require("llm.providers.gemini")

@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- llm.providers.ollama: request bodies, responses, errors and NDJSON streams of Ollama's
 -- native /api/chat. The transcripts in tests/ndjson/ go through the C NDJSON framer whole
 -- and in seeded random splits.
@@ -253,7 +254,7 @@ describe("ollama NDJSON transcripts", function()
       assert.are.equal(exp.reasoning_text, resp.reasoning)
       assert.are.equal(exp.usage.input_tokens, resp.usage.input_tokens)
       assert.are.equal(exp.usage.output_tokens, resp.usage.output_tokens)
-      assert.are.equal("integer", math.type(resp.usage.input_tokens))
+      assert.are.equal("integer", require("support.version").math_type(resp.usage.input_tokens))
       assert.are.equal(#exp.tool_calls, #resp.tool_calls)
       for i, ec in ipairs(exp.tool_calls) do
         local c = resp.tool_calls[i]

@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- llm.providers.openai_responses: request bodies, responses, errors and streams of the
 -- OpenAI Responses API.
 local json = require("llm.json")

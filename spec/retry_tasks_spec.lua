@@ -4,6 +4,7 @@
 local mockmod = require("support.mock")
 local llm_mod = require("llm")
 local clockmod = require("llm.clock")
+local V = require("support.version")
 
 local mock
 setup(function() mock = mockmod.start() end)
@@ -27,7 +28,7 @@ describe("retry policies in tasks", function()
         local policy = R.policy{ stop = R.stop_after_attempt(5), wait = R.wait_fixed(1) + R.wait_fixed(0.01 * i) }
         tasks[i] = llm.spawn(function() return policy:call(flaky, i) end)
       end
-      return llm.gather(table.unpack(tasks))
+      return llm.gather(V.unpack(tasks))
     end)
     for i = 1, 50 do
       assert.equal(i, results[i])

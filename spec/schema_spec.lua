@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- The JSON Schema checker for tool arguments: every keyword, paths in messages, JSON
 -- arrays versus objects as llm.json decodes them, and pattern translation.
 local schema = require("llm.schema")

@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- TLS is verified by default: a self-signed server on 127.0.0.1 (openssl s_server with a
 -- certificate made for this run) fails verification, is trusted through ca_file, and is
 -- reached with insecure = true.
@@ -18,7 +19,7 @@ setup(function()
   probe:close()
   assert(sh(("cd %s && env -u LD_PRELOAD openssl s_server -quiet -accept 127.0.0.1:%d -cert cert.pem -key key.pem -WWW "
     .. ">/dev/null 2>&1 & echo $! > %s/pid"):format(dir, port, dir)))
-  local pf = assert(io.open(dir .. "/pid")); pid = pf:read("n"); pf:close()
+  local pf = assert(io.open(dir .. "/pid")); pid = pf:read("*n"); pf:close()
   for _ = 1, 100 do           -- wait until it accepts
     local c = socket.tcp()
     c:settimeout(0.1)

@@ -1,7 +1,9 @@
+-- lua5.1: yes
 -- The C loop and transfers through llm.http, against the mock server on 127.0.0.1.
 -- Concurrency and reuse are read from the server's counters and the loop's own; nothing
 -- here measures the wall clock.
 local mockmod = require("support.mock")
+local V = require("support.version")
 
 local llm = require("llm")
 local http = llm.http
@@ -83,7 +85,7 @@ describe("transfers", function()
     assert.equal(0, mock:stats().requests)
   end)
 
-  it("keeps 200 requests in flight at once in one llm.run (peak concurrency 200)", function()
+  it("keeps 200 requests in flight at once in one llm.run (peak concurrency 200) #tasks", function()
     local st
     llm.run(function()
       local tasks = {}
@@ -94,14 +96,14 @@ describe("transfers", function()
       end
       st = wait_stats(function(s) return s.requests >= 200 end)
       for _, t in ipairs(tasks) do t:cancel() end
-      local _, errs = llm.gather(table.unpack(tasks))
+      local _, errs = llm.gather(V.unpack(tasks))
       for i = 1, 200 do assert.equal("cancelled", errs[i].kind) end
     end)
     assert.equal(200, st.requests)
     assert.equal(200, st.peak_active)
   end)
 
-  it("step(0) returns at once while every stream is stalled", function()
+  it("step(0) returns at once while every stream is stalled #tasks", function()
     local streams = {}
     for i = 1, 20 do
       streams[i] = http.stream(chat_spec({ ["x-mock-fault"] = "stall-after-events=1" }, true))
@@ -115,7 +117,7 @@ describe("transfers", function()
     for _, s in ipairs(streams) do s:close() end
   end)
 
-  it("a cancelled task frees its connection", function()
+  it("a cancelled task frees its connection #tasks", function()
     local base = mock:stats().open_connections
     llm.run(function()
       local t = llm.spawn(function()
@@ -140,7 +142,7 @@ describe("transfers", function()
     end)
   end)
 
-  it("a stream dropped mid-flight is collected, detached and its connection closed", function()
+  it("a stream dropped mid-flight is collected, detached and its connection closed #tasks", function()
     local base = mock:stats().open_connections
     do
       local s = http.stream(chat_spec({ ["x-mock-fault"] = "stall-after-events=2" }, true))
@@ -251,10 +253,10 @@ describe("transfers", function()
   end)
 
   -- The portable backend has no descriptor (llm.pollfd() is nil); host_loop_spec covers it.
-  if llm.pollfd() then it("llm.pollfd() becomes readable when a timer or a transfer needs a step", function()
+  if llm.pollfd() then it("llm.pollfd() becomes readable when a timer or a transfer needs a step #tasks", function()
     local socket = require("socket")
     local fd = llm.pollfd()
-    assert.is_true(math.type(fd) == "integer" and fd > 2)
+    assert.is_true(V.math_type(fd) == "integer" and fd > 2)
     local pollable = { getfd = function() return fd end }
     local t = llm.spawn(function() llm.sleep(0.05); return "woke" end)
     llm.step(0)                                   -- starts the task; its timer is armed
@@ -273,7 +275,7 @@ describe("transfers", function()
     assert.matches("polled", res.body)
   end) end
 
-  it("one step reports a bounded amount of work and leaves the rest for the next step", function()
+  it("one step reports a bounded amount of work and leaves the rest for the next step #tasks", function()
     local own = llm.new()
     local streams = {}
     for i = 1, 30 do
@@ -294,7 +296,7 @@ describe("transfers", function()
           counts[i] = n
         end)
       end
-      own.gather(table.unpack(tasks))
+      own.gather(V.unpack(tasks))
     end)
     for i = 1, 30 do assert.equal(counts[1], counts[i]) end   -- nothing lost or duplicated
     assert.is_true(counts[1] > 3000)

@@ -11,9 +11,10 @@
 -- @module llm.async
 local errors = require("llm.errors")
 local queue = require("llm.queue")
+local compat = require("llm.compat")
 
-local pack = table.pack
-local unpack = table.unpack
+local pack = compat.pack
+local unpack = compat.unpack
 
 local SLICE = 0.1    -- a blocking wait returns to Lua this often, so Ctrl-C is honoured
 
@@ -96,7 +97,7 @@ return function(loop, clock)
   local function report_unobserved(task)
     if task.failed and not task.observed and not task.reported then
       task.reported = true
-      io.stderr:write("llm: error in a task nobody awaited: ", task.traceback or tostring(task.err), "\n")
+      compat.warn("llm: error in a task nobody awaited: ", task.traceback or tostring(task.err), "\n")
     end
   end
   Task.__gc = report_unobserved
@@ -123,7 +124,7 @@ return function(loop, clock)
     local res = pack(coroutine.resume(task.co, unpack(values, 1, values.n)))
     current = prev
     if not res[1] then
-      task.traceback = debug.traceback(task.co, tostring(res[2]))
+      task.traceback = compat.traceback(task.co, tostring(res[2]))
       finish(task, false, res[2])
       if #task.done_future.waiters == 0 and not task.observed then report_unobserved(task) end
     elseif coroutine.status(task.co) == "dead" then
@@ -174,6 +175,7 @@ return function(loop, clock)
   ---@return llm.Task
   function M.spawn(fn, ...)
     if type(fn) ~= "function" then error("llm.spawn expects a function", 2) end
+    if not compat.tasks then error(compat.NO_TASKS, 2) end
     local task = setmetatable({ co = coroutine.create(fn), status = "ready",
                                 done_future = M.future(), parent = current }, Task)
     live[task] = true
@@ -339,7 +341,7 @@ return function(loop, clock)
     end
     local workers = {}
     for w = 1, math.min(limit, n) do workers[w] = M.spawn(worker) end
-    M.gather(table.unpack(workers))
+    M.gather(unpack(workers))
     return results, errs
   end
 
@@ -482,7 +484,7 @@ return function(loop, clock)
     if stepping then error("llm.step called inside a step", 2) end
     stepping = true
     step_start, units = loop:now(), 0
-    local ok, err = xpcall(step_once, debug.traceback, timeout or 0)
+    local ok, err = xpcall(step_once, compat.handler, timeout or 0)
     stepping = false
     stats.steps = stats.steps + 1
     if units > stats.max_units then stats.max_units = units end
@@ -540,6 +542,7 @@ return function(loop, clock)
   function M.run(fn, ...)
     if current ~= nil then error("llm.run cannot be called inside a task", 2) end
     if type(fn) ~= "function" then error("llm.run expects a function", 2) end
+    if not compat.tasks then error(compat.NO_TASKS, 2) end
     local before = {}
     for t in pairs(live) do before[t] = true end
     local main = M.spawn(fn, ...)

@@ -7,6 +7,7 @@ local json = require("llm.json")
 local queue = require("llm.queue")
 local validate = require("llm.validate")
 local url_escape = require("llm.providers.common").url_escape
+local compat = require("llm.compat")
 
 local CONTENT = { text = true, reasoning = true, tool_call = true, refusal = true }
 -- Before the first content event a stream holds events back (a retry must not show them
@@ -54,11 +55,11 @@ return function(env)
     if bad then error(bad, 3) end
     local c = setmetatable({ provider = p, name = p.name }, Client)
     c.model = opts.model or p.model
-    c.base_url = opts.base_url or (p.base_url_env and os.getenv(p.base_url_env)) or p.base_url
+    c.base_url = opts.base_url or (p.base_url_env and compat.getenv(p.base_url_env)) or p.base_url
     if not c.base_url then error("provider '" .. tostring(p.name) .. "' has no base_url", 3) end
     c.base_url = c.base_url:gsub("/+$", "")
     local key = opts.api_key
-    if key == nil and p.api_key_env then key = os.getenv(p.api_key_env) end
+    if key == nil and p.api_key_env then key = compat.getenv(p.api_key_env) end
     if key == nil or key == "" then
       if p.needs_key == false then key = false
       else

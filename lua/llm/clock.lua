@@ -53,7 +53,7 @@ local function push(heap, item)
   heap[#heap + 1] = item
   local i = #heap
   while i > 1 do
-    local p = i // 2
+    local p = math.floor(i / 2)
     if not less(heap[i], heap[p]) then break end
     heap[i], heap[p] = heap[p], heap[i]
     i = p

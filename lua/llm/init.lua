@@ -3,6 +3,10 @@
 -- The module is one instance built on one event loop; `llm.new{ clock = ... }` builds
 -- another (specs use it with a fake clock).
 -- @module llm
+local compat = require("llm.compat")
+if not compat.supported then
+  error(compat.SUPPORTED .. ": this is " .. tostring(_VERSION), 2)
+end
 local errors = require("llm.errors")
 local json = require("llm.json")
 local validate = require("llm.validate")
@@ -12,13 +16,32 @@ local VERSION = "0.2.0"
 
 local BUILTIN = { openai = true, anthropic = true, gemini = true, ollama = true }
 
+-- llm.core, checked to be built for the running Lua. A core built for another one fails
+-- in dlopen on a symbol this Lua lacks, or in luaopen (5.3+), or names another Lua in
+-- `core.lua` (5.1 and LuaJIT): all three raise the unsupported-Lua message.
+local function load_core()
+  local ok, core = pcall(require, "llm.core")
+  local why
+  if not ok then
+    why = tostring(core)
+    if not (why:find("undefined symbol", 1, true) or why:find("was built for", 1, true)) then
+      error(core, 0)                              -- not a version problem: as require said
+    end
+  elseif core.lua ~= compat.lua then
+    why = "llm.core was built for " .. tostring(core.lua)
+  else
+    return core
+  end
+  error(compat.SUPPORTED .. ": this is " .. compat.lua .. ", and " .. why, 0)
+end
+
 --- Build an independent instance: its own event loop, tasks and providers (`llm.new{...}`).
 -- Specs pass a fake clock to check backoff and pacing without waiting.
 ---@param opts? { clock?: table, random?: fun(): number } a clock (`require("llm.clock").fake(0)`) and a random source
 ---@return llm
 local function build(opts)
   opts = opts or {}
-  local core = require("llm.core")
+  local core = load_core()
   local loop = core.loop()
   local clock = opts.clock or require("llm.clock").real(loop)
   local async = require("llm.async")(loop, clock)
@@ -41,6 +64,8 @@ local function build(opts)
 
   -- Logging: one sink, every line redacted.
   local log_fn = nil
+  local function stderr_log(level, msg) compat.warn("llm ", level, ": ", msg, "\n") end
+  if compat.getenv("LLM_LOG") == "debug" then log_fn = stderr_log end
   local env_level = os.getenv("LLM_LOG")
   if env_level == "debug" then
     log_fn = function(level, msg) io.stderr:write("llm ", level, ": ", msg, "\n") end
@@ -62,7 +87,7 @@ local function build(opts)
     warn_insecure = function()
       if not warned then
         warned = true
-        io.stderr:write("llm: warning: TLS verification is off (insecure = true)\n")
+        compat.warn("llm: warning: TLS verification is off (insecure = true)\n")
       end
     end,
   }
@@ -162,7 +187,7 @@ local function build(opts)
   ---@return llm
   function M.configure(cfg)
     if type(cfg) == "string" then
-      local chunk, err = loadfile(cfg, "t", setmetatable({}, { __index = _G }))
+      local chunk, err = compat.loadfile(cfg, setmetatable({}, { __index = _G }))
       if not chunk then error("llm.configure: " .. err, 2) end
       cfg = chunk()
     end
@@ -183,7 +208,7 @@ local function build(opts)
     if cfg.step_budget ~= nil or cfg.blocking ~= nil then async.configure(cfg) end
     if cfg.log ~= nil then
       if type(cfg.log) == "function" then log_fn = cfg.log
-      elseif cfg.log == "debug" then log_fn = function(level, msg) io.stderr:write("llm ", level, ": ", msg, "\n") end
+      elseif cfg.log == "debug" then log_fn = stderr_log
       else log_fn = nil end
     end
     return M

@@ -33,10 +33,11 @@ local M = {}
 
 local byte, char, find, sub, format, concat =
   string.byte, string.char, string.find, string.sub, string.format, table.concat
-local tointeger, mtype = math.tointeger, math.type
+local compat = require("llm.compat")
+local tointeger, mtype = compat.tointeger, compat.math_type
 local getmetatable, setmetatable, type, pairs, next, tostring, tonumber =
   getmetatable, setmetatable, type, pairs, next, tostring, tonumber
-local utf8char = utf8.char
+local utf8char = compat.utf8.char
 
 local ARRAY = { __name = "llm.json.array" }
 local OBJECT = { __name = "llm.json.object" }
@@ -94,7 +95,7 @@ local ESC = { [34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f", [1
 
 -- i is just after the opening quote; returns the string and the index after the closing quote.
 local function parse_string(s, i)
-  local k = find(s, '["\\\0-\31]', i)
+  local k = find(s, '["\\%z\1-\31]', i)
   if not k then fail(s, i, "unterminated string") end
   if byte(s, k) == 34 then return sub(s, i, k - 1), k + 1 end
   -- slow path: escapes
@@ -130,7 +131,7 @@ local function parse_string(s, i)
     else
       fail(s, k, "control character in string")
     end
-    k = find(s, '["\\\0-\31]', i)
+    k = find(s, '["\\%z\1-\31]', i)
     if not k then fail(s, i, "unterminated string") end
   end
 end
@@ -146,7 +147,8 @@ local function parse_number(s, i)
   local lit = sub(s, i, e)
   if find(lit, "^-?0%d") then fail(s, i, "leading zero in number") end
   local v = tonumber(lit)
-  if not isint then v = v + 0.0 end -- tonumber("1e2") is already a float; keep it so
+  if not isint then v = v + 0.0 -- tonumber("1e2") is already a float; keep it so
+  elseif v == 0 then v = 0 end   -- LuaJIT's tonumber("-0") is -0.0; 5.3+ make it the integer 0
   return v, e + 1
 end
 
@@ -345,6 +347,7 @@ end
 -- Encoder
 ---------------------------------------------------------------------------------------
 
+-- Patterns name NUL as %z: LuaJIT and 5.1 cannot match a literal "\0" in a class.
 local ESCAPE_OUT = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
                      ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 for c = 0, 31 do
@@ -354,14 +357,14 @@ end
 ESCAPE_OUT["\127"] = "\\u007f"
 
 local function encode_string(s)
-  if find(s, '[\0-\31"\\\127]') then
-    s = s:gsub('[\0-\31"\\\127]', ESCAPE_OUT)
+  if find(s, '[%z\1-\31"\\\127]') then
+    s = s:gsub('[%z\1-\31"\\\127]', ESCAPE_OUT)
   end
   return '"' .. s .. '"'
 end
 
 local function encode_number(v, path)
-  if mtype(v) == "integer" then return tostring(v) end
+  if mtype(v) == "integer" then return format("%d", v) end   -- LuaJIT's tostring: 14 digits
   if v ~= v or v == math.huge or v == -math.huge then
     error(format("llm.json.encode: %s is not a finite number (%s)", path, tostring(v)), 0)
   end

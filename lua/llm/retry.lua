@@ -9,8 +9,9 @@
 -- @module llm.retry
 local errors = require("llm.errors")
 
-local unpack = table.unpack
-local pack = table.pack
+local compat = require("llm.compat")
+local unpack = compat.unpack
+local pack = compat.pack
 local huge = math.huge
 
 return function(clock)

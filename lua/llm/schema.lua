@@ -31,7 +31,8 @@ local json = require("llm.json")
 local M = {}
 
 local type, pairs, ipairs, tostring, concat = type, pairs, ipairs, tostring, table.concat
-local mtype, floor, huge = math.type, math.floor, math.huge
+local compat = require("llm.compat")
+local mtype, floor, huge = compat.math_type, math.floor, math.huge
 local null = json.null
 local ARRAY_MT, OBJECT_MT = json.ARRAY_MT, json.OBJECT_MT
 
@@ -233,7 +234,7 @@ end
 -- Validation
 
 local function ulen(s)
-  return utf8.len(s) or #s
+  return compat.utf8.len(s) or #s
 end
 
 local function resolve_ref(root, ref)

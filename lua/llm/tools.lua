@@ -20,6 +20,8 @@ local json = require("llm.json")
 local schema = require("llm.schema")
 local errors = require("llm.errors")
 local validate = require("llm.validate")
+local compat = require("llm.compat")
+local pack = compat.pack
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 
@@ -163,7 +165,7 @@ return function(env, llm)
 
   -- Runs tool.run(args, ctx) protected; returns ok, value, err (never raises).
   local function protected_run(t, args, ctx)
-    local res = table.pack(xpcall(t.run, function(e) return e end, args, ctx))
+    local res = pack(xpcall(function() return t.run(args, ctx) end, function(e) return e end))
     if not res[1] then return false, nil, res[2] end
     return true, res[2], res[3]
   end
@@ -201,7 +203,7 @@ return function(env, llm)
           local okr, err
           if limit then
             local out, terr = async.timeout(limit, function()
-              return table.pack(protected_run(t, call.arguments, ctx))
+              return pack(protected_run(t, call.arguments, ctx))
             end)
             if out then okr, value, err = out[1], out[2], out[3]
             elseif terr and terr.kind == "timeout" then
@@ -272,7 +274,7 @@ return function(env, llm)
   local function run_tools(self, req)
     if type(req) ~= "table" then error("client:run_tools expects a request table", 2) end
     local max_steps = req.max_steps or 8
-    if math.type(max_steps) ~= "integer" or max_steps < 1 then
+    if compat.math_type(max_steps) ~= "integer" or max_steps < 1 then
       error("run_tools: max_steps must be a positive integer", 2)
     end
     local bad = validate.tools("run_tools", req.tools)

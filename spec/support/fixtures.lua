@@ -18,7 +18,7 @@ function M.dir()
   if f then f:close(); return d end
   -- a folder without the README still counts if it can be listed
   local p = io.popen("ls -1 '" .. d:gsub("'", "'\\''") .. "' 2>/dev/null")
-  local any = p and p:read("l")
+  local any = p and p:read("*l")
   if p then p:close() end
   if any then return d end
   return nil
@@ -38,7 +38,7 @@ end
 function M.read(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -244,7 +244,7 @@ function M.check_response(resp, exp)
     assert.are.equal(v(eu.reasoning_tokens), resp.usage.reasoning_tokens)
   end
   for k, n in pairs(resp.usage) do
-    assert.are.equal("integer", math.type(n), "usage." .. k)
+    assert.are.equal("integer", require("support.version").math_type(n), "usage." .. k)
   end
   assert.are.equal(exp.reasoning_text, resp.reasoning)
   assert.are.equal(exp.refusal, resp.refusal)

@@ -8,7 +8,7 @@ Server.__index = Server
 
 local function sh(cmd)
   local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return out
 end

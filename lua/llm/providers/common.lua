@@ -6,7 +6,8 @@ local json = require("llm.json")
 local M = {}
 
 local null = json.null
-local type, pairs, ipairs, tointeger, concat = type, pairs, ipairs, math.tointeger, table.concat
+local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
+local tointeger = require("llm.compat").tointeger
 
 --- nil for JSON null (and for nil); the value otherwise.
 function M.val(v)
