@@ -15,6 +15,7 @@ read_globals = {
   math = { fields = { "type", "tointeger", "maxinteger", "mininteger" } },
   table = { fields = { "pack", "unpack" } },
   "utf8", "unpack", "setfenv", "loadstring",
+  "jit",   -- LuaJIT's module: lua/llm/compat.lua tells LuaJIT from PUC 5.1 by it
 }
 
 -- The schema checker writes `not (v >= minimum)` on purpose: NaN fails every comparison, so

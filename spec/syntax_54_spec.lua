@@ -24,7 +24,6 @@ describe("<close>", function()
     end
     local _, err = s_ref:final()
     assert.equal("cancelled", err.kind)
-    s_ref = nil
     collectgarbage(); collectgarbage()
     assert.equal(0, llm.loop:stats().transfers)
   end)

@@ -5,7 +5,6 @@ local M = {}
 
 local floor, char, byte = math.floor, string.char, string.byte
 local select, type, error, tostring = select, type, error, tostring
-local huge = math.huge
 
 -- Standard libraries a sandbox may have removed: read once, indexed only when present.
 local os_lib, io_lib, debug_lib = os, io, debug
