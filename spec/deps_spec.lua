@@ -2,15 +2,11 @@
 -- missing, never runs sudo except for `make deps`, and off Debian names what is needed.
 -- dpkg-query, apt-get, sudo and id are played by small fake commands that log their calls.
 local ROOT = os.getenv("LLM_ROOT") or "."
+local V = require("support.version")
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
+local function sh(cmd) return V.run(cmd) end
 
 local function read(path)
   local f = io.open(path, "rb")

@@ -1,6 +1,7 @@
 -- The documentation: every link in the Markdown pages resolves, and the LDoc reference
 -- (`make docs`) builds without a single warning.
 local ROOT = os.getenv("LLM_ROOT") or "."
+local V = require("support.version")
 
 local function read(path)
   local f = io.open(ROOT .. "/" .. path, "rb")
@@ -11,11 +12,8 @@ local function read(path)
 end
 
 local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = p:read("*a")
-  local ok, _, code = p:close()
-  if type(ok) == "number" then code = ok; ok = code == 0 end   -- Lua 5.1 returns the status
-  return ok and (code == nil or code == 0), out
+  local out, code = V.run(cmd)
+  return code == 0, out
 end
 
 local function pages()

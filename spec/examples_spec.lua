@@ -9,15 +9,10 @@ teardown(function() if mock then mock:stop() end end)
 local function run(example)
   -- The examples choose the real API when a key is set; these runs must stay offline.
   -- LLM_EXAMPLE_SEED makes the examples that draw random numbers repeatable.
-  -- Under the interpreter of the build under test; the exit status is echoed because
-  -- LuaJIT's and 5.1's popen close does not report it.
-  local cmd = string.format("cd %s && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY "
-    .. "-u OLLAMA_BASE_URL LLM_EXAMPLE_SEED=7 LLM_MOCK_URL=%s %s examples/%s 2>&1; echo \"[exit $?]\"",
-    os.getenv("LLM_ROOT") or ".", mock.url, V.lua, example)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  local code = tonumber(out:match("%[exit (%d+)%]\n$"))
+  -- Under the interpreter of the build under test.
+  local out, code = V.run(string.format("cd %s && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY "
+    .. "-u OLLAMA_BASE_URL LLM_EXAMPLE_SEED=7 LLM_MOCK_URL=%s %s examples/%s",
+    os.getenv("LLM_ROOT") or ".", mock.url, V.lua, example))
   return code == 0, out
 end
 
@@ -55,15 +50,13 @@ end)
 describe("examples, the first five minutes", function()
   local root = os.getenv("LLM_ROOT") or "."
   local function sh(cmd)
-    local p = assert(io.popen(cmd .. " 2>&1", "r"))
-    local out = p:read("a")
-    local ok, _, code = p:close()
-    return ok and code == 0, out
+    local out, code = V.run(cmd)
+    return code == 0, out
   end
 
   it("run from any folder", function()
     local ok, out = sh(string.format("cd / && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY "
-      .. "-u OLLAMA_BASE_URL LLM_MOCK_URL=%s lua5.4 %s/examples/chat.lua", mock.url, root))
+      .. "-u OLLAMA_BASE_URL LLM_MOCK_URL=%s %s %s/examples/chat.lua", mock.url, V.lua, root))
     assert.is_true(ok, out)
     assert.matches("openai%s+%(mock%) echo: What is the capital of Korea%?", out)
   end)
@@ -71,7 +64,7 @@ describe("examples, the first five minutes", function()
   it("LLM_MOCK_URL wins over a key in the environment: no request leaves for the real API", function()
     mock:reset()
     local ok, out = sh(string.format("cd %s && env -u OLLAMA_BASE_URL OPENAI_API_KEY=sk-must-not-be-used "
-      .. "ANTHROPIC_API_KEY=sk-ant-no GEMINI_API_KEY=no LLM_MOCK_URL=%s lua5.4 examples/chat.lua", root, mock.url))
+      .. "ANTHROPIC_API_KEY=sk-ant-no GEMINI_API_KEY=no LLM_MOCK_URL=%s %s examples/chat.lua", root, mock.url, V.lua))
     assert.is_true(ok, out)
     assert.matches("openai%s+%(mock%)", out)
     assert.matches("anthropic%s*%(mock%)", out)
@@ -85,7 +78,7 @@ describe("examples, the first five minutes", function()
 
   it("start their own mock server through llm.mock without LLM_MOCK_URL or a key", function()
     local ok, out = sh(string.format("cd / && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY "
-      .. "-u OLLAMA_BASE_URL -u LLM_MOCK_URL lua5.4 %s/examples/stream.lua", root))
+      .. "-u OLLAMA_BASE_URL -u LLM_MOCK_URL %s %s/examples/stream.lua", V.lua, root))
     assert.is_true(ok, out)
     assert.matches("-- openai (mock server) --", out, 1, true)
     assert.matches("The keeper counted ships", out, 1, true)

@@ -2,6 +2,7 @@
 -- it stops (m:stop(), garbage collection, and the death of the process that started it).
 local llm = require("llm")
 local mock = require("llm.mock")
+local V = require("support.version")
 
 local PROVIDERS = { "openai", "anthropic", "gemini", "ollama" }
 
@@ -295,7 +296,7 @@ describe("llm.mock stops", function()
     local sf = assert(io.open(file, "w"))
     sf:write(script)
     sf:close()
-    os.execute("lua5.4 " .. file .. " >/dev/null 2>&1")
+    os.execute(V.lua .. " " .. file .. " >/dev/null 2>&1")
     os.remove(file)
     local f = assert(io.open(portfile))
     local port = tonumber(f:read("*a"))
@@ -325,7 +326,7 @@ describe("llm-mock", function()
     local f = assert(io.open(file, "w"))
     f:write(script)
     f:close()
-    local p = assert(io.popen("LUA_CPATH_5_4=/nonexistent/?.so LUA_CPATH=/nonexistent/?.so lua5.4 " .. file .. " 2>&1"))
+    local p = assert(io.popen("LUA_CPATH_5_4=/nonexistent/?.so LUA_CPATH=/nonexistent/?.so " .. V.lua .. " " .. file .. " 2>&1"))
     local out = p:read("*a")
     p:close()
     os.remove(file)

@@ -3,14 +3,10 @@
 -- folder outside the repository with only that tree on the paths: an example against the
 -- mock started by llm.mock from the tree, and the example user spec under busted.
 local ROOT = os.getenv("LLM_ROOT") or "."
+local V = require("support.version")
 
 -- LD_PRELOAD (ASan runs) stays away from the tools, the compiler and the examples.
-local function sh(cmd)
-  local p = assert(io.popen("unset LD_PRELOAD; " .. cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
+local function sh(cmd) return V.run("unset LD_PRELOAD; " .. cmd) end
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 

@@ -5,6 +5,7 @@ local mockmod = require("support.mock")
 local json = require("llm.json")
 local llm = require("llm")
 local errors = require("llm.errors")
+local V = require("support.version")
 
 -- The key holds characters that URL-encoding and JSON escaping change.
 local KEY = "sk-sec/ret+KEY=0123456789abcdefWXYZ"
@@ -136,9 +137,9 @@ describe("hosts", function()
     local build = os.getenv("LLM_BUILD") or (root .. "/build")
     local script = os.tmpname()
     local f = assert(io.open(script, "w")); f:write(code); f:close()
-    local p = io.popen(("cd %s && env %s LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s/?.so;;' lua5.4 %s 2>&1")
-      :format(root, env, build, script))
-    local out = p:read("a")
+    local p = io.popen(("cd %s && env %s LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s/?.so;;' %s %s 2>&1")
+      :format(root, env, build, V.lua, script))
+    local out = p:read("*a")
     p:close()
     os.remove(script)
     return out

@@ -98,14 +98,6 @@ do
 end
 M.utf8 = utf8 or M.utf8_lua
 
---- coroutine.running() as 5.2+ has it: the running coroutine and whether it is the main
--- one (5.1 and LuaJIT return nil in the main thread).
-function M.running()
-  local co, main = coroutine.running()
-  if co == nil then return nil, true end
-  return co, main == true
-end
-
 --- loadfile(path, "t", env) on every version (5.1 has no mode or env arguments).
 function M.loadfile(path, env)
   if setfenv and M.lua == "Lua 5.1" then

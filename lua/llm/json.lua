@@ -347,7 +347,6 @@ end
 -- Encoder
 ---------------------------------------------------------------------------------------
 
--- Patterns name NUL as %z: LuaJIT and 5.1 cannot match a literal "\0" in a class.
 local ESCAPE_OUT = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
                      ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 for c = 0, 31 do
@@ -357,7 +356,7 @@ end
 ESCAPE_OUT["\127"] = "\\u007f"
 
 local function encode_string(s)
-  if find(s, '[%z\1-\31"\\\127]') then
+  if find(s, '[%z\1-\31"\\\127]') then   -- %z: NUL (LuaJIT and 5.1 cannot put "\0" in a class)
     s = s:gsub('[%z\1-\31"\\\127]', ESCAPE_OUT)
   end
   return '"' .. s .. '"'

@@ -23,4 +23,14 @@ function M.execute(cmd)
   return a, b, c
 end
 
+--- Run a shell command; returns its output (stdout and stderr) and exit code. The code is
+-- echoed by the shell, since LuaJIT's and 5.1's popen close does not report it.
+function M.run(cmd)
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"[exit $?]\""))
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.-)%[exit (%d+)%]\n$")
+  return body, tonumber(code)
+end
+
 return M
