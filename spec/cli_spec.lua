@@ -1,8 +1,9 @@
 -- llm-lua, the command line: streamed replies, --json, attached files, the mock, and an exit
--- code per error kind. Runs bin/llm-lua under lua5.4 against a mock started here (through
+-- code per error kind. Runs bin/llm-lua under the build's Lua against a mock started here (through
 -- LLM_MOCK_URL, so the replies can be pushed) or one it starts itself.
 local json = require("llm.json")
 local mock = require("llm.mock")
+local V = require("support.version")
 
 local ROOT = os.getenv("LLM_ROOT") or "."
 
@@ -21,11 +22,10 @@ end
 -- away from the mock server).
 local function cli(args, env, stdin)
   local out, err = os.tmpname(), os.tmpname()
-  local cmd = ("cd / && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY %s lua5.4 %s %s >%s 2>%s")
-    :format(env or "", q(ROOT .. "/bin/llm-lua"), args, q(out), q(err))
+  local cmd = ("cd / && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY %s %s %s %s >%s 2>%s")
+    :format(env or "", V.lua, q(ROOT .. "/bin/llm-lua"), args, q(out), q(err))
   if stdin then cmd = "printf %s " .. q(stdin) .. " | (" .. cmd .. ")" end
-  local ok, _, code = os.execute(cmd)
-  if type(ok) == "number" then code = ok end
+  local ok, _, code = V.execute(cmd)
   local function slurp(p)
     local f = assert(io.open(p, "rb"))
     local s = f:read("*a")

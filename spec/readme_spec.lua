@@ -2,6 +2,7 @@
 -- folder, and its base URLs are where the mock serves each provider.
 local ROOT = os.getenv("LLM_ROOT") or "."
 local BUILD = os.getenv("LLM_BUILD") or (ROOT .. "/build")
+local V = require("support.version")
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
@@ -30,8 +31,8 @@ describe("README first five minutes", function()
     f:close()
     local cmd = string.format(
       'cd "%s" && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY -u LLM_MOCK_URL '
-      .. 'LUA_PATH="%s/lua/?.lua;%s/lua/?/init.lua;;" LUA_CPATH="%s/?.so;;" lua5.4 hello.lua 2>&1',
-      dir, ROOT, ROOT, BUILD)
+      .. 'LUA_PATH="%s/lua/?.lua;%s/lua/?/init.lua;;" LUA_CPATH="%s/?.so;;" %s hello.lua 2>&1',
+      dir, ROOT, ROOT, BUILD, V.lua)
     local p = assert(io.popen(cmd, "r"))
     local out = p:read("*a")
     p:close()
