@@ -27,9 +27,10 @@ PORT       ?= 0
 LUA_DEBS   = lua5.3 liblua5.3-dev luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua-compat53-dev
 BUILD_DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-openssl-dev \
              $(if $(filter lua5.4,$(LUA)),,$(LUA_DEBS))
-# lua-luv: examples/luv.lua, which the examples spec runs.
+# lua-luv: examples/luv.lua, which the examples spec runs. LUA_DEBS: the specs load the
+# library into each of the other Luas even on 5.4.
 TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates lua-luv \
-             lua-ldoc lua-discount lua-check
+             lua-ldoc lua-discount lua-check $(LUA_DEBS)
 # FUZZ_DEBS for `make fuzz`: dpkg-dev unpacks Debian's Lua source for the instrumented Lua.
 FUZZ_DEBS  = clang libclang-rt-14-dev dpkg-dev
 DEBS = $(TEST_DEBS) $(FUZZ_DEBS) valgrind $(LUA_DEBS)

@@ -98,6 +98,15 @@ describe("llm.compat", function()
   end)
 end)
 
+describe("library files", function()
+  it("parse as Lua 5.1, the syntax LuaJIT reads too (no //, <close>, <const>, bitwise ops)", function()
+    local out, code = V.run(("cd %s && luac5.1 -p $(find lua -name '*.lua' | sort) && find lua -name '*.lua' | wc -l")
+      :format(sh_quote(ROOT)))
+    assert.are.equal(0, code, out)
+    assert.is_true(tonumber(out:match("%d+")) > 10, out)       -- the files were found
+  end)
+end)
+
 describe("require('llm') on other Luas", function()
   it("an unsupported Lua gets the list of supported ones", function()
     local out = run_lua(V.lua, '_VERSION = "Lua 5.2"; jit = nil; require("llm")')

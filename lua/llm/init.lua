@@ -66,10 +66,6 @@ local function build(opts)
   local log_fn = nil
   local function stderr_log(level, msg) compat.warn("llm ", level, ": ", msg, "\n") end
   if compat.getenv("LLM_LOG") == "debug" then log_fn = stderr_log end
-  local env_level = os.getenv("LLM_LOG")
-  if env_level == "debug" then
-    log_fn = function(level, msg) io.stderr:write("llm ", level, ": ", msg, "\n") end
-  end
   --- Write one log line through the configured sink, redacted.
   ---@private
   ---@param level string "debug", "info" or "warn"
