@@ -120,18 +120,20 @@ describe("transfers", function()
   it("a cancelled task frees its connection #tasks", function()
     local base = mock:stats().open_connections
     llm.run(function()
-      local t = llm.spawn(function()
+      local held = {}   -- the task, dropped before collecting: LuaJIT keeps a dead coroutine's
+      held.t = llm.spawn(function()          -- stack (and the stream on it) while the task lives
         local s = http.stream(chat_spec({ ["x-mock-fault"] = "stall-after-events=1" }, true))
         assert(s:wait_headers())
         return s:next_event() and s:next_event()
       end)
       wait_stats(function(s) return s.active == 1 end)
       assert.equal(base + 1, mock:stats().open_connections)   -- a new one: the pool has none idle
-      t:cancel()
-      local _, err = llm.await(t)
+      held.t:cancel()
+      local _, err = llm.await(held.t)
       assert.equal("cancelled", err.kind)
       local st = wait_stats(function(s) return s.open_connections == base end)
       assert.equal(base, st.open_connections)
+      held.t = nil
       for _ = 1, 50 do                        -- the detached transfer object goes with its task,
                                               -- once the step that reports its end has run
         collectgarbage(); collectgarbage()
