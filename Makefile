@@ -172,7 +172,7 @@ $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_LUA_TARGETS)): $(FUZZ_BUILD)/fuzz_%: test
 	  $$(pkg-config --libs libcurl) -lm -o $@
 
 demo: build
-	@sh tools/demo.sh $(BUILD)
+	@LLM_LUA=$(LUA) sh tools/demo.sh $(BUILD)
 
 # The mock server in the foreground, on a free port unless PORT is given (it prints it).
 mock: build

@@ -269,7 +269,7 @@ describe("llm.mock stops", function()
     sf:write(script)
     sf:close()
     -- Bounded: a stop that waited for the sleeping child would be killed after 20 s.
-    local p = assert(io.popen("timeout 20 lua5.4 " .. file .. " 2>&1"))
+    local p = assert(io.popen("timeout 20 " .. V.lua .. " " .. file .. " 2>&1"))
     local out = p:read("*a")
     p:close()
     os.remove(file)
