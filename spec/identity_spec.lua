@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- Identity of the package: llm._VERSION, the rockspecs, LICENSE and CHANGELOG agree.
 local llm = require("llm")
 

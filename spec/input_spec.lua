@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- Bad input from users raises before anything is sent: each case checks the message names
 -- the field (and the likely intended one) and that the mock server received no request.
 local mockmod = require("support.mock")
@@ -132,7 +133,7 @@ describe("requests that raise before anything is sent", function()
       "an image part needs `url` or `data`")
   end)
 
-  it("llm.map with a concurrency below 1", function()
+  it("llm.map with a concurrency below 1 #tasks", function()
     for _, n in ipairs{ 0, -1, 0.5 } do
       local ok, err = pcall(function()
         return llm.run(function() return llm.map({ 1, 2 }, function(x) return x end, { concurrency = n }) end)

@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- llm.mock (API §14): the mock server from Lua, its reply queue, what it received, and how
 -- it stops (m:stop(), garbage collection, and the death of the process that started it).
 local llm = require("llm")

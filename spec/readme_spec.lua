@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- The README's "First five minutes" works as written: its script runs offline from another
 -- folder, and its base URLs are where the mock serves each provider.
 local ROOT = os.getenv("LLM_ROOT") or "."

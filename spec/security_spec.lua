@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- Secrets and hosts: a key goes only to a host the user named for its provider, and no key
 -- (whole, encoded, cut short or elided) comes back out in an error, an event or a log line.
 -- Each case plays against the mock server, which echoes the key the way careless servers do.

@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- Values a server sends that must not be taken at face value: retry-after in forms HTTP does
 -- not allow, usage counts that are not integers. And the retries a client makes are logged.
 local mockmod = require("support.mock")

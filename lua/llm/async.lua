@@ -484,7 +484,8 @@ return function(loop, clock)
     if stepping then error("llm.step called inside a step", 2) end
     stepping = true
     step_start, units = loop:now(), 0
-    local ok, err = xpcall(step_once, compat.handler, timeout or 0)
+    local wait = timeout or 0
+    local ok, err = xpcall(function() return step_once(wait) end, compat.handler)   -- 5.1: no xpcall args
     stepping = false
     stats.steps = stats.steps + 1
     if units > stats.max_units then stats.max_units = units end
