@@ -102,6 +102,13 @@ local function unknown(what, k, hint, ...)
   if k == "stream" and hint == "field" then
     return what .. ": unknown field 'stream'; to stream, call client:stream(req) instead of client:chat(req)"
   end
+  if type(k) == "number" and hint == "option" then   -- llm.client("openai", { "gpt-4.1" })
+    return format("%s: options are named (e.g. { model = \"...\" }); found a list item [%s]", what, tostring(k))
+  end
+  if type(k) == "number" then   -- chat{ "hi" }, chat{ { role = ... } }
+    return format("%s: the table has a list item [%s]; messages go in `messages = { ... }` "
+      .. "(or pass one user message as a string: client:chat(\"...\"))", what, tostring(k))
+  end
   local s = M.suggest(k, ...)
   for i = 1, select("#", ...) do
     if ALIASES[k] and (select(i, ...))[ALIASES[k]] then s = ALIASES[k] end
