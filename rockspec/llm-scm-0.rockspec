@@ -12,8 +12,8 @@ description = {
   license = "MIT",
 }
 -- Nothing from a rocks server: the system provides libcurl (Debian: libcurl4-openssl-dev)
--- and Lua 5.4 (liblua5.4-dev), which llm-mock embeds.
-dependencies = { "lua >= 5.4" }
+-- and Lua 5.4 (liblua5.4-dev), which llm-mock embeds whatever Lua the module is for.
+dependencies = { "lua >= 5.1, < 5.5" }
 build = {
   type = "cmake",
   variables = {

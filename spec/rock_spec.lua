@@ -101,3 +101,28 @@ describe("the rock", function()
     assert.equal("echo: hi from the rock\n", out)
   end)
 end)
+
+-- The same command for another Lua: the module is built against that Lua's headers
+-- (LUA_INCDIR from LuaRocks), the mock still embeds Lua 5.4.
+local function has(path) local f = io.open(path, "rb"); if f then f:close() end; return f ~= nil end
+if has("/usr/include/lua5.3/lua.h") and has("/usr/bin/lua5.3") then
+  describe("the rock on Lua 5.3", function()
+    it("installs with --lua-version 5.3 and runs an example from outside the repository", function()
+      local rockspec = assert(release_rockspec())
+      local tree, work = os.tmpname(), os.tmpname()
+      os.remove(tree)
+      os.remove(work)
+      assert(os.execute("mkdir -p " .. q(tree) .. " " .. q(work)))
+      local out, code = sh(("cd %s && luarocks --lua-version 5.3 --tree %s make rockspec/%s")
+        :format(q(ROOT), q(tree), rockspec))
+      assert.equal(0, code, out)
+      assert(os.execute(("cp %s/examples/stream.lua %s/examples/common.lua %s/"):format(q(ROOT), q(ROOT), q(work))))
+      out, code = sh(("cd %s && eval \"$(luarocks --lua-version 5.3 path --tree %s)\" && "
+        .. "env -u LLM_ROOT -u LLM_BUILD -u LLM_MOCK_BIN -u LLM_MOCK_URL -u OPENAI_API_KEY "
+        .. "-u ANTHROPIC_API_KEY -u GEMINI_API_KEY lua5.3 stream.lua"):format(q(work), q(tree)))
+      os.execute("rm -rf " .. q(tree) .. " " .. q(work))
+      assert.equal(0, code, out)
+      assert.matches("-- openai (mock server) --", out, 1, true)
+    end)
+  end)
+end
