@@ -31,9 +31,12 @@ BUILD_DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-open
 # library into each of the other Luas even on 5.4.
 TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates lua-luv \
              lua-ldoc lua-discount lua-check $(LUA_DEBS)
+# HOST_DEBS for `make test-hosts`: Neovim 0.7 and LÖVE 11 (both on LuaJIT), and xvfb-run
+# (xvfb, xauth) to give LÖVE an OpenGL window without a display.
+HOST_DEBS  = neovim love xvfb xauth lua-luv
 # FUZZ_DEBS for `make fuzz`: dpkg-dev unpacks Debian's Lua source for the instrumented Lua.
 FUZZ_DEBS  = clang libclang-rt-14-dev dpkg-dev
-DEBS = $(TEST_DEBS) $(FUZZ_DEBS) valgrind $(LUA_DEBS)
+DEBS = $(TEST_DEBS) $(FUZZ_DEBS) $(HOST_DEBS) valgrind $(LUA_DEBS)
 
 FUZZ_SECONDS ?= 60
 
@@ -73,6 +76,8 @@ test-all:
 	  echo "== make test LUA=$$lua"; \
 	  $(MAKE) --no-print-directory test LUA=$$lua BUILD=$$( [ $$lua = lua5.4 ] && echo $(BUILD) || echo build-$$lua ) || exit 1; \
 	done
+	@echo "== make test-hosts"
+	@$(MAKE) --no-print-directory test-hosts
 
 # The C tests and every spec under AddressSanitizer + UBSan. The module loads into the
 # system lua5.4 only with libasan preloaded; the mock server and curl run without it.
@@ -83,10 +88,13 @@ test-asan: test-deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
 # The host examples against the mock server (tools/test_hosts.sh): the C frame-loop host
-# (examples/host), the same host linked without -Wl,-E (which must fail to load llm), and
-# the libuv loop (examples/luv.lua).
+# (examples/host), the same host sandboxed (no os, io, debug) and linked without -Wl,-E
+# (which must fail to load llm), the libuv loop (examples/luv.lua), and on the LuaJIT build
+# the Neovim plugin (headless) and the LÖVE game (under xvfb-run).
 test-hosts: build
-	sh tools/test_hosts.sh $(BUILD) host noexport luv
+	@sh tools/deps.sh ensure $(HOST_DEBS) $(LUA_DEBS)
+	@$(MAKE) --no-print-directory build LUA=luajit BUILD=build-luajit
+	LLM_BUILD_LUAJIT=$(CURDIR)/build-luajit sh tools/test_hosts.sh $(BUILD) host sandbox noexport luv nvim love
 
 # Specs under valgrind with an aggressive collector (a soak for lifetimes and leaks).
 test-valgrind: build
