@@ -14,7 +14,8 @@
 enum state { ST_IDLE, ST_WAITING, ST_RUNNING, ST_DONE, ST_CLOSED };
 enum framing { FR_NONE, FR_SSE, FR_NDJSON };
 /* Failures decided by us rather than by libcurl. */
-enum fail { F_NONE, F_CANCELLED, F_T_HEADERS, F_T_FIRST, F_T_IDLE, F_TOOBIG, F_NOMEM, F_BODY };
+enum fail { F_NONE, F_CANCELLED, F_T_HEADERS, F_T_FIRST, F_T_IDLE, F_TOOBIG, F_NOMEM, F_BODY,
+            F_HEADERS };
 
 /* Bytes of framed events waiting for step before the transfer stops reading: bounds one
  * step's batch (and memory) however much libcurl has buffered for a fast stream. */
@@ -40,7 +41,7 @@ struct transfer {
   CURLcode result;
   long status;
   int headers_ready, headers_reported, done_reported;
-  double timeout, idle_timeout, first_token_timeout;
+  double timeout, idle_timeout, first_token_timeout, connect_timeout;
   double t_start, t_last_content, restart_at;
   int got_content;                  /* Lua has reported a content event (t:content()) */
   struct sse sse;
@@ -136,7 +137,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     }
     return len;
   }
-  if (buf_append(&t->hdrs, p, len) != BUF_OK) { t->fail = F_NOMEM; return 0; }
+  switch (buf_append(&t->hdrs, p, len)) {
+    case BUF_OK: break;
+    case BUF_ETOOBIG: t->fail = F_HEADERS; return 0;   /* more than the header cap */
+    default: t->fail = F_NOMEM; return 0;
+  }
   return len;
 }
 
@@ -383,6 +388,35 @@ static int is_tls_verify(CURLcode rc) {
          rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
 }
 
+/* The error kind of a libcurl result code (never of its message text). */
+static const char *kind_of_code(CURLcode rc) {
+  switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT: return "timeout";
+    case CURLE_UNSUPPORTED_PROTOCOL: case CURLE_URL_MALFORMAT:
+      return "bad_request";          /* the request can never be sent as given */
+    case CURLE_OUT_OF_MEMORY:        /* also a header line over libcurl's 100 KiB limit */
+    case CURLE_WEIRD_SERVER_REPLY: case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_FILESIZE_EXCEEDED: case CURLE_TOO_MANY_REDIRECTS:
+      return "protocol";             /* the server's reply is unusable: retrying will not help */
+    default:
+      return "connection";
+  }
+}
+
+/* Which limit a CURLE_OPERATION_TIMEDOUT hit, from the transfer's own times rather than the
+ * message text. A stream has no CURLOPT_TIMEOUT, so it is the connect timeout; otherwise it
+ * is the total one if the connection was up (made or reused), or if the total limit is the
+ * shorter of the two while connecting. */
+static const char *timeout_which(struct transfer *t) {
+  curl_off_t connect_us = 0, pretransfer_us = 0;
+  double connect_limit = t->connect_timeout > 0 ? t->connect_timeout : 300;  /* libcurl's default */
+  if (t->framing != FR_NONE || t->timeout <= 0) return "connect";
+  curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+  curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
+  if (connect_us > 0 || pretransfer_us > 0) return "total";   /* connected, or reused */
+  return t->timeout <= connect_limit ? "total" : "connect";
+}
+
 /* [-0, +1] the error of a finished transfer, or nil when it succeeded at the transport level. */
 static void push_error(lua_State *L, struct transfer *t) {
   const char *kind = NULL, *which = NULL, *msg = NULL;
@@ -395,19 +429,14 @@ static void push_error(lua_State *L, struct transfer *t) {
     case F_TOOBIG: kind = "protocol"; msg = "stream event larger than the size cap"; break;
     case F_BODY: kind = "protocol"; msg = "response body larger than the size cap"; break;
     case F_NOMEM: kind = "protocol"; msg = "out of memory while reading the response"; break;
+    case F_HEADERS: kind = "protocol"; msg = "response headers larger than 256 KiB"; break;
     case F_NONE: break;
   }
   if (kind == NULL && t->result != CURLE_OK) {
     CURLcode rc = t->result;
     msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc);
-    if (rc == CURLE_OPERATION_TIMEDOUT) {
-      /* libcurl reports both limits with one code; a reused connection has no connect time,
-       * so its message tells them apart ("Operation timed out" is CURLOPT_TIMEOUT). */
-      kind = "timeout";
-      which = strstr(t->errbuf, "Operation timed out") ? "total" : "connect";
-    } else {
-      kind = "connection";
-    }
+    kind = kind_of_code(rc);
+    if (rc == CURLE_OPERATION_TIMEDOUT) which = timeout_which(t);
     snprintf(text, sizeof text, "%s (curl %d)", msg, (int)rc);
     msg = text;
   }
@@ -730,6 +759,7 @@ int llm_transfer_new(lua_State *L) {
   t->idle_timeout = optfield_number(L, spec, "idle_timeout", 0);
   t->first_token_timeout = optfield_number(L, spec, "first_token_timeout", 0);
   connect_timeout = optfield_number(L, spec, "connect_timeout", 10);
+  t->connect_timeout = connect_timeout;
   if (connect_timeout > 0) curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
   if (t->framing == FR_NONE && t->timeout > 0)   /* a stream's timeout bounds only the headers */
     curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)(t->timeout * 1000));
