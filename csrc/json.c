@@ -9,7 +9,9 @@
  * that a float zero is always +0.0, as in the Lua decoder (see positive_zero). \u escapes
  * become UTF-8; a surrogate pair becomes one 4-byte sequence and a lone surrogate is
  * encoded on its own (3 bytes), as utf8.char does, which is what lua/llm/json.lua's Lua
- * decoder does. Duplicate keys: the last one wins. Malformed input, and nesting deeper
+ * decoder does. Raw bytes that are not valid UTF-8 (overlong forms, surrogates, stray or
+ * missing continuation bytes) become U+FFFD, one per byte, so a reply never goes back out
+ * as invalid JSON in the next request (DESIGN "JSON"). Duplicate keys: the last one wins. Malformed input, and nesting deeper
  * than JSON_MAX_DEPTH, return nil and "JSON: <what> at byte <1-based offset>".
  *
  * Memory: the parser reads the Lua string in place and owns no C memory. Strings without
@@ -45,15 +47,44 @@ struct json_parser {
   int array_mt, object_mt, null; /* stack indices; 0: no metatable */
 };
 
-/* Bytes that end the fast scan of a string: control characters, '"' and '\\'. The
+/* Bytes that end the fast scan of a string: control characters, '"', '\\' and every byte
+ * of a multi-byte UTF-8 sequence (checked, and replaced when invalid, on the slow path). The
  * '\0' entry also stops every scan at the end of the input. */
+#define HI8(b) [b] = 1, [b + 1] = 1, [b + 2] = 1, [b + 3] = 1, [b + 4] = 1, [b + 5] = 1, \
+               [b + 6] = 1, [b + 7] = 1
+#define HI64(b) HI8(b), HI8(b + 8), HI8(b + 16), HI8(b + 24), HI8(b + 32), HI8(b + 40), \
+                HI8(b + 48), HI8(b + 56)
 static const unsigned char str_stop[256] = {
   [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
   [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1,
   [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1,
   [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1,
-  [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x22] = 1, [0x5c] = 1
+  [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x22] = 1, [0x5c] = 1,
+  HI64(0x80), HI64(0xC0)
 };
+
+/* The length of the valid UTF-8 sequence at p (a byte >= 0x80), or 0 when it is not one:
+ * overlong forms, surrogates (ED A0..BF) and code points past U+10FFFF are invalid. Reads
+ * at most up to `end`. */
+static size_t utf8_seq(const char *p, const char *end) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t avail = (size_t)(end - p);
+  unsigned c = s[0];
+  if (c < 0xC2) return 0;                          /* a stray continuation, or overlong */
+  if (c < 0xE0) return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+  if (c < 0xF0) {
+    if (avail < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0)) return 0;
+    return 3;
+  }
+  if (c < 0xF5) {
+    if (avail < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+      return 0;
+    if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90)) return 0;
+    return 4;
+  }
+  return 0;
+}
 
 /* Hex digit value plus one; 0 for anything else. */
 static const unsigned char hex_value[256] = {
@@ -118,6 +149,7 @@ static char *put_utf8(char *o, unsigned cp) {
 static JSON_NOINLINE const char *parse_string_escaped(struct json_parser *jp, const char *p,
                                                       const char *q) {
   const char *r = q;
+  size_t extra = 0;              /* bytes the U+FFFD replacements add (3 for 1) */
   for (;;) {
     while (!str_stop[(unsigned char)*r])
       r++;
@@ -129,24 +161,42 @@ static JSON_NOINLINE const char *parse_string_escaped(struct json_parser *jp, co
       r += 2;                    /* the escaped byte is checked while decoding */
       continue;
     }
+    if ((unsigned char)*r >= 0x80) {
+      size_t n = utf8_seq(r, jp->end);
+      if (n == 0) { extra += 2; n = 1; }   /* invalid UTF-8 from a server: U+FFFD */
+      r += n;
+      continue;
+    }
     if (r == jp->end)
       return fail(jp, jp->end, "unterminated string");
     return fail(jp, r, "control character in string");
   }
 
   luaL_Buffer b;
-  char *out = luaL_buffinitsize(jp->L, &b, (size_t)(r - p));
+  char *out = luaL_buffinitsize(jp->L, &b, (size_t)(r - p) + extra);
   char *o = out;
   const char *s = p;
   while (s < r) {
-    const char *bs = memchr(s, '\\', (size_t)(r - s));
-    if (bs == NULL)
-      bs = r;
+    const char *bs = s;
+    while (bs < r && *bs != '\\' && (unsigned char)*bs < 0x80)
+      bs++;
     memcpy(o, s, (size_t)(bs - s));
     o += bs - s;
     s = bs;
     if (s == r)
       break;
+    if ((unsigned char)*s >= 0x80) {
+      size_t n = utf8_seq(s, r);
+      if (n > 0) {
+        memcpy(o, s, n);
+        o += n;
+        s += n;
+      } else {                   /* one replacement character per invalid byte */
+        *o++ = (char)0xEF; *o++ = (char)0xBF; *o++ = (char)0xBD;
+        s++;
+      }
+      continue;
+    }
     switch (s[1]) {
     case '"': *o++ = '"'; break;
     case '\\': *o++ = '\\'; break;

@@ -16,6 +16,7 @@ local json = require("llm.json")
 local core = require("llm.core")
 local F = require("support.fixtures")
 local V = require("support.version")
+local FFFD = "\239\191\189"   -- U+FFFD
 
 local A, O, null = json.ARRAY_MT, json.OBJECT_MT, json.null
 local function cdecode(s) return core.json_decode(s, A, O, null) end
@@ -217,7 +218,8 @@ describe("core.json_decode", function()
       { [["\ud800\ud800"]], V.utf8.char(0xD800, 0xD800) },
       { [["\ud800x"]], V.utf8.char(0xD800) .. "x" },
       { [["\ud800\n"]], V.utf8.char(0xD800) .. "\n" },
-      { '"caf\xc3\xa9 \x7f \xff"', "caf\xc3\xa9 \x7f \xff" }, -- bytes >= 0x7f pass as they are
+      { '"caf\xc3\xa9 \x7f \xff"', "caf\xc3\xa9 \x7f " .. FFFD }, -- UTF-8 and DEL pass; a bad byte is U+FFFD
+      { '"\xed\xa0\x80 \xc0\xaf \xe2\x82"', FFFD:rep(3) .. " " .. FFFD:rep(2) .. " " .. FFFD:rep(2) },
       { '"' .. ("long "):rep(400) .. '\\n"', ("long "):rep(400) .. "\n" },  -- buffer > 1 KiB
       { '{"k\\u00e9y":"\\"v\\""}', nil },
     }

@@ -11,6 +11,7 @@
 -- * a number literal without '.', 'e' or 'E' becomes a Lua integer (when it fits in 64
 --   bits), any other literal a float;
 -- * JSON null becomes `M.null`, a unique sentinel whose tostring is "null";
+-- * bytes that are not valid UTF-8 inside a string become U+FFFD (one per byte);
 -- * bad input returns `nil, message` and never raises.
 --
 -- Decoding runs in C when the core is available: `core.json_decode` (csrc/json.c) builds
@@ -90,6 +91,58 @@ end
 
 local parse_value -- forward
 
+local REPLACEMENT = "\239\191\189"   -- U+FFFD
+
+-- The length of the valid UTF-8 sequence at i (a byte >= 0x80) of s, or 0: the rules of
+-- csrc/json.c's utf8_seq (no overlong forms, no surrogates, nothing past U+10FFFF).
+local function utf8_seq(s, i)
+  local c = byte(s, i)
+  local function cont(k)
+    local b = byte(s, i + k)
+    return b ~= nil and b >= 0x80 and b < 0xC0
+  end
+  if c < 0xC2 then return 0 end
+  if c < 0xE0 then return cont(1) and 2 or 0 end
+  local b1 = byte(s, i + 1)
+  if c < 0xF0 then
+    if not (cont(1) and cont(2)) then return 0 end
+    if (c == 0xE0 and b1 < 0xA0) or (c == 0xED and b1 >= 0xA0) then return 0 end
+    return 3
+  end
+  if c < 0xF5 then
+    if not (cont(1) and cont(2) and cont(3)) then return 0 end
+    if (c == 0xF0 and b1 < 0x90) or (c == 0xF4 and b1 >= 0x90) then return 0 end
+    return 4
+  end
+  return 0
+end
+
+-- Raw string text from a server with each byte that is not part of valid UTF-8 replaced by
+-- U+FFFD (DESIGN "JSON": a reply never poisons the next request).
+local function valid_text(t)
+  if not find(t, "[\128-\255]") then return t end
+  local out, n, i, from = {}, 0, 1, 1
+  local len = #t
+  while i <= len do
+    if byte(t, i) < 0x80 then
+      i = i + 1
+    else
+      local k = utf8_seq(t, i)
+      if k > 0 then
+        i = i + k
+      else
+        n = n + 1; out[n] = sub(t, from, i - 1)
+        n = n + 1; out[n] = REPLACEMENT
+        i = i + 1
+        from = i
+      end
+    end
+  end
+  if n == 0 then return t end
+  out[n + 1] = sub(t, from)
+  return concat(out)
+end
+
 local ESC = { [34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f", [110] = "\n",
               [114] = "\r", [116] = "\t" }
 
@@ -97,16 +150,16 @@ local ESC = { [34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f", [1
 local function parse_string(s, i)
   local k = find(s, '["\\%z\1-\31]', i)
   if not k then fail(s, i, "unterminated string") end
-  if byte(s, k) == 34 then return sub(s, i, k - 1), k + 1 end
+  if byte(s, k) == 34 then return valid_text(sub(s, i, k - 1)), k + 1 end
   -- slow path: escapes
   local buf, n = {}, 0
   while true do
     local c = byte(s, k)
     if c == 34 then
-      n = n + 1; buf[n] = sub(s, i, k - 1)
+      n = n + 1; buf[n] = valid_text(sub(s, i, k - 1))
       return concat(buf), k + 1
     elseif c == 92 then
-      n = n + 1; buf[n] = sub(s, i, k - 1)
+      n = n + 1; buf[n] = valid_text(sub(s, i, k - 1))
       local e = byte(s, k + 1)
       if e == 117 then -- \uXXXX
         local hex = sub(s, k + 2, k + 5)
@@ -310,7 +363,7 @@ end
 -- and a raw control character inside a string, and the exact decoder has no nesting limit
 -- (the core stops at 1,000 levels).
 local function lua_decode(s)
-  if cjson then
+  if cjson and valid_text(s) == s then   -- cjson keeps invalid UTF-8 as it came
     local ok, v = fast_decode(s)
     if ok then return v end
   end
