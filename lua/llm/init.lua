@@ -70,8 +70,17 @@ local function build(opts)
   ---@private
   ---@param level string "debug", "info" or "warn"
   ---@param msg string the line (redacted before it is written)
+  -- A sink that raises must not break the call that logs, nor a step of the loop (libcurl's
+  -- text is logged from there): its failure is reported once on stderr and dropped.
+  local sink_failed = false
   local function log(level, msg)
-    if log_fn then log_fn(level, errors.redact(msg)) end
+    if not log_fn then return end
+    local ok, err = pcall(log_fn, level, errors.redact(msg))
+    if not ok and not sink_failed then
+      sink_failed = true
+      io.stderr:write("llm: the log function raised (further failures are not reported): ",
+        errors.redact(tostring(err)), "\n")
+    end
   end
   M.log = log
 
@@ -90,7 +99,7 @@ local function build(opts)
 
   M.retry = require("llm.retry")({
     now = function() return clock:now() end,
-    sleep = function(s) local _, err = async.sleep(s); if err then error(err, 0) end end,
+    sleep = function(s) return async.sleep(s) end,   -- nil, err when the task is cancelled
     random = opts.random,
   })
   env.retry = M.retry

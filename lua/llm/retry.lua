@@ -2,7 +2,8 @@
 --
 -- The module is a factory because it sleeps: `require("llm.retry")(clock)` with
 -- `clock = { now = fn() -> seconds, sleep = fn(seconds), random = fn() -> [0,1) }`
--- (`random` is optional and defaults to `math.random`). The library builds it on its
+-- (`random` is optional and defaults to `math.random`; `sleep` returns nil, err when the
+-- wait was cancelled, and the call then returns that error). The library builds it on its
 -- scheduler's clock, so sleeping yields inside a task and blocks outside one; specs pass a
 -- fake clock. The built-in retry behaviour of the client is one of these policies
 -- (`R.default`), so there is one retry engine, not two.
@@ -390,8 +391,10 @@ return function(clock)
   local default_stop = R.stop_any(R.stop_after_attempt(3), retry_after_over(BUILTIN_MAX_RETRY_AFTER))
 
   ---------------------------------------------------------------------------
-  -- The engine. One `run` per call, so a policy can serve several tasks at once; the
-  -- policy only remembers its latest run (statistics, result()).
+  -- The engine. One `run` per call, so a policy can serve several tasks at once. The state
+  -- of a call lives in the call: the policy keeps only the latest call's statistics (plain
+  -- numbers, so a shared policy such as llm.retry.default never keeps a returned stream
+  -- alive) and the state of its latest attempts() loop, for result().
   -- @section policies
   ---------------------------------------------------------------------------
 
@@ -412,9 +415,15 @@ return function(clock)
     local state = { attempt = 0, wait = nil, error = nil, result = nil, elapsed = 0,
                     policy = policy, idle = 0, start_time = t0, failed = false }
     local run = { policy = policy, state = state, stats = stats, outcome = nil, final = nil }
-    rawset(policy, "statistics", stats)
-    rawset(policy, "_run", run)
+    rawset(policy, "statistics", stats)   -- numbers only: it keeps no call's values alive
     return run
+  end
+
+  -- An interrupt (Ctrl-C: lua.c raises "interrupted!") or a cancelled task is never
+  -- retried, whatever the policy's condition says: the user asked to stop.
+  local function is_stop_request(e)
+    if type(e) == "string" then return e:find("interrupted!", 1, true) ~= nil end
+    return type(e) == "table" and rawget(e, "kind") == "cancelled"
   end
 
   local function start_attempt(run)
@@ -452,6 +461,7 @@ return function(clock)
     stats.attempts = s.attempt
     stats.delay_since_first_attempt = s.elapsed
 
+    if o.failed and is_stop_request(o.error) then run.final = "done"; return false end
     if not p.retry(s) then run.final = "done"; return false end
     if p.after then p.after(s) end
     local w = p.wait(s)
@@ -459,7 +469,14 @@ return function(clock)
     s.wait = math.max(0, w)
     if p.stop(s) then run.final = "exhausted"; return false end
     if p.before_sleep then p.before_sleep(s) end
-    if s.wait > 0 then sleep(s.wait) end
+    if s.wait > 0 then
+      local _, serr = sleep(s.wait)
+      if serr ~= nil then              -- cancelled while waiting: the call returns nil, err
+        run.outcome = { failed = true, raised = false, error = serr, values = pack(nil, serr) }
+        run.final = "done"
+        return false
+      end
+    end
     s.idle = s.idle + s.wait
     stats.idle = s.idle
     return true
@@ -552,6 +569,7 @@ return function(clock)
   ---@return fun(): llm.retry.Attempt? iterator
   function methods:attempts()
     local run = new_run(self)
+    rawset(self, "_run", run)             -- for result(): the loop's state, not a call's
     local current
     return function()
       if run.final then return nil end
@@ -566,8 +584,8 @@ return function(clock)
     end
   end
 
-  --- The values the latest call returned, or what an `attempts()` loop amounts to (same
-  -- rules as call: values, `nil, err`, or a re-raised error).
+  --- What the latest `attempts()` loop amounts to (same rules as call: values, `nil, err`,
+  -- or a re-raised error).
   ---@return any ... the values, or nil and an llm.Error
   function methods:result()
     local run = rawget(self, "_run")
