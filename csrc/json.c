@@ -7,12 +7,12 @@
  * fits in a lua_Integer becomes an integer; every other literal is converted exactly as
  * Lua's tonumber converts it (so 2^63 and beyond, and 1e400 = inf, are floats), except
  * that a float zero is always +0.0, as in the Lua decoder (see positive_zero). \u escapes
- * become UTF-8; a surrogate pair becomes one 4-byte sequence and a lone surrogate is
- * encoded on its own (3 bytes), as utf8.char does, which is what lua/llm/json.lua's Lua
- * decoder does. Raw bytes that are not valid UTF-8 (overlong forms, surrogates, stray or
- * missing continuation bytes) become U+FFFD, one per byte, so a reply never goes back out
- * as invalid JSON in the next request (DESIGN "JSON"). Duplicate keys: the last one wins. Malformed input, and nesting deeper
- * than JSON_MAX_DEPTH, return nil and "JSON: <what> at byte <1-based offset>".
+ * become UTF-8; a surrogate pair becomes one 4-byte sequence and a lone surrogate becomes
+ * U+FFFD, as lua/llm/json.lua's Lua decoder does. Raw bytes that are not valid UTF-8
+ * (overlong forms, surrogates, stray or missing continuation bytes) become U+FFFD too, one
+ * per byte, so a reply never goes back out as invalid JSON in the next request (DESIGN
+ * "JSON"). Duplicate keys: the last one wins. Malformed input, and nesting deeper than
+ * JSON_MAX_DEPTH, return nil and "JSON: <what> at byte <1-based offset>".
  *
  * Memory: the parser reads the Lua string in place and owns no C memory. Strings without
  * escapes are pushed straight from the input; strings with escapes are decoded into a
@@ -128,7 +128,7 @@ static char *put_utf8(char *o, unsigned cp) {
   } else if (cp < 0x800) {
     *o++ = (char)(0xC0 | (cp >> 6));
     *o++ = (char)(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {     /* lone surrogates land here too, as utf8.char does */
+  } else if (cp < 0x10000) {
     *o++ = (char)(0xE0 | (cp >> 12));
     *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
     *o++ = (char)(0x80 | (cp & 0x3F));
@@ -220,6 +220,8 @@ static JSON_NOINLINE const char *parse_string_escaped(struct json_parser *jp, co
           s += 6;
         }
       }
+      if (cp >= 0xD800 && cp <= 0xDFFF)
+        cp = 0xFFFD;             /* a lone surrogate is no character: U+FFFD, as for raw bytes */
       o = put_utf8(o, (unsigned)cp);
       continue;
     }

@@ -212,12 +212,12 @@ describe("core.json_decode", function()
       { [["\u00e9\u20AC\u0041"]], "é€A" },
       { [["\ud83d\ude00"]], "😀" },
       { [["x\uD83D\uDE00y"]], "x😀y" },
-      { [["\ud800"]], V.utf8.char(0xD800) },                   -- lone high: kept, 3 bytes
-      { [["\udc00"]], V.utf8.char(0xDC00) },                   -- lone low
-      { [["\ud800\u0041"]], V.utf8.char(0xD800) .. "A" },      -- high, then a plain escape
-      { [["\ud800\ud800"]], V.utf8.char(0xD800, 0xD800) },
-      { [["\ud800x"]], V.utf8.char(0xD800) .. "x" },
-      { [["\ud800\n"]], V.utf8.char(0xD800) .. "\n" },
+      { [["\ud800"]], FFFD },                                 -- lone high: U+FFFD
+      { [["\udc00"]], FFFD },                                 -- lone low
+      { [["\ud800\u0041"]], FFFD .. "A" },                    -- high, then a plain escape
+      { [["\ud800\ud800"]], FFFD .. FFFD },
+      { [["\ud800x"]], FFFD .. "x" },
+      { [["\ud800\n"]], FFFD .. "\n" },
       { '"caf\xc3\xa9 \x7f \xff"', "caf\xc3\xa9 \x7f " .. FFFD }, -- UTF-8 and DEL pass; a bad byte is U+FFFD
       { '"\xed\xa0\x80 \xc0\xaf \xe2\x82"', FFFD:rep(3) .. " " .. FFFD:rep(2) .. " " .. FFFD:rep(2) },
       { '"' .. ("long "):rep(400) .. '\\n"', ("long "):rep(400) .. "\n" },  -- buffer > 1 KiB

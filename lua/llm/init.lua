@@ -66,19 +66,20 @@ local function build(opts)
   local log_fn = nil
   local function stderr_log(level, msg) compat.warn("llm ", level, ": ", msg, "\n") end
   if compat.getenv("LLM_LOG") == "debug" then log_fn = stderr_log end
-  --- Write one log line through the configured sink, redacted.
-  ---@private
-  ---@param level string "debug", "info" or "warn"
-  ---@param msg string the line (redacted before it is written)
   -- A sink that raises must not break the call that logs, nor a step of the loop (libcurl's
   -- text is logged from there): its failure is reported once on stderr and dropped.
   local sink_failed = false
+  --- Write one log line through the configured sink, redacted; a sink that raises is
+  -- reported once on stderr and otherwise ignored.
+  ---@private
+  ---@param level string "debug", "info" or "warn"
+  ---@param msg string the line (redacted before it is written)
   local function log(level, msg)
     if not log_fn then return end
     local ok, err = pcall(log_fn, level, errors.redact(msg))
     if not ok and not sink_failed then
       sink_failed = true
-      io.stderr:write("llm: the log function raised (further failures are not reported): ",
+      compat.warn("llm: the log function raised (further failures are not reported): ",
         errors.redact(tostring(err)), "\n")
     end
   end

@@ -173,7 +173,7 @@ local function parse_string(s, i)
             k = k + 6
           end
         end
-        n = n + 1; buf[n] = utf8char(cp)
+        n = n + 1; buf[n] = (cp >= 0xD800 and cp <= 0xDFFF) and REPLACEMENT or utf8char(cp)
       else
         local r = ESC[e]
         if not r then fail(s, k, "bad escape") end
