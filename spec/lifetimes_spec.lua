@@ -61,7 +61,7 @@ describe("cancellation", function()
     local c = openai(L, { retry = policy, headers = { ["x-mock-fault"] = "status=503" } })
     local got
     L.run(function()
-      local t = L.spawn(function() got = table.pack(c:chat("x")) end)
+      local t = L.spawn(function() got = { c:chat("x") } end)
       for _ = 1, 1000 do
         if sleeping then break end
         L.sleep(0.01)
@@ -82,7 +82,7 @@ describe("cancellation", function()
     local c = openai(L, { headers = { ["x-mock-fault"] = "status=503;retry-after=30" } })
     local got
     L.run(function()
-      local t = L.spawn(function() got = table.pack(c:chat("x")) end)
+      local t = L.spawn(function() got = { c:chat("x") } end)
       for _ = 1, 1000 do
         if #mock:requests() >= 1 then break end
         L.sleep(0.01)
