@@ -15,12 +15,7 @@ setup(function() mock = mockmod.start() end)
 teardown(function() if mock then mock:stop() end end)
 before_each(function() mock:reset() end)
 
-local function merge(a, b)
-  local out = {}
-  for k, v in pairs(a) do out[k] = v end
-  for k, v in pairs(b or {}) do out[k] = v end
-  return out
-end
+local merge = mockmod.merge
 
 local function openai(opts, lib)
   return (lib or llm).client("openai", merge({ model = "gpt-test", base_url = mock.url .. "/v1", api_key = KEY }, opts))

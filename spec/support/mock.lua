@@ -20,6 +20,14 @@ function M.start(opts)
   return setmetatable({ port = m.port, url = m.url, server = m }, Server)
 end
 
+--- Client options `a` with the fields of `b` laid over them (a new table).
+function M.merge(a, b)
+  local out = {}
+  for k, v in pairs(a) do out[k] = v end
+  for k, v in pairs(b or {}) do out[k] = v end
+  return out
+end
+
 function Server:curl(method, path)
   return sh(string.format("env -u LD_PRELOAD curl -s --max-time 10 -X %s %s%s", method, self.url, path))
 end
