@@ -8,13 +8,8 @@ local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 local function sh(cmd) return V.run(cmd) end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local F = require("support.fixtures")
+local function read(path) return F.read(path) or "" end
 
 -- A folder of fake commands. installed: the packages dpkg-query reports as installed.
 local function fakes(opts)

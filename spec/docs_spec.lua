@@ -3,13 +3,8 @@
 local ROOT = os.getenv("LLM_ROOT") or "."
 local V = require("support.version")
 
-local function read(path)
-  local f = io.open(ROOT .. "/" .. path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local F = require("support.fixtures")
+local function read(path) return F.read(ROOT .. "/" .. path) end
 
 local function sh(cmd)
   local out, code = V.run(cmd)

@@ -4,13 +4,8 @@ local llm = require("llm")
 
 local ROOT = os.getenv("LLM_ROOT") or "."
 
-local function read(path)
-  local f = io.open(ROOT .. "/" .. path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local F = require("support.fixtures")
+local function read(path) return F.read(ROOT .. "/" .. path) end
 
 -- The fields a rockspec sets, read as Lua in an empty environment (as LuaRocks does).
 local function rockspec(path)

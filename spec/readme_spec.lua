@@ -5,12 +5,8 @@ local ROOT = os.getenv("LLM_ROOT") or "."
 local BUILD = os.getenv("LLM_BUILD") or (ROOT .. "/build")
 local V = require("support.version")
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local F = require("support.fixtures")
+local function read(path) return assert(F.read(path), "cannot read " .. path) end
 
 local function section(title)
   local text = read(ROOT .. "/README.md")

@@ -4,12 +4,8 @@ local llm = require("llm")
 
 local ROOT = os.getenv("LLM_ROOT") or "."
 
-local function read(path)
-  local f = assert(io.open(ROOT .. "/" .. path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local F = require("support.fixtures")
+local function read(path) return assert(F.read(ROOT .. "/" .. path), "cannot read " .. path) end
 
 -- The column order of the table, as a client of each route.
 local ROUTES = { { "openai" }, { "openai", "responses" }, { "anthropic" }, { "gemini" }, { "ollama" } }
