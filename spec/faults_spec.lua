@@ -35,13 +35,8 @@ local PREAMBLE = { openai = 1, responses = 4, anthropic = 3, gemini = 0, ollama 
 local TEXT = "w1 w2 w3 w4 w5 w6 w7 w8"
 local N = 6   -- the fault strikes after this many events
 
-local function closed_port()
-  local socket = require("socket")
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
+local net = require("support.net")
+local closed_port = net.closed_port
 
 local V = require("support.version")
 local function is_utf8(s) return V.utf8.len(s) ~= nil end
@@ -186,22 +181,10 @@ describe("error kinds come from libcurl's result codes", function()
   end)
 
   it("a total timeout that fires while connecting says which = \"total\"", function()
-    local socket = require("socket")
-    local srv = assert(socket.tcp())
-    assert(srv:bind("127.0.0.1", 0))
-    assert(srv:listen(0))
-    local _, port = srv:getsockname()
-    local fillers = {}
-    for i = 1, 8 do     -- fill the backlog so further SYNs are dropped
-      local s = socket.tcp()
-      s:settimeout(0)
-      s:connect("127.0.0.1", port)
-      fillers[i] = s
-    end
+    local port, close = net.full_listener()
     local c = client("openai", { timeout = 0.3, connect_timeout = 5 }, "http://127.0.0.1:" .. port)
     local r, err = c:chat("x")
-    for _, s in ipairs(fillers) do s:close() end
-    srv:close()
+    close()
     assert.is_nil(r)
     assert.equal("timeout", err.kind)
     assert.equal("total", err.which)

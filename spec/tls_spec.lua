@@ -14,9 +14,7 @@ setup(function()
   assert(sh(("cd %s && env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
     .. "-addext subjectAltName=IP:127.0.0.1 -keyout key.pem -out cert.pem >/dev/null 2>&1"):format(dir)))
   local f = assert(io.open(dir .. "/hello.txt", "w")); f:write("hello over tls"); f:close()
-  local probe = assert(socket.bind("127.0.0.1", 0))
-  port = select(2, probe:getsockname())
-  probe:close()
+  port = require("support.net").closed_port()
   assert(sh(("cd %s && env -u LD_PRELOAD openssl s_server -quiet -accept 127.0.0.1:%d -cert cert.pem -key key.pem -WWW "
     .. ">/dev/null 2>&1 & echo $! > %s/pid"):format(dir, port, dir)))
   local pf = assert(io.open(dir .. "/pid")); pid = pf:read("*n"); pf:close()

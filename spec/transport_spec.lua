@@ -222,32 +222,16 @@ describe("transfers", function()
     end)
 
     it("connect: a server whose accept queue is full", function()
-      local socket = require("socket")
-      local srv = assert(socket.tcp())
-      assert(srv:bind("127.0.0.1", 0))
-      assert(srv:listen(0))
-      local _, port = srv:getsockname()
-      local fillers = {}
-      for i = 1, 8 do     -- fill the backlog so further SYNs are dropped
-        local c = socket.tcp()
-        c:settimeout(0)
-        c:connect("127.0.0.1", port)
-        fillers[i] = c
-      end
+      local port, close = require("support.net").full_listener()
       local res, err = http.request({ url = "http://127.0.0.1:" .. port .. "/", connect_timeout = 0.3, timeout = 5 })
-      for _, c in ipairs(fillers) do c:close() end
-      srv:close()
+      close()
       assert.is_nil(res)
       assert_timeout(err, "connect")
     end)
   end)
 
   it("a connection refused is a connection error", function()
-    local socket = require("socket")
-    local srv = assert(socket.tcp())
-    assert(srv:bind("127.0.0.1", 0))
-    local _, port = srv:getsockname()
-    srv:close()
+    local port = require("support.net").closed_port()
     local res, err = http.request({ url = "http://127.0.0.1:" .. port .. "/" })
     assert.is_nil(res)
     assert.equal("connection", err.kind)
