@@ -208,6 +208,7 @@ local function surface()
   add(methods_of("Stream", stream))
   stream:close()
   add(methods_of("Conversation", client:conversation{}))
+  add(methods_of("BatchJob", assert(client:batch_job("batch_annotations"))))
   local task = llm.spawn(function() end)
   add(methods_of("Task", task))
   llm.await(task)
@@ -226,7 +227,7 @@ describe("annotations", function()
     for _, e in ipairs(surface()) do names[e[1]] = true end
     for _, n in ipairs{ "llm.client", "llm.run", "llm.retry.policy", "llm.json.encode", "Client:chat",
                         "Stream:events", "Conversation:send", "Task:cancel", "Policy:call", "llm.mock.start",
-                        "Mock:push" } do
+                        "Mock:push", "Client:batch", "BatchJob:wait" } do
       assert.is_true(names[n] == true, n .. " not found")
     end
   end)

@@ -224,6 +224,7 @@ local function build(opts)
   M.tool = tools.tool
   M.schema = tools.schema
   for name, fn in pairs(tools.methods or {}) do clients.Client[name] = fn end
+  for name, fn in pairs(require("llm.batch")(env).methods) do clients.Client[name] = fn end
 
   return M
 end

@@ -216,6 +216,30 @@ function Mock:push(reply)
   return self
 end
 
+local PLAN_FIELDS = { outcome = true, errors = true, run = true, polls = true }
+local OUTCOMES = { completed = true, failed = true, expired = true }
+
+--- Sets how the next batch job created on the mock ends (plans queue up; without one a batch
+--- completes with every request answered in echo mode). Fields: `outcome` ("completed",
+--- "failed" or "expired"), `errors = { [custom_id] = { status, type, message } }` (per-request
+--- errors), `run` (requests that ran before an expiry or a cancel; default half),
+--- `polls` (polls the job stays in progress; default 1). See docs/mock.md.
+---@param plan { outcome?: "completed"|"failed"|"expired", errors?: table<string, { status?: integer, type?: string, message?: string }>, run?: integer, polls?: integer } the plan
+---@return llm.Mock self the mock, for chaining
+function Mock:batch_plan(plan)
+  if type(plan) ~= "table" then error("m:batch_plan: expected a table", 2) end
+  for k in pairs(plan) do
+    if not PLAN_FIELDS[k] then error("m:batch_plan: unknown field '" .. tostring(k) .. "'", 2) end
+  end
+  if plan.outcome ~= nil and not OUTCOMES[plan.outcome] then
+    error("m:batch_plan: outcome must be \"completed\", \"failed\" or \"expired\"", 2)
+  end
+  local ok, body = pcall(json.encode, plan)
+  if not ok then error("m:batch_plan: " .. tostring(body), 2) end
+  control_request(self, "POST", "/__mock/batch", body)
+  return self
+end
+
 --- What the server received since the start (or the last `m:reset()`): a list of
 --- `{ method, path (with the query), headers = { [lower-case name] = value }, body, json }`.
 ---@return llm.MockRequest[] requests oldest first

@@ -319,6 +319,19 @@ function M.request_options(opts)
     or check_type("client:request", "query", opts.query, "table")
 end
 
+--- The options of client:batch(requests, opts) and client:batch_job(id, opts); nil or a message.
+M.BATCH_OPTIONS = set{ "completion_window", "poll_interval", "metadata" }
+function M.batch_options(opts, what)
+  what = what or "client:batch"
+  if type(opts) ~= "table" then return what .. ": opts must be a table, got " .. type(opts) end
+  for k in pairs(opts) do
+    if not M.BATCH_OPTIONS[k] then return unknown(what, k, "option", M.BATCH_OPTIONS) end
+  end
+  return check_number(what, "poll_interval", opts.poll_interval, 0)
+    or check_type(what, "completion_window", opts.completion_window, "string")
+    or check_type(what, "metadata", opts.metadata, "table")
+end
+
 --- tools: a list of tool tables; nil or a message.
 function M.tools(what, tools)
   if tools == nil then return nil end

@@ -5,6 +5,7 @@ local json = require "mock.json"
 local util = require "mock.util"
 local faults = require "mock.faults"
 local fixtures = require "mock.fixtures"
+local batches = require "mock.batches"
 
 local O, A = json.O, json.A
 
@@ -74,8 +75,17 @@ local function control(req)
     queue[queue.last] = reply
     return text_plan(200, json.encode(O("queued", queue.last - queue.first + 1)), "application/json")
   end
+  if p == "/__mock/batch" then
+    if req.method ~= "POST" then return text_plan(405, "POST a JSON batch plan to /__mock/batch\n") end
+    local plan, err = json.decode(req.body)
+    if type(plan) ~= "table" then
+      return text_plan(400, "llm-mock: /__mock/batch wants a JSON object: " .. tostring(err) .. "\n")
+    end
+    return text_plan(200, json.encode(O("queued", batches.push_plan(plan))), "application/json")
+  end
   if p == "/__mock/reset" then
     log, counts, queue = {}, {}, { first = 1, last = 0 }
+    batches.reset()
     core.reset()
     return text_plan(200, '{"ok":true}', "application/json")
   end
@@ -332,6 +342,8 @@ return function(req)
   if host then req.path, req.proxied_host = path, host end
   if req.path:sub(1, 8) == "/__mock/" then return control(req) end
   log[#log + 1] = req
+  local batch_plan = batches.handle(req, function(r) return P.anthropic.check(r, { seq = r.seq }) end)
+  if batch_plan then return batch_plan end
   local h = req.headers
   local rt = route(req.path)
   local provider = rt and P[rt.provider]
