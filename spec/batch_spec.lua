@@ -77,11 +77,16 @@ describe("client:batch on OpenAI (Files + Batch API)", function()
     assert.is_nil(err)
     assert.matches("^batch_", job.id)
     assert.equal("validating", job.state)
+    assert.same({ total = 0, completed = 0, failed = 0 }, job.counts)
+    assert.equal("in_progress", job:status())
+    assert.equal("in_progress", job:status())
+    assert.same({ total = 1000, completed = 250, failed = 0 }, job.counts)   -- 1 of 3 polls in progress
     local results, werr = job:wait()
     assert.is_nil(werr)
-    -- validating, then in_progress for 3 polls, finalizing, completed: 5 polls, 4 sleeps
-    assert.equal(4 * 30, clock:now())
+    -- validating, then in_progress for 3 polls, finalizing, completed: 5 polls in all
+    assert.equal(2 * 30, clock:now())       -- wait() made the last 3 of the 5 polls: 2 sleeps
     assert.equal("completed", job.state)
+    assert.same({ total = 1000, completed = 897, failed = 103 }, job.counts)
 
     assert.equal(1000, #results)
     local failed = 0
@@ -295,6 +300,7 @@ describe("client:batch on Anthropic (Message Batches)", function()
     local results = assert(job:wait())
     assert.equal(60, clock:now())             -- two polls, one sleep
     assert.equal("completed", job.state)
+    assert.same({ total = 1000, completed = 959, failed = 41 }, job.counts)
     assert.equal(1000, #results)
     local failed = 0
     for i = 1, 1000 do

@@ -84,6 +84,7 @@ return function(env)
   ---@class llm.BatchJob
   ---@field id string the provider's id of the batch
   ---@field state string the last state seen: "validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling" or "cancelled"
+  ---@field counts? { total: integer, completed: integer, failed: integer } the provider's request counts as last fetched (failed: errored, cancelled or expired)
   ---@field raw? table the provider's batch object as last fetched
   local Job = { __name = "llm.BatchJob" }
   Job.__index = Job
@@ -138,6 +139,13 @@ return function(env)
 
   function OPENAI.state(obj)
     return str(obj.status) or "validating"
+  end
+
+  local function count(t, k) return type(t) == "table" and type(t[k]) == "number" and t[k] or 0 end
+
+  function OPENAI.counts(obj)
+    local c = obj.request_counts
+    return { total = count(c, "total"), completed = count(c, "completed"), failed = count(c, "failed") }
   end
 
   -- The error of a batch that failed as a whole (its input did not validate).
@@ -229,6 +237,13 @@ return function(env)
     return s or "in_progress"
   end
 
+  function ANTHROPIC.counts(obj)
+    local c = obj.request_counts
+    local failed = count(c, "errored") + count(c, "canceled") + count(c, "expired")
+    return { total = count(c, "processing") + count(c, "succeeded") + failed,
+             completed = count(c, "succeeded"), failed = failed }
+  end
+
   function ANTHROPIC.failure(obj)
     return errors.new{ kind = "server", message = "the batch failed", body = obj, retryable = false }
   end
@@ -299,6 +314,7 @@ return function(env)
     job.raw = obj
     job.id = str(obj.id) or job.id
     job.state = job.flow.state(obj)
+    job.counts = job.flow.counts(obj)
     return job.state
   end
 

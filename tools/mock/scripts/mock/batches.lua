@@ -255,6 +255,13 @@ local function oa_finish(b, upto, never)
   if #errs > 0 then b.error_file_id = jsonl_file("batch_" .. b.id .. "_error.jsonl", errs) end
 end
 
+-- While in progress, the counts move on with each poll (the requests' results appear only
+-- when the batch ends): after k of `polls` polls, k / (polls + 1) of them.
+local function progress(b, n)
+  local done = b.polls - b.polls_left
+  return n * done // (b.polls + 1)
+end
+
 local function run_count(b)
   local r = math.tointeger(b.plan.run)
   if r then return math.max(0, math.min(r, #b.lines)) end
@@ -277,9 +284,11 @@ local function oa_advance(b)
       b.lines, b.total = lines, #lines
       b.status, b.in_progress_at = "in_progress", now
       b.polls_left = math.tointeger(b.plan.polls) or 1
+      b.polls = b.polls_left
     end
   elseif s == "in_progress" then
     b.polls_left = b.polls_left - 1
+    b.completed = progress(b, #b.lines)
     if b.polls_left <= 0 then
       if b.plan.outcome == "expired" then
         oa_finish(b, run_count(b), "batch_expired")
@@ -414,6 +423,8 @@ end
 local function an_advance(b)
   if b.status == "in_progress" then
     b.polls_left = b.polls_left - 1
+    local done = progress(b, #b.requests)
+    b.counts.processing, b.counts.succeeded = #b.requests - done, done
     if b.polls_left <= 0 then
       if b.plan.outcome == "expired" then an_finish(b, run_count(b), "expired")
       else an_finish(b, #b.requests) end
@@ -454,6 +465,7 @@ local function an_create(req)
   end
   local b = { id = next_id("msgbatch_mock"), anthropic = true, status = "in_progress", created_at = os.time(),
               requests = body.requests, plan = plan, polls_left = math.tointeger(plan.polls) or 1,
+              polls = math.tointeger(plan.polls) or 1,
               counts = { processing = #body.requests, succeeded = 0, errored = 0, canceled = 0, expired = 0 } }
   b.lines = b.requests
   batches[b.id] = b
