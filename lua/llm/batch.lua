@@ -389,7 +389,7 @@ return function(env)
   -- `{ custom_id, response = <normalized response> }` or `{ custom_id, error = <llm.Error> }`.
   -- A failed or expired batch returns `nil, err` (kind "bad_request" for a batch whose input
   -- was refused, "timeout" for an expired one, whose finished results are in `err.results`).
-  ---@return table[]? results
+  ---@return llm.BatchResult[]? results
   ---@return llm.Error? err
   function Job:wait()
     local state = TERMINAL[self.state] and self.state or nil
@@ -412,7 +412,7 @@ return function(env)
   -- order of `{ custom_id, response }` or `{ custom_id, error }`. An expired job gives the
   -- results it has (requests never run have an error of kind "timeout"); a failed one
   -- `nil, err`.
-  ---@return table[]? results
+  ---@return llm.BatchResult[]? results
   ---@return llm.Error? err
   function Job:results()
     local results, err = self:wait()
@@ -440,7 +440,7 @@ return function(env)
   -- batch API gives kind "unsupported". A malformed request or option raises.
   -- @function Client:batch
   ---@param self llm.Client
-  ---@param requests (string|llm.Request)[] the requests, each with an optional `custom_id`
+  ---@param requests (string|llm.BatchRequest)[] the requests, each with an optional `custom_id`
   ---@param opts? { completion_window?: string, poll_interval?: number, metadata?: table<string, string> }
   ---@return llm.BatchJob? job
   ---@return llm.Error? err

@@ -224,7 +224,7 @@ local OUTCOMES = { completed = true, failed = true, expired = true }
 --- "failed" or "expired"), `errors = { [custom_id] = { status, type, message } }` (per-request
 --- errors), `run` (requests that ran before an expiry or a cancel; default half),
 --- `polls` (polls the job stays in progress; default 1). See docs/mock.md.
----@param plan { outcome?: "completed"|"failed"|"expired", errors?: table<string, { status?: integer, type?: string, message?: string }>, run?: integer, polls?: integer } the plan
+---@param plan llm.MockBatchPlan the plan
 ---@return llm.Mock self the mock, for chaining
 function Mock:batch_plan(plan)
   if type(plan) ~= "table" then error("m:batch_plan: expected a table", 2) end

@@ -166,3 +166,20 @@
 ---@field headers table<string, string> lower-case names
 ---@field body string the raw body
 ---@field json any the decoded body, or nil
+
+--- A request of `client:batch`: a chat request with an optional `custom_id`.
+---@class llm.BatchRequest: llm.Request
+---@field custom_id? string the key its result comes back with (default "req-<i>")
+
+--- One result of a batch job (`job:wait()`, `job:results()`): a response or an error.
+---@class llm.BatchResult
+---@field custom_id string the request's custom_id
+---@field response? llm.Response the normalized response, as `client:chat` returns it
+---@field error? llm.Error the request's error; kind "cancelled" or "timeout" if it never ran
+
+--- A plan for the next batch job on the mock (`m:batch_plan`, docs/mock.md).
+---@class llm.MockBatchPlan
+---@field outcome? "completed"|"failed"|"expired" how the batch ends (default "completed")
+---@field errors? table<string, {status?: integer, type?: string, message?: string}> per-request errors by custom_id
+---@field run? integer requests that ran before an expiry or a cancel (default: half)
+---@field polls? integer polls the batch stays in progress (default 1)
