@@ -215,6 +215,37 @@ local assert = require("luassert")
 local null = json.null
 local function v(x) if x == null then return nil end return x end
 
+--- The cache and reasoning counts a recorded `raw_usage` reports, read here from each
+--- provider's own field names (written from the API references, not from the client):
+--- OpenAI Chat `prompt_tokens_details.cached_tokens` / `completion_tokens_details.reasoning_tokens`,
+--- Responses `input_tokens_details` / `output_tokens_details`, Anthropic
+--- `cache_read_input_tokens` / `cache_creation_input_tokens` (message_delta over
+--- message_start), Gemini `cachedContentTokenCount` / `thoughtsTokenCount`.
+function M.raw_usage_facts(raw)
+  local out = {}
+  if type(raw) ~= "table" then return out end
+  local function num(x) if type(x) == "number" then return x end end
+  local function sub(t, k) t = type(t) == "table" and t[k] or nil; return type(t) == "table" and t or {} end
+  if raw.message_start or raw.message_delta then          -- Anthropic stream
+    local s, d = sub(raw, "message_start"), sub(raw, "message_delta")
+    out.cached_input_tokens = num(d.cache_read_input_tokens) or num(s.cache_read_input_tokens)
+    out.cache_creation_input_tokens = num(d.cache_creation_input_tokens) or num(s.cache_creation_input_tokens)
+  elseif raw.prompt_tokens ~= nil then                      -- Chat Completions
+    out.cached_input_tokens = num(sub(raw, "prompt_tokens_details").cached_tokens)
+    out.reasoning_tokens = num(sub(raw, "completion_tokens_details").reasoning_tokens)
+  elseif raw.input_tokens_details or raw.output_tokens_details then   -- Responses
+    out.cached_input_tokens = num(sub(raw, "input_tokens_details").cached_tokens)
+    out.reasoning_tokens = num(sub(raw, "output_tokens_details").reasoning_tokens)
+  elseif raw.promptTokenCount ~= nil then                   -- Gemini
+    out.cached_input_tokens = num(raw.cachedContentTokenCount)
+    out.reasoning_tokens = num(raw.thoughtsTokenCount)
+  else                                                      -- Anthropic, not streamed
+    out.cached_input_tokens = num(raw.cache_read_input_tokens)
+    out.cache_creation_input_tokens = num(raw.cache_creation_input_tokens)
+  end
+  return out
+end
+
 -- Checks a normalized response against the expect facts.
 function M.check_response(resp, exp)
   assert.are.equal(exp.text or "", resp.text)
@@ -242,6 +273,10 @@ function M.check_response(resp, exp)
   assert.are.equal(v(eu.output_tokens), resp.usage.output_tokens)
   if eu.reasoning_tokens ~= nil then
     assert.are.equal(v(eu.reasoning_tokens), resp.usage.reasoning_tokens)
+  end
+  local ru = M.raw_usage_facts(exp.raw_usage)
+  for _, k in ipairs{ "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens" } do
+    if ru[k] ~= nil then assert.are.equal(ru[k], resp.usage[k], "usage." .. k) end
   end
   for k, n in pairs(resp.usage) do
     assert.are.equal("integer", require("support.version").math_type(n), "usage." .. k)

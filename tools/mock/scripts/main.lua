@@ -102,6 +102,11 @@ local function load_script(name)
   return chunk()
 end
 
+-- Normalized usage names (m:push, x-mock-usage) -> the abstract reply's usage fields, which
+-- each provider script writes in its own shape.
+local USAGE_FIELDS = { input_tokens = "input", output_tokens = "output", cached_input_tokens = "cached",
+                       cache_creation_input_tokens = "cache_write", reasoning_tokens = "reasoning" }
+
 -- The abstract reply (text, tool calls, finish, usage) for echo and scripted modes.
 local function build_reply(req, ctx, provider)
   local h = req.headers
@@ -129,8 +134,13 @@ local function build_reply(req, ctx, provider)
                      name = c.name, arguments = c.arguments or {} }
   end
   finish = finish or h["x-mock-finish"] or (#out_calls > 0 and "tool_calls" or "stop")
-  return { text = text, deltas = deltas, tool_calls = out_calls, finish = finish,
-           usage = { input = ctx.input_tokens or 1, output = math.max(#deltas, 1) + #out_calls } }
+  local usage = { input = ctx.input_tokens or 1, output = math.max(#deltas, 1) + #out_calls }
+  -- x-mock-usage: "input_tokens=1200,cached_input_tokens=1024,...", the normalized counts
+  -- of m:push's usage, for a client that cannot reach the push queue (the examples)
+  for k, v in (h["x-mock-usage"] or ""):gmatch("([%w_]+)=(%d+)") do
+    if USAGE_FIELDS[k] then usage[USAGE_FIELDS[k]] = tonumber(v) end
+  end
+  return { text = text, deltas = deltas, tool_calls = out_calls, finish = finish, usage = usage }
 end
 
 local function unknown_route(req)
@@ -319,8 +329,10 @@ local function pushed_plan(p, req, ctx, provider, h)
     local reply = { text = text, deltas = deltas, tool_calls = calls,
                     reasoning = type(p.reasoning) == "string" and p.reasoning or nil,
                     finish = type(p.finish) == "string" and p.finish or (#calls > 0 and "tool_calls" or "stop"),
-                    usage = { input = num(u.input_tokens) or ctx.input_tokens or 1,
-                              output = num(u.output_tokens) or (math.max(#deltas, 1) + #calls) } }
+                    usage = { input = ctx.input_tokens or 1, output = math.max(#deltas, 1) + #calls } }
+    for k, field in pairs(USAGE_FIELDS) do   -- normalized counts, rendered in each provider's fields
+      if num(u[k]) then reply.usage[field] = num(u[k]) end
+    end
     r = provider.reply(reply, ctx)
     if status then r.status = status end
     if e and r.stream then f["error-after-events"] = tostring(#r.events - (r.terminal or 1)) end

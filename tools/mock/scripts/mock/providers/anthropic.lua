@@ -64,8 +64,9 @@ function M.reply(reply, ctx)
     end
     local body = json.encode(O("id", msg_id, "type", "message", "role", "assistant",
       "model", ctx.model, "content", content, "stop_reason", stop, "stop_sequence", null,
-      "usage", O("input_tokens", reply.usage.input, "cache_creation_input_tokens", 0,
-                 "cache_read_input_tokens", 0, "output_tokens", reply.usage.output)))
+      "usage", O("input_tokens", reply.usage.input,
+                 "cache_creation_input_tokens", reply.usage.cache_write or 0,
+                 "cache_read_input_tokens", reply.usage.cached or 0, "output_tokens", reply.usage.output)))
     return { status = 200, headers = headers(ctx, "application/json"), body = body }
   end
   local ev = {}
@@ -75,7 +76,8 @@ function M.reply(reply, ctx)
   emit("message_start", O("type", "message_start", "message", O("id", msg_id, "type", "message",
     "role", "assistant", "model", ctx.model, "content", A(), "stop_reason", null,
     "stop_sequence", null, "usage", O("input_tokens", reply.usage.input,
-      "cache_creation_input_tokens", 0, "cache_read_input_tokens", 0, "output_tokens", 1))))
+      "cache_creation_input_tokens", reply.usage.cache_write or 0,
+      "cache_read_input_tokens", reply.usage.cached or 0, "output_tokens", 1))))
   local index = 0
   if reply.reasoning then   -- a thinking block, then its signature, before the text
     emit("content_block_start", O("type", "content_block_start", "index", 0,

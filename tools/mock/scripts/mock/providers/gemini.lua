@@ -64,9 +64,13 @@ end
 
 local FINISH = { stop = "STOP", tool_calls = "STOP", length = "MAX_TOKENS", content_filter = "SAFETY" }
 
+-- promptTokenCount includes the cached content's tokens (cachedContentTokenCount); thoughts
+-- are counted apart from the candidates (thoughtsTokenCount), and the total covers both.
 local function usage(reply)
-  return O("promptTokenCount", reply.usage.input, "candidatesTokenCount", reply.usage.output,
-           "totalTokenCount", reply.usage.input + reply.usage.output)
+  local u = reply.usage
+  return O("promptTokenCount", u.input, "candidatesTokenCount", u.output - (u.reasoning or 0),
+           "totalTokenCount", u.input + u.output,
+           "cachedContentTokenCount", u.cached, "thoughtsTokenCount", u.reasoning)
 end
 
 local function call_parts(reply)

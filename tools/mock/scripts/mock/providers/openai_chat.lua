@@ -29,9 +29,15 @@ local function headers(ctx, ct)
   return { { "content-type", ct }, { "x-request-id", "req_mock" .. ctx.seq }, { "openai-processing-ms", "1" } }
 end
 
+-- prompt_tokens counts every input token, cached ones included; completion_tokens counts
+-- reasoning tokens too. The details objects are sent when a cache or reasoning count was set.
 local function usage(reply)
-  return O("prompt_tokens", reply.usage.input, "completion_tokens", reply.usage.output,
-           "total_tokens", reply.usage.input + reply.usage.output)
+  local u = reply.usage
+  return O("prompt_tokens", u.input, "completion_tokens", u.output,
+           "total_tokens", u.input + u.output,
+           "prompt_tokens_details", u.cached and O("cached_tokens", u.cached, "audio_tokens", 0) or nil,
+           "completion_tokens_details", u.reasoning and O("reasoning_tokens", u.reasoning, "audio_tokens", 0,
+             "accepted_prediction_tokens", 0, "rejected_prediction_tokens", 0) or nil)
 end
 
 function M.reply(reply, ctx)

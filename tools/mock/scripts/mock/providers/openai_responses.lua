@@ -44,10 +44,10 @@ local function response(ctx, reply, status, output, with_usage)
   return O("id", "resp_mock" .. ctx.seq, "object", "response", "created_at", ctx.created,
     "status", status, "error", null, "incomplete_details", incomplete, "model", ctx.model,
     "output", A(output or {}), "parallel_tool_calls", true,
-    "usage", with_usage and O("input_tokens", reply.usage.input,
-      "input_tokens_details", O("cached_tokens", 0),
-      "output_tokens", reply.usage.output,
-      "output_tokens_details", O("reasoning_tokens", 0),
+    "usage", with_usage and O("input_tokens", reply.usage.input,   -- cached tokens included
+      "input_tokens_details", O("cached_tokens", reply.usage.cached or 0),
+      "output_tokens", reply.usage.output,                              -- reasoning included
+      "output_tokens_details", O("reasoning_tokens", reply.usage.reasoning or 0),
       "total_tokens", reply.usage.input + reply.usage.output) or null)
 end
 
