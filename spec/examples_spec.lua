@@ -28,6 +28,8 @@ local EXPECT = {
   ["tools.lua"] = { "Seoul is 21 C and Busan is 24 C", "2 model round trips" },
   ["agent.lua"] = { "calculator%(", "29032 feet" },
   ["ollama.lua"] = { "ollama: echo: Say hello in French", "stop" },
+  ["costs.lua"] = { "openai%s+2%s+2824%s+1280%s+70%s+0%s+0%.000858", "anthropic%s+1%s+1412%s+1400%s+60%s+0%s+0%.001356",
+                    "tool loop%s+2%s+840", "gemini%s+1%s+11%s+0%s+180%s+150", "total cost: %$0%.005937 over 6 HTTP responses" },
   ["luv.lua"] = { "It is sunny in Paris and raining in Tokyo%.\n", "luv: %d+ wake%-ups, %d+ text deltas, 2 tool calls" },
 }
 

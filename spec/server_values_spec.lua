@@ -69,10 +69,10 @@ describe("usage from a server", function()
 end)
 
 describe("retries are logged", function()
-  it("one debug line per retry with the default policy", function()
+  it("one info line per retry with the default policy", function()
     local lines = {}
     local lib = llm.new{ clock = require("llm.clock").fake(0) }
-    lib.configure{ log = function(level, msg) if msg:find("retry") then lines[#lines + 1] = level .. " " .. msg end end }
+    lib.configure{ log = function(level, msg) if msg:find(": retry ") then lines[#lines + 1] = level .. " " .. msg end end }
     local function default_client(headers)
       return lib.client("openai", { model = "m", base_url = mock.url .. "/v1", api_key = KEY, headers = headers })
     end
@@ -80,8 +80,8 @@ describe("retries are logged", function()
     local resp = assert(c:chat("x"))
     assert.equal("echo: x", resp.text)
     assert.equal(2, #lines)
-    assert.matches("^debug openai: retry 1 %(attempt 2%) after: .*server.*HTTP 503", lines[1])
-    assert.matches("^debug openai: retry 2 %(attempt 3%)", lines[2])
+    assert.matches("^info openai m: retry 1 %(attempt 2%) in [%d.]+ s after: .*server.*HTTP 503", lines[1])
+    assert.matches("^info openai m: retry 2 %(attempt 3%)", lines[2])
     -- streams too
     lines = {}
     local s = assert(default_client{ ["x-mock-sequence"] = "status=500|ok", ["x-mock-key"] = "logged-s-" .. os.time() }:stream("y"))

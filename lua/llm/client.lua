@@ -8,6 +8,7 @@ local queue = require("llm.queue")
 local validate = require("llm.validate")
 local url_escape = require("llm.providers.common").url_escape
 local compat = require("llm.compat")
+local accounting = require("llm.accounting")
 
 local CONTENT = { text = true, reasoning = true, tool_call = true, refusal = true }
 -- Before the first content event a stream holds events back (a retry must not show them
@@ -21,12 +22,16 @@ local MAX_REDIRECTS = 5
 
 return function(env)
   local async, http, R, log = env.async, env.http, env.retry, env.log
+  local log_enabled = env.log_enabled or function() return true end
   local M = {}
+
+  local function now() return async.clock:now() end
 
   ---@class llm.Client
   ---@field name string the provider's name
   ---@field model? string the default model
   ---@field base_url string
+  ---@field usage llm.UsageTotals running totals over every call of the client
   local Client = { __name = "llm.Client" }
   Client.__index = Client
   M.Client = Client
@@ -82,6 +87,9 @@ return function(env)
     c.ca_file, c.proxy, c.insecure = opts.ca_file, opts.proxy, opts.insecure
     c.api = opts.api
     c.max_event_size = opts.max_event_size
+    c.prices = opts.prices
+    c.hooks = opts.hooks and copy(opts.hooks)
+    c.usage = accounting.new()
     if c.insecure then env.warn_insecure() end
     return c
   end
@@ -225,47 +233,149 @@ return function(env)
     return R.builtin(n)
   end
 
-  --- `fn` as the attempts of one call under any policy: every attempt after the first logs a
-  -- line naming the failure it retries (README: retries are logged with LLM_LOG=debug).
+  ---------------------------------------------------------------------------------------
+  -- One call: its attempts under the retry policy, the hooks, the log lines and the
+  -- accounting. Every request path (chat, stream, raw requests) goes through run_call, so
+  -- whatever it calls gets hooks and logging for free.
+  -- @section calls
+
+  --- Call the hook `name` with one table describing the call at this moment, `fields` laid
+  -- over the call's own (provider, model, method, url, attempt, elapsed). A hook that
+  -- raises is logged at warn and ignored: it can break neither its call nor another.
   ---@private
-  ---@param fn function one attempt
-  ---@return function
-  function Client:attempts(fn)
-    local n, last = 0, nil
-    return function()
-      n = n + 1
-      if n > 1 then
-        log("debug", string.format("%s: retry %d (attempt %d) after: %s", tostring(self.name), n - 1, n,
-          tostring(last)))
-      end
-      local ok, v, e = pcall(fn)
-      if not ok then last = v; error(v, 0) end
-      last = e
-      return v, e
+  ---@param name string "on_request", "on_response", "on_retry" or "on_error"
+  ---@param call table the call's state (see run_call)
+  ---@param fields? table status, usage, request_id, error, wait
+  function Client:hook(name, call, fields)
+    local fn = self.hooks and self.hooks[name]
+    if not fn then return end
+    local info = { provider = self.name, model = call.model, method = call.method,
+                   url = errors.redact(call.url), attempt = call.attempt, elapsed = now() - call.t0 }
+    for k, v in pairs(fields or {}) do info[k] = v end
+    local ok, err = pcall(fn, info)
+    if not ok then
+      log("warn", string.format("%s: hook %s raised (ignored): %s", tostring(self.name), name,
+        tostring(err)))
     end
   end
 
-  --- One non-streaming exchange (redirects followed); returns the response or nil, err.
+  --- The one place where a call's reported usage is recorded: `client.usage` and its
+  -- `by_model[model]`, priced by the client's `prices[model]`. Returns the call's cost.
+  ---@private
+  ---@param model? string the model the request named
+  ---@param usage? llm.Usage the call's normalized usage (nil when none was reported)
+  ---@param p? table the provider table that decoded it
+  ---@return number? cost nil without a price
+  function Client:account(model, usage, p)
+    local price = self.prices and model and self.prices[model]
+    local _, cost = accounting.add(self.usage, model, usage, price,
+      (p or self.provider).usage_input_excludes_cache)
+    return cost
+  end
+
+  local function describe_usage(u)
+    if type(u) ~= "table" or (u.input_tokens == nil and u.output_tokens == nil) then return "" end
+    local s = string.format(", tokens in %s out %s", tostring(u.input_tokens), tostring(u.output_tokens))
+    if u.cached_input_tokens then s = s .. " cached " .. tostring(u.cached_input_tokens) end
+    return s
+  end
+
+  --- The info line of a finished call: what it asked, how it ended, in how long.
+  ---@private
+  ---@param call table the call's state
+  ---@param outcome string "-> 200" or "failed: <error>"
+  ---@param usage? llm.Usage
+  function Client:log_call(call, outcome, usage)
+    if not log_enabled("info") then return end
+    log("info", string.format("%s %s: %s %s %s in %.3f s (%d %s%s)", tostring(self.name),
+      tostring(call.model or "-"), call.method, call.url, outcome, now() - call.t0, call.attempt,
+      call.attempt == 1 and "attempt" or "attempts", describe_usage(usage)))
+  end
+
+  --- Run one call: `fn()` is one attempt, returning a value or `nil, err`, under `policy`.
+  -- Fires `on_request` before every attempt, `on_response` for the response an attempt got
+  -- (`send` records it in `call.response`), `on_retry` and an info line before each backoff,
+  -- and `on_error` once when the call fails for good. A call that is not a stream and
+  -- returns a response with `usage` is accounted here (a stream when it ends).
+  -- `call = { model, method, url, stream, p }`; run_call adds `t0`, `attempt`, `response`.
+  ---@private
+  ---@param call table the call's description
+  ---@param policy llm.Policy the retry policy
+  ---@param fn function one attempt
+  ---@return any value the last attempt's value, or nil
+  ---@return llm.Error? err
+  function Client:run_call(call, policy, fn)
+    call.t0, call.attempt = now(), 0
+    local last_status, last_id
+    local function attempt()
+      call.attempt = call.attempt + 1
+      call.response = nil
+      self:hook("on_request", call)
+      local v, e = fn()
+      local r = call.response
+      if r then
+        call.response = nil
+        last_status, last_id = r.status, r.request_id
+        self:hook("on_response", call, { status = r.status, request_id = r.request_id, usage = r.usage,
+                                         error = e })
+      end
+      return v, e
+    end
+    local function before_sleep(state)
+      local e = state.error
+      if log_enabled("info") then
+        log("info", string.format("%s %s: retry %d (attempt %d) in %.3f s after: %s", tostring(self.name),
+          tostring(call.model or "-"), state.attempt, state.attempt + 1, state.wait or 0, tostring(e)))
+      end
+      self:hook("on_retry", call, { error = e, wait = state.wait, status = type(e) == "table" and e.status or nil,
+                                    request_id = type(e) == "table" and e.request_id or nil })
+    end
+    local v, e
+    if policy.call_hooked then v, e = policy:call_hooked(before_sleep, attempt)
+    else v, e = policy:call(attempt) end
+    if v == nil and e ~= nil then
+      self:log_call(call, "failed: " .. tostring(e))
+      self:hook("on_error", call, { error = e, status = type(e) == "table" and e.status or last_status,
+                                    request_id = type(e) == "table" and e.request_id or last_id })
+    elseif not call.stream then
+      local usage = call.accounts and v.usage or nil
+      if call.accounts then self:account(call.model, usage, call.p) end
+      self:log_call(call, "-> " .. tostring(last_status), usage)
+    end
+    return v, e
+  end
+
+  --- One non-streaming exchange (redirects followed); returns the response, or nil, err
+  -- for a transport failure or an HTTP error status (decoded by provider `p`). Every
+  -- response is recorded for the hooks: a redirect at once, the last in `call.response`.
   ---@private
   ---@param spec table the transfer spec
+  ---@param call? table the call's state (run_call)
+  ---@param p? table the provider table that decodes an error
   ---@return table? res
   ---@return llm.Error? err
-  function Client:send(spec)
+  function Client:send(spec, call, p)
     for _ = 0, MAX_REDIRECTS do
-      local t0 = async.clock:now()
+      local t0 = now()
       local res, err = http.request(spec, env.debug_sink)
       if not res then
         log("debug", string.format("%s %s failed: %s", spec.method, spec.url, tostring(err)))
         return nil, err
       end
-      log("debug", string.format("%s %s -> %d in %.3f s", spec.method, spec.url, res.status, async.clock:now() - t0))
+      log("debug", string.format("%s %s -> %d in %.3f s", spec.method, spec.url, res.status, now() - t0))
+      local rid = request_id(res.headers)
       if res.status >= 300 and res.status < 400 and res.headers["location"] then
+        if call then self:hook("on_response", call, { status = res.status, request_id = rid }) end
         local target, rerr = redirect_target(spec, res)
         if not target then return nil, rerr end
         spec = copy(spec)
         spec.url = target
         if res.status == 303 then spec.method, spec.body = "GET", nil end
       else
+        if call then call.response = { status = res.status, request_id = rid } end
+        if res.status >= 300 then
+          return nil, self:http_error(res.status, res.headers, res.body, res.retry_after, res.should_retry, p)
+        end
         return res
       end
     end
@@ -311,17 +421,16 @@ return function(env)
   function Client:chat(req)
     local p, spec, policy
     req, p, spec, policy = self:prepare(req, false)
-    return policy:call(self:attempts(function()
-      local res, err = self:send(spec)
+    local call = { model = req.model, method = spec.method, url = spec.url, p = p, accounts = true }
+    return self:run_call(call, policy, function()
+      local res, err = self:send(spec, call, p)
       if not res then return nil, err end
-      if res.status >= 300 then
-        return nil, self:http_error(res.status, res.headers, res.body, res.retry_after, res.should_retry, p)
-      end
       local body, jerr = decode_json(res.body)
       if not body then return nil, jerr end
       local resp = p.decode_response(body, req)
+      call.response.usage = resp.usage
       return attach_meta(resp, res)
-    end))
+    end)
   end
 
   --- The provider table that serves this request (the Responses API is a variant of openai).
@@ -360,19 +469,18 @@ return function(env)
                                     timeout = opts.timeout }, false)
     if body == nil then spec.body = nil end
     local policy = self:policy(opts)
-    return policy:call(self:attempts(function()
-      local res, err = self:send(spec)
+    local call = { model = type(body) == "table" and type(body.model) == "string" and body.model or nil,
+                   method = spec.method, url = spec.url }
+    return self:run_call(call, policy, function()
+      local res, err = self:send(spec, call)
       if not res then return nil, err end
-      if res.status >= 300 then
-        return nil, self:http_error(res.status, res.headers, res.body, res.retry_after, res.should_retry)
-      end
       local meta = { status = res.status, headers = res.headers, request_id = request_id(res.headers) }
       if opts.raw then return res.body, meta end
       if res.body == "" then return json.object(), meta end
       local v, jerr = decode_json(res.body)
       if v == nil then return nil, jerr end
       return v, meta
-    end))
+    end)
   end
 
   ---------------------------------------------------------------------------------------
@@ -402,23 +510,28 @@ return function(env)
   ---@param p table the provider table
   ---@param spec table the transfer spec
   ---@param req llm.Request
+  ---@param call? table the call's state (run_call)
   ---@return llm.Stream? stream
   ---@return llm.Error? err
-  function Client:open_stream(p, spec, req)
+  function Client:open_stream(p, spec, req, call)
     for _ = 0, MAX_REDIRECTS do
       local hs = http.stream(spec, env.debug_sink)
       local ok, err = hs:wait_headers()
       if not ok then hs:close(); return nil, err end
+      local rid = request_id(hs.headers)
       if hs.status >= 300 and hs.status < 400 and hs.headers["location"] then
+        if call then self:hook("on_response", call, { status = hs.status, request_id = rid }) end
         hs:close()
         local target, rerr = redirect_target(spec, { status = hs.status, headers = hs.headers })
         if not target then return nil, rerr end
         spec = copy(spec)
         spec.url = target
       elseif hs.status >= 300 then
+        if call then call.response = { status = hs.status, request_id = rid } end
         hs:close()
         return nil, self:http_error(hs.status, hs.headers, hs.body, hs.retry_after, hs.should_retry, p)
       else
+        if call then call.response = { status = hs.status, request_id = rid } end
         local s = setmetatable({ hs = hs, p = p, req = req, state = p.new_stream_state(req),
                                  pending = queue.new(), held = 0, held_bytes = 0, started = false,
                                  finished = false, client = self }, Stream)
@@ -551,7 +664,10 @@ return function(env)
       local ev = not self.closed and self.pending:pop()
       if ev then
         if self.hs.paused and self.pending:len() < LOW_WATER then self.hs:pause(false) end
-        if ev.type == "done" or ev.type == "error" then self.delivered = true end
+        if ev.type == "done" or ev.type == "error" then
+          self.delivered = true
+          self:settle(ev.type == "error" and ev.error or nil)
+        end
         if ev.type == "done" and self.on_done then self.on_done(ev.response) end
         if self.on_event then self.on_event(ev) end
         return ev
@@ -561,6 +677,26 @@ return function(env)
       if not ok then self:fail(err) end
     end
     return nil
+  end
+
+  --- The end of a stream its caller got: its usage joins `client.usage` (the last usage
+  -- it reported, also when it failed or was closed early), its info line is logged and,
+  -- when it failed, `on_error` fires. Once, in the reader's task, never inside a step.
+  ---@private
+  ---@param err? llm.Error the error it ended with
+  ---@param closed? boolean the caller closed it before its end
+  function Stream:settle(err, closed)
+    if self.settled or not self.call then return end
+    self.settled = true
+    local c, call = self.client, self.call
+    local usage = self.response and self.response.usage or (type(self.state) == "table" and self.state.usage) or nil
+    c:account(call.model, usage, self.p)
+    if err then
+      c:log_call(call, "failed: " .. tostring(err), usage)
+      c:hook("on_error", call, { error = err, status = self.status, request_id = self.request_id, usage = usage })
+    else
+      c:log_call(call, "-> " .. tostring(self.status) .. (closed and " (closed early)" or ""), usage)
+    end
   end
 
   --- Iterator over normalized events; ends after `done` or `error`.
@@ -598,6 +734,7 @@ return function(env)
   -- now on next() gives nil and final() nil, err (kind "cancelled"), also for a reader
   -- waiting in another task, which wakes.
   function Stream:close()
+    self:settle(nil, true)
     if not self.finished then
       self.finished = true
       self.error = self.error or errors.new{ kind = "cancelled", message = "stream closed", retryable = false }
@@ -617,8 +754,12 @@ return function(env)
   function Client:stream(req)
     local p, spec, policy
     req, p, spec, policy = self:prepare(req, true)
-    local s, err = policy:call(self:attempts(function() return self:open_stream(p, spec, req) end))
-    if s then return s end
+    local call = { model = req.model, method = spec.method, url = spec.url, p = p, stream = true }
+    local s, err = self:run_call(call, policy, function() return self:open_stream(p, spec, req, call) end)
+    if s then
+      s.call = call            -- accounted when it ends (Stream:settle)
+      return s
+    end
     -- After HTTP 200 a failure arrives as the stream's "error" event (API §9), not as nil, err.
     local last = errors.is(err) and err.kind == "retry" and err.last or err
     local started = last ~= nil and started_streams[last]

@@ -62,10 +62,21 @@ local function build(opts)
   M.loop = loop
   M.clock = clock
 
-  -- Logging: one sink, every line redacted.
-  local log_fn = nil
+  -- Logging: one sink, every line redacted, and a threshold: "debug" logs everything
+  -- (requests, timings, libcurl's text), "info" one line per call and per retry, "warn"
+  -- only what went wrong around a call (a hook that raised).
+  local LEVELS = { debug = 1, info = 2, warn = 3 }
+  local log_fn, log_level = nil, LEVELS.debug
   local function stderr_log(level, msg) compat.warn("llm ", level, ": ", msg, "\n") end
-  if compat.getenv("LLM_LOG") == "debug" then log_fn = stderr_log end
+  local env_level = compat.getenv("LLM_LOG")
+  if LEVELS[env_level] then log_fn, log_level = stderr_log, LEVELS[env_level] end
+  --- Whether a line at `level` would be written (so callers skip building it).
+  ---@private
+  ---@param level string "debug", "info" or "warn"
+  ---@return boolean
+  local function log_enabled(level)
+    return log_fn ~= nil and (LEVELS[level] or LEVELS.debug) >= log_level
+  end
   -- A sink that raises must not break the call that logs, nor a step of the loop (libcurl's
   -- text is logged from there): its failure is reported once on stderr and dropped.
   local sink_failed = false
@@ -75,7 +86,7 @@ local function build(opts)
   ---@param level string "debug", "info" or "warn"
   ---@param msg string the line (redacted before it is written)
   local function log(level, msg)
-    if not log_fn then return end
+    if not log_enabled(level) then return end
     local ok, err = pcall(log_fn, level, errors.redact(msg))
     if not ok and not sink_failed then
       sink_failed = true
@@ -87,8 +98,8 @@ local function build(opts)
 
   local warned = false
   local env = {
-    async = async, http = http, log = log,
-    debug_enabled = function() return log_fn ~= nil end,
+    async = async, http = http, log = log, log_enabled = log_enabled,
+    debug_enabled = function() return log_enabled("debug") end,
     debug_sink = function(text) log("debug", "curl: " .. text) end,
     warn_insecure = function()
       if not warned then
@@ -189,7 +200,7 @@ local function build(opts)
 
   --- Configure providers, the defaults of `llm.client()` and logging, from a table or a Lua
   -- file returning one: `{ providers = {...}, defaults = { provider, ...options }, log = fn }`.
-  ---@param cfg string|{ providers?: table<string, table>, defaults?: table, log?: "debug"|false|fun(level: string, msg: string), step_budget?: number, blocking?: boolean } a table, or a Lua file returning one
+  ---@param cfg string|{ providers?: table<string, table>, defaults?: table, log?: "debug"|"info"|"warn"|false|fun(level: string, msg: string), step_budget?: number, blocking?: boolean } a table, or a Lua file returning one
   ---@return llm
   function M.configure(cfg)
     if type(cfg) == "string" then
@@ -213,9 +224,11 @@ local function build(opts)
     end
     if cfg.step_budget ~= nil or cfg.blocking ~= nil then async.configure(cfg) end
     if cfg.log ~= nil then
-      if type(cfg.log) == "function" then log_fn = cfg.log
-      elseif cfg.log == "debug" then log_fn = stderr_log
-      else log_fn = nil end
+      if type(cfg.log) == "function" then log_fn, log_level = cfg.log, LEVELS.debug
+      elseif LEVELS[cfg.log] then log_fn, log_level = stderr_log, LEVELS[cfg.log]
+      elseif cfg.log == false then log_fn = nil
+      else error("llm.configure: log must be a function, \"debug\", \"info\", \"warn\" or false, got "
+        .. tostring(cfg.log), 2) end
     end
     return M
   end

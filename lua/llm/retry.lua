@@ -469,6 +469,7 @@ return function(clock)
     s.wait = math.max(0, w)
     if p.stop(s) then run.final = "exhausted"; return false end
     if p.before_sleep then p.before_sleep(s) end
+    if run.on_sleep then run.on_sleep(s) end
     if s.wait > 0 then
       local _, serr = sleep(s.wait)
       if serr ~= nil then              -- cancelled while waiting: the call returns nil, err
@@ -519,6 +520,24 @@ return function(clock)
   function methods:call(fn, ...)
     if not is_callable(fn) then error("policy:call(fn, ...) needs a function", 2) end
     local run = new_run(self)
+    repeat
+      start_attempt(run)
+    until not settle(run, outcome_of(pcall(fn, ...)))
+    return finish(run)
+  end
+
+  --- `call`, with `on_sleep(state)` run before each wait after the policy's own
+  -- `before_sleep`: how a client observes the retries of one call (its `on_retry` hook and
+  -- log line) under any policy, without a copy of the policy.
+  ---@private
+  ---@param on_sleep fun(state: table) called before each wait
+  ---@param fn function the work
+  ---@param ... any its arguments
+  ---@return any ... as `call`
+  function methods:call_hooked(on_sleep, fn, ...)
+    if not is_callable(fn) then error("policy:call(fn, ...) needs a function", 2) end
+    local run = new_run(self)
+    run.on_sleep = on_sleep
     repeat
       start_attempt(run)
     until not settle(run, outcome_of(pcall(fn, ...)))

@@ -24,6 +24,50 @@
 ---@field proxy? string an HTTP(S) proxy URL
 ---@field insecure? boolean turn TLS verification off (prints one warning)
 ---@field max_event_size? integer bytes one stream event may have (16 MiB)
+---@field prices? table<string, llm.Price> US dollars per million tokens, by model: makes `client.usage.cost` a number
+---@field hooks? llm.Hooks functions called around every request
+
+--- The price of a model, US dollars per million tokens (`prices` client option).
+---@class llm.Price
+---@field input? number uncached input tokens
+---@field output? number output tokens (reasoning included)
+---@field cached_input? number input tokens read from a cache (default: `input`)
+---@field cache_write? number input tokens written to a cache (default: `input`)
+
+--- What a hook receives: one table per call, keys redacted.
+---@class llm.HookInfo
+---@field provider string the client's provider name
+---@field model? string the model the request named
+---@field method string "POST", "GET", ...
+---@field url string the request URL (credentials redacted)
+---@field attempt integer the attempt, from 1
+---@field elapsed number seconds since the call started
+---@field status? integer the HTTP status (on_response; on_retry and on_error when there was one)
+---@field usage? llm.Usage on_response of a non-streaming call; on_error of a stream
+---@field request_id? string
+---@field error? llm.Error what failed (on_retry, on_error; on_response for an error status)
+---@field wait? number on_retry: seconds before the next attempt
+
+--- The `hooks` client option: each is called with an `llm.HookInfo`.
+---@class llm.Hooks
+---@field on_request? fun(info: llm.HookInfo) before every attempt
+---@field on_response? fun(info: llm.HookInfo) for every HTTP response, error statuses included
+---@field on_retry? fun(info: llm.HookInfo) before each backoff
+---@field on_error? fun(info: llm.HookInfo) once when a call fails for good
+
+--- The counts of `client.usage` and of each `client.usage.by_model[model]`.
+---@class llm.UsageCounts
+---@field requests integer calls that returned a response
+---@field input_tokens integer all input tokens, cached and cache-written ones included
+---@field output_tokens integer
+---@field cached_input_tokens integer input tokens read from a cache
+---@field cache_creation_input_tokens integer input tokens written to a cache (Anthropic)
+---@field reasoning_tokens integer
+---@field cost? number US dollars, for the calls whose model has a price; nil when none had one
+
+--- `client.usage`: running totals over every call of the client.
+---@class llm.UsageTotals: llm.UsageCounts
+---@field by_model table<string, llm.UsageCounts> keyed by the model the request named
 
 --- A request for `chat`, `stream`, a conversation turn or `run_tools`.
 ---@class llm.Request

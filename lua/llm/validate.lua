@@ -20,8 +20,12 @@ end
 M.CLIENT_OPTIONS = set{
   "model", "api_key", "base_url", "timeout", "connect_timeout", "idle_timeout",
   "first_token_timeout", "max_retries", "retry", "headers", "ca_file", "proxy", "insecure",
-  "api", "max_event_size",
+  "api", "max_event_size", "prices", "hooks",
 }
+
+--- The hooks a client takes (API §12) and the fields of a price.
+M.HOOKS = set{ "on_request", "on_response", "on_retry", "on_error" }
+M.PRICE_FIELDS = set{ "input", "output", "cached_input", "cache_write" }
 
 --- Request fields every provider takes (API §2, §10): what they mean is mapped per provider.
 M.REQUEST_FIELDS = set{
@@ -169,6 +173,48 @@ function M.check_headers(what, k, h)
   return nil
 end
 
+--- The `hooks` option: a table of known hook names to functions; nil or a message.
+function M.check_hooks(what, hooks)
+  if hooks == nil then return nil end
+  if type(hooks) ~= "table" then
+    return format("%s: hooks must be a table such as { on_request = function(info) end }, got %s", what, type(hooks))
+  end
+  for k, fn in pairs(hooks) do
+    if not M.HOOKS[k] then return unknown(what .. ": hooks", k, "hook", M.HOOKS) end
+    if type(fn) ~= "function" then
+      return format("%s: hooks.%s must be a function, got %s", what, tostring(k), type(fn))
+    end
+  end
+  return nil
+end
+
+--- The `prices` option: model names to `{ input, output, cached_input, cache_write }`, US
+--- dollars per million tokens (numbers, at least 0); nil or a message.
+function M.check_prices(what, prices)
+  if prices == nil then return nil end
+  if type(prices) ~= "table" then
+    return format("%s: prices must be a table of models to prices, "
+      .. "e.g. { [\"gpt-4.1-mini\"] = { input = 0.4, output = 1.6 } }, got %s", what, type(prices))
+  end
+  for model, price in pairs(prices) do
+    if type(model) ~= "string" then
+      return format("%s: prices must be keyed by model name, found %s", what, show(model))
+    end
+    if type(price) ~= "table" then
+      return format("%s: prices[%q] must be a table such as { input = 0.4, output = 1.6 }, got %s",
+        what, model, type(price))
+    end
+    for k, v in pairs(price) do
+      if not M.PRICE_FIELDS[k] then
+        return unknown(format("%s: prices[%q]", what, model), k, "price", M.PRICE_FIELDS)
+      end
+      local e = check_number(what, format("prices[%q].%s", model, k), v, 0)
+      if e then return e end
+    end
+  end
+  return nil
+end
+
 local TIMEOUTS = { "timeout", "connect_timeout", "idle_timeout", "first_token_timeout" }
 
 -- Options shared by a client and a request: timeouts, retries, api.
@@ -202,6 +248,8 @@ function M.client_options(name, opts, what)
     or check_type(what, "proxy", opts.proxy, "string")
     or check_number(what, "max_event_size", opts.max_event_size, 1, true)
     or M.check_headers(what, "headers", opts.headers)
+    or M.check_hooks(what, opts.hooks)
+    or M.check_prices(what, opts.prices)
   if e then return e end
   if opts.api_key == true then return what .. ": api_key must be a string (or false for a server without auth)" end
   if opts.base_url and not opts.base_url:find("^[hH][tT][tT][pP][sS]?://[^/]") then

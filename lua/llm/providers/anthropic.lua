@@ -34,6 +34,9 @@ local P = {
   -- the optional contract fields (API §9) this API maps, and the part types it takes
   request_fields = { top_k = true, metadata = true, user = true, service_tier = true },
   part_types = { text = true, image = true },
+  -- usage.input_tokens leaves out cache reads and writes, which are reported beside it
+  -- (client.usage adds them back: llm.accounting)
+  usage_input_excludes_cache = true,
 }
 
 function P.auth_headers(api_key)
