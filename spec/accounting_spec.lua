@@ -1,4 +1,3 @@
--- lua5.1: yes
 -- Accounting and hooks (API §12): cache and reasoning usage on every route, `client.usage`
 -- totals and cost over a mixed run, the hooks' order and fields, a raising hook that breaks
 -- nothing, and LLM_LOG=info / warn.

@@ -92,19 +92,20 @@ describe("retry policies against the mock server", function()
     local llm = require("llm")
     local c = client(llm)
     assert.equal(llm.retry.default, c:policy({}))
+    -- a client runs its calls through call_hooked: policy:call plus its on_retry observer
     local calls = 0
-    local real_call = llm.retry.default.call
-    llm.retry.default.call = function(self, fn, ...)
+    local real_call = llm.retry.default.call_hooked
+    llm.retry.default.call_hooked = function(self, on_sleep, fn, ...)
       calls = calls + 1
-      return real_call(self, fn, ...)
+      return real_call(self, on_sleep, fn, ...)
     end
     local ok, err = pcall(function()
       assert(c:chat("x"))
       assert(c:stream("y")):final()
     end)
-    llm.retry.default.call = nil            -- back to the method of the policy class
+    llm.retry.default.call_hooked = nil     -- back to the method of the policy class
     assert.is_true(ok, tostring(err))
     assert.equal(2, calls)
-    assert.equal(llm.retry.default.call, real_call)
+    assert.equal(llm.retry.default.call_hooked, real_call)
   end)
 end)

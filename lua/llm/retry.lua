@@ -510,6 +510,17 @@ return function(clock)
     return unpack(o.values, 1, o.values.n)
   end
 
+  -- One run of the policy over fn(...): attempts until the policy settles, `on_sleep(state)`
+  -- (if any) before each wait. The one engine behind call and call_hooked.
+  local function run_policy(policy, on_sleep, fn, ...)
+    local run = new_run(policy)
+    run.on_sleep = on_sleep
+    repeat
+      start_attempt(run)
+    until not settle(run, outcome_of(pcall(fn, ...)))
+    return finish(run)
+  end
+
   --- Call `fn(...)` under the policy. A raised error and a `nil, err` return are failures.
   -- Returns fn's values; a failure the condition rejects unchanged (raised ones re-raised);
   -- when retries run out `nil, err` with `err.kind == "retry"`, `err.attempts`, `err.last`
@@ -519,11 +530,7 @@ return function(clock)
   ---@return any ... fn's values, or nil and an llm.Error
   function methods:call(fn, ...)
     if not is_callable(fn) then error("policy:call(fn, ...) needs a function", 2) end
-    local run = new_run(self)
-    repeat
-      start_attempt(run)
-    until not settle(run, outcome_of(pcall(fn, ...)))
-    return finish(run)
+    return run_policy(self, nil, fn, ...)
   end
 
   --- `call`, with `on_sleep(state)` run before each wait after the policy's own
@@ -536,12 +543,7 @@ return function(clock)
   ---@return any ... as `call`
   function methods:call_hooked(on_sleep, fn, ...)
     if not is_callable(fn) then error("policy:call(fn, ...) needs a function", 2) end
-    local run = new_run(self)
-    run.on_sleep = on_sleep
-    repeat
-      start_attempt(run)
-    until not settle(run, outcome_of(pcall(fn, ...)))
-    return finish(run)
+    return run_policy(self, on_sleep, fn, ...)
   end
 
   --- A function that calls `fn` under the policy with its arguments.
