@@ -314,6 +314,17 @@ describe("hooks", function()
     assert.equal(serr, seen[5].info.error)
   end)
 
+  it("a followed redirect is a response of its own", function()
+    local hooks, seen = recorder()
+    local c = m:client("openai", { model = "gpt-test", hooks = hooks, headers = {
+      ["x-mock-sequence"] = "redirect=/v1/chat/completions|ok", ["x-mock-key"] = "redir-" .. os.time() } })
+    assert(c:chat("x"))
+    assert.same({ "on_request:1", "on_response:1", "on_response:1" }, names(seen))
+    assert.is_true(seen[2].info.status >= 300 and seen[2].info.status < 400)
+    assert.equal(200, seen[3].info.status)
+    assert.equal(1, c.usage.requests)
+  end)
+
   it("raw requests fire them too, and no key reaches them", function()
     local hooks, seen = recorder()
     local c = m:client("openai", { model = "gpt-test", hooks = hooks, api_key = SECRET, max_retries = 0,

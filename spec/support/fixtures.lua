@@ -232,6 +232,7 @@ function M.raw_usage_facts(raw)
     out.cache_creation_input_tokens = num(d.cache_creation_input_tokens) or num(s.cache_creation_input_tokens)
   elseif raw.prompt_tokens ~= nil then                      -- Chat Completions
     out.cached_input_tokens = num(sub(raw, "prompt_tokens_details").cached_tokens)
+    out.cache_creation_input_tokens = num(sub(raw, "prompt_tokens_details").cache_write_tokens)   -- OpenRouter
     out.reasoning_tokens = num(sub(raw, "completion_tokens_details").reasoning_tokens)
   elseif raw.input_tokens_details or raw.output_tokens_details then   -- Responses
     out.cached_input_tokens = num(sub(raw, "input_tokens_details").cached_tokens)

@@ -384,6 +384,12 @@ function M.usage_reader(input, output, out_details, in_details)
       extra = extra or {}
       extra.cached_input_tokens = id.cached_tokens
     end
+    -- OpenRouter counts the input written to a provider's cache (part of the input, as
+    -- cached_tokens is) in prompt_tokens_details.cache_write_tokens
+    if type(id) == "table" and M.val(id.cache_write_tokens) ~= nil then
+      extra = extra or {}
+      extra.cache_creation_input_tokens = id.cache_write_tokens
+    end
     return M.usage(u[input], u[output], u.total_tokens, extra)
   end
 end
