@@ -144,6 +144,10 @@ describe("client:batch on OpenAI (Files + Batch API)", function()
     assert.equal("24h", create.completion_window)
     assert.matches("^file%-", create.input_file_id)
 
+    -- Batch usage stays out of the client's accounting of online calls (docs/batch.md).
+    assert.equal(0, c.usage.requests)
+    assert.equal(0, c.usage.input_tokens)
+
     -- Each line's body is what client:chat sends for the same request.
     m:reset()
     assert(c:chat(reqs[3]))
