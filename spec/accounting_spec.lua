@@ -1,3 +1,4 @@
+-- lua5.1: yes
 -- Accounting and hooks (API §12): cache and reasoning usage on every route, `client.usage`
 -- totals and cost over a mixed run, the hooks' order and fields, a raising hook that breaks
 -- nothing, and LLM_LOG=info / warn.
@@ -100,7 +101,7 @@ describe("client.usage", function()
     assert.is_nil(c.usage.cost)
   end)
 
-  it("totals and cost over chat, stream and tool calls across providers", function()
+  it("totals and cost over chat, stream and tool calls across providers #tasks", function()
     local gpt = m:client("openai", { model = "gpt-test", prices = PRICES })
     local claude = m:client("anthropic", { model = "claude-test", prices = PRICES })
     local gemini = m:client("gemini", { model = "gemini-test", prices = PRICES })   -- no price
@@ -342,7 +343,7 @@ describe("hooks", function()
     assert.equal(0, c.usage.requests)             -- raw calls are not accounted; the chat failed
   end)
 
-  it("a raising hook is logged at warn and breaks no call, nor another in flight", function()
+  it("a raising hook is logged at warn and breaks no call, nor another in flight #tasks", function()
     local lib = llm.new()
     local lines = {}
     lib.configure{ log = function(level, msg) if level == "warn" then lines[#lines + 1] = msg end end }
