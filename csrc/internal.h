@@ -75,6 +75,7 @@ int llm_loop_curl_timer(CURLM *multi, long timeout_ms, void *ud);  /* CURLMOPT_T
 double llm_now(void);
 void llm_framer_register(lua_State *L);
 void llm_json_register(lua_State *L);
+void llm_base64_register(lua_State *L);
 void llm_loop_register(lua_State *L);
 void llm_transfer_register(lua_State *L);
 

@@ -109,10 +109,12 @@ describe("requests that raise before anything is sent", function()
       "did you mean 'max_tokens'")
   end)
 
-  it("file, document and audio parts raise naming the provider until media support exists", function()
-    for _, name in ipairs{ "openai", "anthropic", "gemini", "ollama" } do
+  it("parts a route cannot take raise naming the provider (API §12)", function()
+    local refused = { openai = { "document" }, anthropic = { "document", "audio" }, gemini = { "document" },
+                      ollama = { "document", "file", "audio" } }
+    for name, types in pairs(refused) do
       local c = client(name)
-      for _, ty in ipairs{ "file", "document", "audio" } do
+      for _, ty in ipairs(types) do
         raises(function()
           c:chat{ messages = { { role = "user", content = { { type = "text", text = "see" },
                                                              { type = ty, data = "AAAA" } } } } }
@@ -126,14 +128,18 @@ describe("requests that raise before anything is sent", function()
       "unknown part type \"imag\" %(did you mean 'image'%?%)")
   end)
 
-  it("part fields of features not built yet raise instead of being dropped", function()
+  it("media and cache fields of the wrong shape raise", function()
     local c = client("anthropic")
-    raises(function() c:chat{ messages = { { role = "user", content = { { type = "image", path = "cat.png" } } } } } end,
-      "image parts from a file %(`path`%) are not supported yet")
-    raises(function() c:chat{ messages = { { role = "user", content = { { type = "text", text = "x", cache = true } } } } } end,
-      "cache breakpoints")
+    raises(function() c:chat{ messages = { { role = "user", content = { { type = "image", path = 42 } } } } } end,
+      "messages%[1%]%.content%[1%]: path must be a string, got number")
+    raises(function() c:chat{ messages = { { role = "user", content = { { type = "text", text = "x", cache = "yes" } } } } } end,
+      "cache must be true or false")
     raises(function() c:chat{ messages = { { role = "user", content = { { type = "image" } } } } } end,
-      "an image part needs `url` or `data`")
+      "an image part needs exactly one of `path`, `data` %(base64%) or `url`")
+    raises(function() c:chat{ messages = { { role = "user", content = "x" } }, cache = 1 } end,
+      "cache must be a boolean")
+    raises(function() c:chat{ messages = { { role = "user", content = "x" } }, prompt_cache_key = "k" } end,
+      "anthropic: the request field 'prompt_cache_key' is not supported by this API")
   end)
 
   it("llm.map with a concurrency below 1 #tasks", function()

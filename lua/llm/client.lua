@@ -6,6 +6,7 @@ local errors = require("llm.errors")
 local json = require("llm.json")
 local queue = require("llm.queue")
 local validate = require("llm.validate")
+local media = require("llm.media")
 local url_escape = require("llm.providers.common").url_escape
 local compat = require("llm.compat")
 local accounting = require("llm.accounting")
@@ -119,8 +120,10 @@ return function(env)
     end
     if req.api == nil then req.api = self.api end
     local p = self:provider_for(req)
-    local bad = validate.request(req, p, p == self.provider and self.name or (self.name .. " (Responses API)"))
+    local pname = p == self.provider and self.name or (self.name .. " (Responses API)")
+    local bad = validate.request(req, p, pname)
     if bad then error(bad, level) end
+    req = media.prepare(req, p, pname, level)   -- files read and checked before anything is sent
     req.model = req.model or self.model
     if not req.model then error("no model: set it on the client or the request", level) end
     if req.messages == nil and req.input == nil then req.messages = {} end

@@ -33,13 +33,14 @@ M.REQUEST_FIELDS = set{
   "tool_choice", "parallel_tool_calls", "reasoning", "response_format", "extra",
   "extra_headers", "extra_query", "timeout", "idle_timeout", "first_token_timeout",
   "max_retries", "retry", "api",
+  "cache",   -- cache breakpoints (API §12): Anthropic cache_control; others cache on their own
 }
 
 --- Request fields that are part of the contract but exist only on some APIs (API §9): a
 --- provider lists those it maps in `request_fields`; sent to another they raise.
 M.OPTIONAL_FIELDS = set{
   "n", "seed", "top_k", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
-  "user", "metadata", "service_tier",
+  "user", "metadata", "service_tier", "prompt_cache_key",
   -- the Responses API (API §2)
   "input", "instructions", "previous_response_id", "store", "include",
 }
@@ -47,6 +48,8 @@ M.OPTIONAL_FIELDS = set{
 --- Part types of the message format (API §10, §12). A provider lists those it takes in
 --- `part_types`; "reasoning" parts go anywhere (a provider that did not make them drops them).
 M.PART_TYPES = set{ "text", "image", "file", "audio", "document", "reasoning" }
+
+local MEDIA = set{ "image", "file", "audio" }
 
 M.ROLES = set{ "system", "developer", "user", "assistant", "tool" }
 
@@ -267,19 +270,24 @@ local function check_part(where, part, p, pname)
   local ty = part.type
   if type(ty) ~= "string" then return where .. " has no type (e.g. { type = \"text\", text = ... })" end
   local takes = p.part_types or { text = true, image = true }
+  if part.cache ~= nil and type(part.cache) ~= "boolean" then
+    return where .. ": cache must be true or false (a cache breakpoint after this part)"
+  end
   if ty == "reasoning" or takes[ty] then
     if ty == "text" and type(part.text) ~= "string" then
       return where .. ": a text part needs a string `text`"
     end
-    if ty == "image" and part.path ~= nil then
-      return where .. ": image parts from a file (`path`) are not supported yet; read the file and pass "
-        .. "base64 `data` with `mime_type`"
-    end
-    if ty == "image" and part.url == nil and part.data == nil then
-      return where .. ": an image part needs `url` or `data`"
-    end
-    if part.cache ~= nil then
-      return where .. ": cache breakpoints (`cache` on a part) are not supported yet"
+    if MEDIA[ty] then
+      local n = (part.url ~= nil and 1 or 0) + (part.data ~= nil and 1 or 0) + (part.path ~= nil and 1 or 0)
+      if n ~= 1 then
+        return format("%s: %s %s part needs exactly one of `path`, `data` (base64) or `url`", where,
+          ty == "image" and "an" or "a", ty)
+      end
+      for _, k in ipairs({ "url", "data", "path", "mime_type", "name" }) do
+        if part[k] ~= nil and type(part[k]) ~= "string" then
+          return format("%s: %s must be a string, got %s", where, k, type(part[k]))
+        end
+      end
     end
     return nil
   end
@@ -427,6 +435,8 @@ function M.request(req, p, pname, extra_ok)
     or check_type(what, "metadata", req.metadata, "table")
     or check_type(what, "service_tier", req.service_tier, "string")
     or check_type(what, "store", req.store, "boolean")
+    or check_type(what, "cache", req.cache, "boolean")
+    or check_type(what, "prompt_cache_key", req.prompt_cache_key, "string")
     or check_type(what, "parallel_tool_calls", req.parallel_tool_calls, "boolean")
     or check_type(what, "system", req.system, "string", "table")
     or check_type(what, "stop", req.stop, "string", "table")

@@ -21,6 +21,7 @@
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
+local media = require("llm.media")
 
 local type, ipairs, concat = type, ipairs, table.concat
 local null = json.null
@@ -33,7 +34,14 @@ local P = {
   version = "2023-06-01", default_max_tokens = 4096,
   -- the optional contract fields (API §9) this API maps, and the part types it takes
   request_fields = { top_k = true, metadata = true, user = true, service_tier = true },
-  part_types = { text = true, image = true },
+  -- the parts Messages takes (API §12) and its documented limits: 5 MB per image and 32 MB
+  -- per request, both counted on the base64 text the API receives
+  part_types = { text = true,
+                 image = { url = true, data = true, mime = { ["image/jpeg"] = true, ["image/png"] = true,
+                                                             ["image/gif"] = true, ["image/webp"] = true } },
+                 file = { url = true, data = true, mime = { ["application/pdf"] = true, ["text/plain"] = true } } },
+  media_limits = { image = 5 * 1048576, file = 32 * 1048576, request = 32 * 1048576, encoded = true },
+  max_cache_breakpoints = 4,
   -- usage.input_tokens leaves out cache reads and writes, which are reported beside it
   -- (client.usage adds them back: llm.accounting)
   usage_input_excludes_cache = true,
@@ -58,16 +66,40 @@ P.map_finish = map_finish
 
 local EFFORT_BUDGET = { minimal = 1024, low = 1024, medium = 4096, high = 16384 }
 
+-- A part with `cache = true` ends a cacheable prefix: its block gets the breakpoint.
+local function cached(block, part)
+  if part.cache then block.cache_control = { type = "ephemeral" } end
+  return block
+end
+
 local function image_block(p)
-  if p.url then return { type = "image", source = { type = "url", url = p.url } } end
-  return { type = "image", source = { type = "base64", media_type = p.mime_type or "image/png",
-                                      data = p.data } }
+  if p.url then return cached({ type = "image", source = { type = "url", url = p.url } }, p) end
+  return cached({ type = "image", source = { type = "base64", media_type = p.mime_type or "image/png",
+                                             data = p.data } }, p)
+end
+
+-- A file part (resolved by llm.media) as a document block: a PDF by URL or as base64, a
+-- plain-text file as its text.
+local function document_block(p)
+  local source
+  if p.url then
+    source = { type = "url", url = p.url }
+  elseif p.mime_type == "text/plain" then
+    local text, derr = media.base64_decode(p.data)
+    if not text then error("anthropic: a text file part's data is " .. tostring(derr), 0) end
+    source = { type = "text", media_type = "text/plain", data = text }
+  else
+    source = { type = "base64", media_type = p.mime_type or "application/pdf", data = p.data }
+  end
+  return cached({ type = "document", source = source, title = p.name }, p)
 end
 
 -- A text block; an empty text part is left out (a bare string in a list is kept).
 local function text_block(s, part)
   if part and s == "" then return nil end
-  return { type = "text", text = s }
+  local b = { type = "text", text = s }
+  if part then cached(b, part) end
+  return b
 end
 
 -- Thinking blocks come back only when they came from this provider.
@@ -79,6 +111,11 @@ local function thinking_block(p)
   return { type = "thinking", thinking = p.text or "", signature = pd.signature }
 end
 
+local function other_block(p)
+  if p.type == "file" then return document_block(p) end
+  return thinking_block(p)
+end
+
 -- Content blocks of a user or assistant message.
 local function blocks(content)
   if type(content) == "string" then
@@ -86,7 +123,57 @@ local function blocks(content)
     if content ~= "" then out[1] = { type = "text", text = content } end
     return out
   end
-  return C.map_parts(content or {}, text_block, image_block, thinking_block)
+  return C.map_parts(content or {}, text_block, image_block, other_block)
+end
+
+local function count_breakpoints(list)
+  local n = 0
+  for _, b in ipairs(list or {}) do
+    if type(b) == "table" and b.cache_control then n = n + 1 end
+  end
+  return n
+end
+
+-- `cache = true` on the request: breakpoints after the system prompt, the tools and the
+-- last user turn (API §12); then at most max_cache_breakpoints in all, as the API allows.
+local function cache_breakpoints(body, req)
+  if req.cache then
+    if type(body.system) == "string" then
+      body.system = json.array({ { type = "text", text = body.system, cache_control = { type = "ephemeral" } } })
+    end
+    if body.tools and #body.tools > 0 then
+      local last = {}   -- a copy: a hosted tool is the user's own table
+      for k, v in pairs(body.tools[#body.tools]) do last[k] = v end
+      last.cache_control = { type = "ephemeral" }
+      body.tools[#body.tools] = last
+    end
+    for i = #body.messages, 1, -1 do
+      local m = body.messages[i]
+      if m.role == "user" then
+        if type(m.content) == "string" then
+          m.content = json.array({ { type = "text", text = m.content } })
+        end
+        local last = m.content[#m.content]
+        if last then last.cache_control = { type = "ephemeral" } end
+        break
+      end
+    end
+  end
+  local n = count_breakpoints(type(body.system) == "table" and body.system or nil) + count_breakpoints(body.tools)
+  for _, m in ipairs(body.messages) do
+    if type(m.content) == "table" then
+      n = n + count_breakpoints(m.content)
+      for _, b in ipairs(m.content) do
+        if type(b) == "table" and b.type == "tool_result" and type(b.content) == "table" then
+          n = n + count_breakpoints(b.content)
+        end
+      end
+    end
+  end
+  if n > P.max_cache_breakpoints then
+    error(string.format("anthropic: at most %d cache breakpoints per request (cache = true on parts "
+      .. "and on the request make %d)", P.max_cache_breakpoints, n), 0)
+  end
 end
 
 local function tool_result_block(m)
@@ -175,6 +262,7 @@ function P.build_request(req)
   body.tools = C.tools_list(req.tools, tool_out)
   body.tool_choice = tool_choice_out(req.tool_choice, req.parallel_tool_calls)
   if req.stream then body.stream = true end
+  cache_breakpoints(body, req)
   return C.post("/v1/messages", body, req)
 end
 

@@ -28,6 +28,7 @@
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
+local media = require("llm.media")
 
 local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
 local null = json.null
@@ -42,7 +43,10 @@ local P = {
   -- the optional contract fields (API §9) this API maps, and the part types it takes
   request_fields = { n = true, seed = true, top_k = true, presence_penalty = true,
                      frequency_penalty = true, logprobs = true, top_logprobs = true },
-  part_types = { text = true, image = true },
+  -- every media part, inline (data) or by URI (url); documented limits: 100 MB of inline
+  -- data per request, 50 MB per PDF
+  part_types = { text = true, image = true, file = true, audio = true },
+  media_limits = { file = 50 * 1048576, request = 100 * 1048576 },
 }
 
 function P.auth_headers(api_key)
@@ -65,25 +69,22 @@ P.map_finish = map_finish
 -- Thinking budgets for an effort when no budget_tokens is given (Gemini 2.5 models).
 local EFFORT_BUDGET = { minimal = 0, low = 1024, medium = 8192, high = 24576 }
 
-local MIME = { png = "image/png", jpg = "image/jpeg", jpeg = "image/jpeg", webp = "image/webp",
-               gif = "image/gif", heic = "image/heic", heif = "image/heif",
-               pdf = "application/pdf" }
-
 local function signature_of(pd)
   pd = C.own_data(pd, PROVIDER)
   return pd and pd.thought_signature
 end
 
+-- An image, file or audio part (resolved by llm.media): inline_data, or file_data for a URL.
 local function image_part(p)
+  local default = p.type == "image" and "image/png" or nil
   if p.data then
-    return { inline_data = { mime_type = p.mime_type or "image/png", data = p.data } }
+    return { inline_data = { mime_type = p.mime_type or default, data = p.data } }
   end
   local url = p.url or ""
   local mime, b64 = url:match("^data:([^;,]+);base64,(.*)$")
   if mime then return { inline_data = { mime_type = mime, data = b64 } } end
-  local ext = url:match("%.(%w+)$") or url:match("%.(%w+)[?#]")
-  return { file_data = { mime_type = p.mime_type or MIME[ext and ext:lower()] or "image/jpeg",
-                         file_uri = url } }
+  return { file_data = { mime_type = p.mime_type or media.mime_of(url)
+                           or (p.type == "image" and "image/jpeg" or nil), file_uri = url } }
 end
 
 -- A text part; an empty text part is left out unless it carries a signature (a bare string
@@ -95,8 +96,10 @@ local function text_part(s, part)
   return nil
 end
 
--- Thought parts come back only when they came from Gemini.
+-- Thought parts come back only when they came from Gemini; file and audio parts map as
+-- images do.
 local function thought_part(p)
+  if p.type == "file" or p.type == "audio" then return image_part(p) end
   if p.type ~= "reasoning" then return nil end
   local pd = C.own_data(p.provider_data, PROVIDER)
   if not pd then return nil end

@@ -39,7 +39,7 @@ local P = {
   framing = "ndjson",
   -- the optional contract fields (API §9) this API maps, and the part types it takes
   request_fields = { seed = true, top_k = true, presence_penalty = true, frequency_penalty = true },
-  part_types = { text = true, image = true },
+  part_types = { text = true, image = { data = true } },   -- base64 in `images`; no URLs, files or audio
 }
 
 P.auth_headers = C.bearer_auth

@@ -43,6 +43,7 @@
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
+local media = require("llm.media")
 
 local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
 local null = json.null
@@ -55,8 +56,13 @@ local P = {
   -- the optional contract fields (API §9) this API maps, and the part types it takes
   request_fields = { n = true, seed = true, presence_penalty = true, frequency_penalty = true,
                      logprobs = true, top_logprobs = true, user = true, metadata = true,
-                     service_tier = true, store = true },
-  part_types = { text = true, image = true },
+                     service_tier = true, store = true, prompt_cache_key = true },
+  -- the parts Chat Completions takes, by source (API §12), and its documented size limits:
+  -- 50 MB of images per request, 32 MB of PDF content
+  part_types = { text = true, image = { url = true, data = true }, file = { data = true },
+                 audio = { data = true, mime = { ["audio/wav"] = true, ["audio/x-wav"] = true,
+                                                 ["audio/mpeg"] = true, ["audio/mp3"] = true } } },
+  media_limits = { image = 50 * 1048576, file = 32 * 1048576, request = 50 * 1048576 },
 }
 
 --- A copy of this provider with some fields replaced (OpenAI-compatible servers).
@@ -95,10 +101,23 @@ local function image_part(p)
   return { type = "image_url", image_url = image_url }
 end
 
--- reasoning parts and unknown part types are not part of a user turn here
+local AUDIO_FORMAT = { ["audio/wav"] = "wav", ["audio/x-wav"] = "wav", ["audio/mpeg"] = "mp3",
+                       ["audio/mp3"] = "mp3" }
+
+-- file and audio parts (resolved by llm.media: data and mime_type); reasoning parts are
+-- not part of a user turn here
+local function media_part(p)
+  if p.type == "file" then
+    return { type = "file", file = { filename = p.name or "file", file_data = media.data_url(p) } }
+  elseif p.type == "audio" then
+    return { type = "input_audio", input_audio = { data = p.data, format = AUDIO_FORMAT[p.mime_type] or "wav" } }
+  end
+  return nil
+end
+
 local function user_parts(content)
   if type(content) ~= "table" then return content end
-  return C.map_parts(content, text_part, image_part)
+  return C.map_parts(content, text_part, image_part, media_part)
 end
 
 local function tool_calls_out(calls)
@@ -173,6 +192,7 @@ function P.build_request(req)
   body.metadata = req.metadata
   body.service_tier = req.service_tier
   body.store = req.store
+  body.prompt_cache_key = req.prompt_cache_key
   body.tools = C.tools_list(req.tools, tool_out)
   body.tool_choice = tool_choice_out(req.tool_choice)
   if req.parallel_tool_calls ~= nil then body.parallel_tool_calls = req.parallel_tool_calls end

@@ -29,6 +29,7 @@
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
+local media = require("llm.media")
 
 local type, ipairs, concat = type, ipairs, table.concat
 local null = json.null
@@ -42,8 +43,10 @@ local P = {
   framing = "sse",
   request_fields = { input = true, instructions = true, previous_response_id = true,
                      store = true, include = true, top_logprobs = true, user = true,
-                     metadata = true, service_tier = true },
-  part_types = { text = true, image = true, input_text = true, input_image = true, input_file = true },
+                     metadata = true, service_tier = true, prompt_cache_key = true },
+  part_types = { text = true, image = { url = true, data = true }, file = { url = true, data = true },
+                 input_text = true, input_image = true, input_file = true },
+  media_limits = { image = 50 * 1048576, file = 32 * 1048576, request = 50 * 1048576 },
   wire_items = true,   -- input items in the API's own form ({ type = "function_call_output", ... })
 }
 
@@ -67,6 +70,10 @@ local WIRE_PARTS = { input_text = true, input_image = true, input_file = true }
 
 local function wire_part(p)
   if WIRE_PARTS[p.type] then return p end -- already wire-shaped
+  if p.type == "file" then
+    if p.url then return { type = "input_file", file_url = p.url } end
+    return { type = "input_file", filename = p.name or "file", file_data = media.data_url(p) }
+  end
   return nil
 end
 
@@ -169,6 +176,7 @@ function P.build_request(req)
   body.user = req.user
   body.metadata = req.metadata
   body.service_tier = req.service_tier
+  body.prompt_cache_key = req.prompt_cache_key
   local r = req.reasoning
   if type(r) == "table" and (r.effort or r.summary) then
     body.reasoning = { effort = r.effort, summary = r.summary }

@@ -6,6 +6,7 @@ local util = require "mock.util"
 local faults = require "mock.faults"
 local fixtures = require "mock.fixtures"
 local batches = require "mock.batches"
+local media = require "mock.media"
 
 local O, A = json.O, json.A
 
@@ -123,7 +124,7 @@ local function build_reply(req, ctx, provider)
     step = step or {}
     text, calls, finish = step.text or "", step.tool_calls or {}, step.finish
   else
-    text = h["x-mock-text"] or ("echo: " .. (ctx.user_text or ""))
+    text = h["x-mock-text"] or ("echo: " .. (ctx.user_text or "") .. media.summary(ctx))
   end
   local nev = faults.int(h["x-mock-events"])
   local deltas = text == "" and not nev and {} or util.pieces(text, nev)

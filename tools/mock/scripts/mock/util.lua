@@ -54,6 +54,31 @@ function M.last_user(messages, part_types, role_field, content_field)
   return nil
 end
 
+-- Calls check(item) for each table in list; the first message it returns, or nil.
+function M.each_item(list, check)
+  if type(list) ~= "table" then return nil end
+  for _, item in ipairs(list) do
+    if type(item) == "table" then
+      local e = check(item)
+      if e then return e end
+    end
+  end
+  return nil
+end
+
+-- Calls check(part) for each part table of each message's `field` list (content, parts);
+-- the first message it returns, or nil.
+function M.each_part(messages, field, check)
+  if type(messages) ~= "table" then return nil end
+  for _, m in ipairs(messages) do
+    if type(m) == "table" then
+      local e = M.each_item(m[field], check)
+      if e then return e end
+    end
+  end
+  return nil
+end
+
 -- A rough token count, so usage numbers move with the input.
 function M.count_tokens(s)
   local n = 0

@@ -3,6 +3,7 @@
 -- deltas, a ping, message_delta (stop_reason, cumulative output_tokens), message_stop.
 local json = require "mock.json"
 local util = require "mock.util"
+local media = require "mock.media"
 local O, A, null, str = json.O, json.A, json.null, json.str
 
 local M = { name = "anthropic", call_prefix = "toolu_mock" }
@@ -12,7 +13,18 @@ local TEXT_PARTS = { text = true }
 function M.parse(req, body)
   body = body or {}
   local text = util.last_user(body.messages, TEXT_PARTS)
+  local ctx = {}
+  local check = function(block) return media.anthropic(block, ctx) end
+  -- cache_control counts in order: tools, system, messages (the API's prefix order)
+  ctx.invalid = (type(body.tools) == "table" and util.each_item(body.tools, check))
+    or (type(body.system) == "table" and util.each_item(body.system, check))
+    or util.each_part(body.messages, "content", function(block)
+      local e = check(block)
+      if e or block.type ~= "tool_result" or type(block.content) ~= "table" then return e end
+      return util.each_item(block.content, check)
+    end)
   return {
+    media = ctx.media, invalid = ctx.invalid or nil, breakpoints = ctx.breakpoints,
     model = type(body.model) == "string" and body.model or "claude-mock",
     stream = body.stream == true,
     user_text = text,
@@ -41,6 +53,10 @@ function M.check(req, ctx)
   if not req.headers["anthropic-version"] then
     return { status = 400, headers = headers(ctx, "application/json"),
              body = error_body(ctx, "invalid_request_error", "anthropic-version: header is required") }
+  end
+  if ctx.invalid then
+    return { status = 400, headers = headers(ctx, "application/json"),
+             body = error_body(ctx, "invalid_request_error", ctx.invalid) }
   end
   return nil
 end

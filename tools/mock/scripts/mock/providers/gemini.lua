@@ -3,6 +3,7 @@
 -- body simply ends). Without alt=sse the stream is one JSON array, sent piecewise.
 local json = require "mock.json"
 local util = require "mock.util"
+local media = require "mock.media"
 local O, A, str = json.O, json.A, json.str
 
 local M = { name = "gemini" }
@@ -22,7 +23,10 @@ function M.parse(req, body, route)
       end
     end
   end
+  local ctx = {}
+  ctx.invalid = util.each_part(body.contents, "parts", function(part) return media.gemini(part, ctx) end)
   return {
+    media = ctx.media, invalid = ctx.invalid,
     model = route.model or "gemini-mock",
     stream = route.stream,
     sse = route.stream and (req.query or ""):find("alt=sse", 1, true) ~= nil,
@@ -58,6 +62,10 @@ function M.check(req, ctx)
   if q:find("&key=", 1, true) then
     return { status = 400, headers = headers(ctx, "application/json; charset=UTF-8"),
              body = rpc_error(400, "API key must be sent in the x-goog-api-key header, not in the key= query parameter (mock).") }
+  end
+  if ctx.invalid then
+    return { status = 400, headers = headers(ctx, "application/json; charset=UTF-8"),
+             body = rpc_error(400, ctx.invalid) }
   end
   return nil
 end

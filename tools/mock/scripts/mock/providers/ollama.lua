@@ -2,6 +2,7 @@
 -- "done": true); `"stream": false` gives one JSON object. Tool calls come whole.
 local json = require "mock.json"
 local util = require "mock.util"
+local media = require "mock.media"
 local O, A, str = json.O, json.A, json.str
 
 local M = { name = "ollama" }
@@ -11,7 +12,12 @@ local TEXT_PARTS = { text = true }
 function M.parse(req, body)
   body = body or {}
   local text = util.last_user(body.messages, TEXT_PARTS)
+  local ctx = {}
+  for _, m in ipairs(type(body.messages) == "table" and body.messages or {}) do
+    if type(m) == "table" and m.images ~= nil and not ctx.invalid then ctx.invalid = media.ollama(m.images, ctx) end
+  end
   return {
+    media = ctx.media, invalid = ctx.invalid,
     model = type(body.model) == "string" and body.model or "llama-mock",
     stream = body.stream ~= false,
     user_text = text,
@@ -19,7 +25,13 @@ function M.parse(req, body)
   }
 end
 
-function M.check() return nil end
+function M.check(req, ctx)
+  if ctx.invalid then
+    ctx.error_message = ctx.error_message or ctx.invalid
+    return M.error(400, ctx)
+  end
+  return nil
+end
 
 local function created_at(ctx)
   return os.date("!%Y-%m-%dT%H:%M:%S", ctx.created) .. ".000000Z"

@@ -2,6 +2,7 @@
 -- Stream framing: `data: <chunk>\n\n` ... `data: [DONE]\n\n`, no `event:` lines.
 local json = require "mock.json"
 local util = require "mock.util"
+local media = require "mock.media"
 local O, A, null, str = json.O, json.A, json.null, json.str
 
 local M = { name = "openai_chat", call_prefix = "call_mock" }
@@ -12,7 +13,10 @@ function M.parse(req, body)
   body = body or {}
   local so = body.stream_options
   local text = util.last_user(body.messages, TEXT_PARTS)
+  local ctx = {}
+  ctx.invalid = util.each_part(body.messages, "content", function(part) return media.openai_chat(part, ctx) end)
   return {
+    media = ctx.media, invalid = ctx.invalid,
     model = type(body.model) == "string" and body.model or "gpt-mock",
     stream = body.stream == true,
     include_usage = type(so) == "table" and so.include_usage == true,
@@ -21,7 +25,14 @@ function M.parse(req, body)
   }
 end
 
-function M.check() return nil end
+-- A malformed media part is a 400 invalid_request_error, as the API answers.
+function M.check(req, ctx)
+  if ctx.invalid then
+    ctx.error_message = ctx.error_message or ctx.invalid
+    return M.error(400, ctx)
+  end
+  return nil
+end
 
 local FINISH = { stop = "stop", length = "length", tool_calls = "tool_calls", content_filter = "content_filter" }
 

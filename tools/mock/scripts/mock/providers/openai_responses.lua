@@ -3,6 +3,7 @@
 -- event numbered by sequence_number; the stream ends after response.completed/incomplete.
 local json = require "mock.json"
 local util = require "mock.util"
+local media = require "mock.media"
 local O, A, null, str = json.O, json.A, json.null, json.str
 
 local M = { name = "openai_responses", call_prefix = "call_mock" }
@@ -23,7 +24,12 @@ function M.parse(req, body)
       end
     end
   end
+  local ctx = {}
+  if type(body.input) == "table" then
+    ctx.invalid = util.each_part(body.input, "content", function(part) return media.openai_responses(part, ctx) end)
+  end
   return {
+    media = ctx.media, invalid = ctx.invalid,
     model = type(body.model) == "string" and body.model or "gpt-mock",
     stream = body.stream == true,
     user_text = text,
@@ -31,7 +37,13 @@ function M.parse(req, body)
   }
 end
 
-function M.check() return nil end
+function M.check(req, ctx)
+  if ctx.invalid then
+    ctx.error_message = ctx.error_message or ctx.invalid
+    return M.error(400, ctx)
+  end
+  return nil
+end
 
 local function headers(ctx, ct)
   return { { "content-type", ct }, { "x-request-id", "req_mock" .. ctx.seq } }
