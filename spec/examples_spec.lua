@@ -30,6 +30,10 @@ local EXPECT = {
   ["ollama.lua"] = { "ollama: echo: Say hello in French", "stop" },
   ["costs.lua"] = { "openai%s+2%s+2824%s+1280%s+70%s+0%s+0%.000858", "anthropic%s+1%s+1412%s+1400%s+60%s+0%s+0%.001356",
                     "tool loop%s+2%s+840", "gemini%s+1%s+11%s+0%s+180%s+150", "total cost: %$0%.005937 over 6 HTTP responses" },
+  ["vision.lua"] = { "anthropic echo: .*%[image image/png 101 bytes%] %[file application/pdf 581 bytes%]",
+                     "gemini%s+echo: .*%[file application/pdf 581 bytes%]", "ollama%s+ollama: file parts are not supported" },
+  ["extract.lua"] = { 'openai%s+partial: {"title":"Casablanca"}', 'anthropic partial: {"title":"Casablanca","year":1942}',
+                      "anthropic parsed:  Casablanca %(1942%), Humphrey Bogart, Ingrid Bergman, Paul Henreid" },
   ["luv.lua"] = { "It is sunny in Paris and raining in Tokyo%.\n", "luv: %d+ wake%-ups, %d+ text deltas, 2 tool calls" },
 }
 

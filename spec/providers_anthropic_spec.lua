@@ -87,11 +87,15 @@ describe("anthropic build_request", function()
     assert.are.equal(5000, body.max_tokens)
   end)
 
-  it("asks for JSON through the system prompt for response_format", function()
+  it("asks for a json_schema response_format through a forced tool, json_object in the system prompt", function()
     local body = wire{ model = "c", system = "S", messages = {}, response_format = { type = "json_schema",
       name = "p", schema = { type = "object", properties = { n = { type = "integer" } } } } }
-    assert.truthy(body.system:find("^S\n\nReply with only a JSON value"))
-    assert.truthy(body.system:find('{"properties":{"n":{"type":"integer"}},"type":"object"}', 1, true))
+    assert.are.equal("S", body.system)
+    assert.are.same({ type = "tool", name = "p" }, body.tool_choice)
+    assert.are.equal('{"properties":{"n":{"type":"integer"}},"type":"object"}', json.encode(body.tools[1].input_schema))
+    body = wire{ model = "c", system = "S", messages = {}, response_format = { type = "json_object" } }
+    assert.truthy(body.system:find("^S\n\nReply with only a JSON object"))
+    assert.is_nil(body.tools)
   end)
 
   it("merges consecutive tool results into one user message, keeping is_error", function()

@@ -7,6 +7,7 @@ local json = require("llm.json")
 local queue = require("llm.queue")
 local validate = require("llm.validate")
 local media = require("llm.media")
+local partial_json = require("llm.partial_json")
 local url_escape = require("llm.providers.common").url_escape
 local compat = require("llm.compat")
 local accounting = require("llm.accounting")
@@ -658,10 +659,29 @@ return function(env)
     self.hs:close()
   end
 
+  --- With a response_format, a text event feeds the incremental JSON parse; when the
+  -- object so far changed, a `partial` event follows the text event (API §12).
+  ---@private
+  ---@param text string the text delta just handed out
+  function Stream:track_partial(text)
+    local pj = self.partial_json
+    if not pj then
+      pj = partial_json.new()
+      self.partial_json = pj
+    end
+    if pj:feed(text) then self.partial_next = { type = "partial", value = pj:value() } end
+  end
+
   --- The next normalized event, or nil after `done` / `error` has been delivered, or once
   -- the stream is closed (events read ahead are dropped with it).
   ---@return llm.Event? ev
   function Stream:next()
+    local partial = not self.closed and self.partial_next
+    if partial then
+      self.partial_next = nil
+      if self.on_event then self.on_event(partial) end
+      return partial
+    end
     while not self.closed do
       if self.pending:len() > 0 then async.checkpoint() end   -- one event handed out
       local ev = not self.closed and self.pending:pop()
@@ -673,6 +693,7 @@ return function(env)
         end
         if ev.type == "done" and self.on_done then self.on_done(ev.response) end
         if self.on_event then self.on_event(ev) end
+        if ev.type == "text" and self.req.response_format ~= nil then self:track_partial(ev.text) end
         return ev
       end
       if self.finished then return nil end

@@ -39,7 +39,7 @@ M.providers = ROOTS
 local PUSH_FIELDS = {
   text = true, tool_calls = true, reasoning = true, usage = true, status = true, headers = true,
   error = true, delay = true, cut_after = true, stall_after = true, pings = true, fixture = true,
-  finish = true,
+  finish = true, json = true,
 }
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -209,6 +209,12 @@ function Mock:push(reply)
   end
   if reply.status ~= nil and type(reply.status) ~= "number" then
     error("m:push: status must be a number", 2)
+  end
+  if reply.json ~= nil and type(reply.json) ~= "string" then   -- sent as its JSON text
+    local r = {}
+    for k, v in pairs(reply) do r[k] = v end
+    r.json = json.encode(reply.json)
+    reply = r
   end
   local ok, body = pcall(json.encode, reply)
   if not ok then error("m:push: " .. tostring(body), 2) end

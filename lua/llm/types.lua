@@ -117,13 +117,16 @@
 ---@field name? string a tool result: the tool's name
 ---@field is_error? boolean a tool result that reports a failure
 
---- A content part: text, an image, or reasoning kept for the next turn.
+--- A content part: text, an image, a file, audio, or reasoning kept for the next turn.
 ---@class llm.Part
----@field type "text"|"image"|"reasoning"
+---@field type "text"|"image"|"file"|"audio"|"reasoning"
 ---@field text? string
----@field url? string an image's URL
----@field data? string an image's bytes, base64-encoded
----@field mime_type? string e.g. "image/png"
+---@field path? string a media part's file, read and base64-encoded by the client
+---@field url? string a media part's URL
+---@field data? string a media part's bytes, base64-encoded
+---@field mime_type? string e.g. "image/png"; from the extension of `path` when absent
+---@field name? string a file's name (default: the name of `path`)
+---@field cache? boolean a cache breakpoint after this part (Anthropic cache_control)
 ---@field provider_data? table what the provider needs back on the next turn
 
 --- A tool call of the model.
@@ -156,7 +159,8 @@
 ---@field id? string
 ---@field model? string
 ---@field choices? table[] every choice, when n > 1
----@field parsed? any the decoded JSON, with `response_format`
+---@field parsed? any with `response_format`: the decoded JSON, only when it satisfies the schema
+---@field parse_error? string with `response_format`: why `parsed` is nil, with the path (`$.moons[2]: ...`)
 ---@field raw table the decoded provider JSON
 ---@field status? integer the HTTP status
 ---@field headers? table<string, string> the response headers (lower-case names)
@@ -166,7 +170,8 @@
 
 --- A normalized stream event.
 ---@class llm.Event
----@field type "text"|"reasoning"|"refusal"|"tool_call"|"tool_call_done"|"usage"|"raw"|"done"|"error"
+---@field type "text"|"reasoning"|"refusal"|"tool_call"|"tool_call_done"|"usage"|"raw"|"done"|"error"|"partial"
+---@field value? any partial: the structured output parsed so far (a fresh copy)
 ---@field text? string text, reasoning and refusal deltas
 ---@field index? integer tool_call: the call's position in `resp.tool_calls`
 ---@field id? string tool_call: the call's id (first delta)

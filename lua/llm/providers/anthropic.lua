@@ -10,9 +10,13 @@
 --   `{ provider = "anthropic", type = "thinking", signature = ... }` or
 --   `{ provider = "anthropic", type = "redacted_thinking", data = ... }`, and is replayed
 --   unchanged; reasoning parts from any other provider are dropped.
--- * `response_format = { type = "json_schema", schema }` is sent as an instruction appended
---   to the system prompt ("reply with only a JSON value matching this schema"); the reply
---   stays ordinary text, so `text` holds the JSON and `parsed` its decoded value.
+-- * `response_format = { type = "json_schema", name, schema }` becomes a forced tool whose
+--   input is the object (a schema that is not an object is wrapped as `{ value = ... }` and
+--   unwrapped again). That tool's call is not a tool call: its input is `text` (streamed as
+--   text deltas), `finish_reason` is "stop", and `parsed` / `parse_error` are checked as on
+--   every route. With thinking on, tool_choice must stay "auto" (the API refuses a forced
+--   tool then), so the system prompt asks for the tool instead. `json_object` stays an
+--   instruction in the system prompt.
 -- * `reasoning.budget_tokens` (or an effort: low 1024, medium 4096, high 16384) becomes
 --   `thinking = { type = "enabled", budget_tokens }`; when max_tokens is not given it is
 --   4096, or budget + 4096 when thinking is on (the API wants max_tokens > budget).
@@ -66,6 +70,22 @@ P.map_finish = map_finish
 
 local EFFORT_BUDGET = { minimal = 1024, low = 1024, medium = 4096, high = 16384 }
 
+-- The forced tool of a structured-output request: { name, schema, wrap }, or nil.
+local function forced_tool(req)
+  local rf = type(req) == "table" and req.response_format or nil
+  if type(rf) ~= "table" or rf.type ~= "json_schema" then return nil end
+  local name = (tostring(rf.name or "response"):gsub("[^%w_%-]", "_")):sub(1, 64)
+  local schema = C.schema(rf.schema) or { type = "object", properties = json.object() }
+  return { name = name, schema = schema, wrap = schema.type ~= "object", description = rf.description }
+end
+P.forced_tool = forced_tool
+
+-- The JSON text of the forced tool's input (unwrapped when the schema was wrapped).
+local function forced_text(input, wrap)
+  if wrap then input = type(input) == "table" and input.value or nil end
+  if input == nil then return "null" end
+  return json.encode(input)
+end
 -- A part with `cache = true` ends a cacheable prefix: its block gets the breakpoint.
 local function cached(block, part)
   if part.cache then block.cache_control = { type = "ephemeral" } end
@@ -230,10 +250,8 @@ function P.build_request(req)
   local system, messages = C.turns(req, "content", tool_result_block, message_out)
 
   local rf = req.response_format
-  if type(rf) == "table" and rf.type == "json_schema" then
-    system[#system + 1] = "Reply with only a JSON value (no prose, no code fence) matching this JSON schema: "
-      .. json.encode(C.schema(rf.schema) or json.object())
-  elseif type(rf) == "table" and rf.type == "json_object" then
+  local forced = forced_tool(req)
+  if type(rf) == "table" and rf.type == "json_object" then
     system[#system + 1] = "Reply with only a JSON object (no prose, no code fence)."
   end
 
@@ -261,6 +279,22 @@ function P.build_request(req)
   end
   body.tools = C.tools_list(req.tools, tool_out)
   body.tool_choice = tool_choice_out(req.tool_choice, req.parallel_tool_calls)
+  if forced then
+    local input_schema = forced.schema
+    if forced.wrap then
+      input_schema = { type = "object", properties = { value = forced.schema }, required = json.array({ "value" }) }
+    end
+    body.tools = body.tools or json.array()
+    body.tools[#body.tools + 1] = { name = forced.name, input_schema = input_schema,
+      description = forced.description or "Give the answer as this tool's input." }
+    if body.thinking then
+      body.tool_choice = { type = "auto" }
+      local ask = "Answer by calling the tool " .. forced.name .. " once, with the answer as its input."
+      if type(body.system) == "string" then body.system = body.system .. "\n\n" .. ask else body.system = ask end
+    else
+      body.tool_choice = { type = "tool", name = forced.name }
+    end
+  end
   if req.stream then body.stream = true end
   cache_breakpoints(body, req)
   return C.post("/v1/messages", body, req)
@@ -284,8 +318,10 @@ local function merge_usage(cur, u)
 end
 
 -- The normalized response from a list of content blocks (decoded Message or rebuilt).
-local function build_response(content, stop_reason, usage, id, model, raw, req, calls_in)
+local function build_response(content, stop_reason, usage, id, model, raw, req, calls_in, texts_in)
   local text, reasoning, parts, calls = {}, {}, {}, {}
+  local forced = forced_tool(req)
+  local answered = false
   for _, b in ipairs(content) do
     local t = b.type
     if t == "text" then
@@ -298,6 +334,12 @@ local function build_response(content, stop_reason, usage, id, model, raw, req, 
     elseif t == "redacted_thinking" then
       parts[#parts + 1] = { type = "reasoning", text = "",
         provider_data = { provider = "anthropic", type = "redacted_thinking", data = str(b.data) } }
+    elseif t == "tool_use" and forced and b.name == forced.name then
+      -- structured output: the forced tool's input is the reply's text
+      local s = texts_in and texts_in[b] or forced_text(val(b.input), forced.wrap)
+      text[#text + 1] = s
+      parts[#parts + 1] = { type = "text", text = s }
+      answered = true
     elseif t == "tool_use" then
       if calls_in then
         calls[#calls + 1] = calls_in[b]
@@ -310,14 +352,15 @@ local function build_response(content, stop_reason, usage, id, model, raw, req, 
   local text_s = concat(text)
   local message = { role = "assistant", content = parts }
   if #calls > 0 then message.tool_calls = calls end
+  local finish = map_finish(stop_reason)
+  if answered and #calls == 0 and finish == "tool_calls" then finish = "stop" end
   local resp = {
-    text = text_s, tool_calls = calls, finish_reason = map_finish(stop_reason),
+    text = text_s, tool_calls = calls, finish_reason = finish,
     raw_finish_reason = stop_reason, usage = usage,
     reasoning = #reasoning > 0 and concat(reasoning) or nil,
     message = message, id = id, model = model, raw = raw,
   }
-  resp.parsed = C.parsed(req, text_s)
-  return resp
+  return C.structured(resp, req)
 end
 
 function P.decode_response(body, req)
@@ -369,7 +412,7 @@ end
 ---------------------------------------------------------------------------------------
 
 function P.new_stream_state(req)
-  return { req = req, blocks = {}, order = {}, calls = {}, usage = {}, raw_usage = nil,
+  return { req = req, forced = forced_tool(req), blocks = {}, order = {}, calls = {}, usage = {}, raw_usage = nil,
            stop_reason = nil, stop_sequence = nil, stopped = false, error = nil }
 end
 
@@ -416,6 +459,10 @@ function P.decode_event(state, ev)
       local pj = str(d.partial_json) or ""
       b.args[#b.args + 1] = pj
       b.got_delta = true
+      if b.forced then   -- structured output: the input streams as the reply's text
+        if pj == "" or state.forced.wrap then return C.raw_event(obj, name) end
+        return { { type = "text", text = pj, raw = obj, name = name } }
+      end
       -- a server-side tool (server_tool_use: web search, code execution) runs on Anthropic's
       -- side: its input is no client tool call, so run_tools must never see it
       if not b.call_pos then return C.raw_event(obj, name) end
@@ -444,6 +491,8 @@ function P.decode_event(state, ev)
         b.text[1] = s
         return { { type = TEXT_EVENT[cb.type], text = s, raw = obj, name = name } }
       end
+    elseif cb.type == "tool_use" and state.forced and b.name == state.forced.name then
+      b.forced = true   -- not a tool call: its input is the structured output
     elseif cb.type == "tool_use" then
       state.calls[#state.calls + 1] = b
       b.call_pos = #state.calls
@@ -453,6 +502,16 @@ function P.decode_event(state, ev)
     return C.raw_event(obj, name)
   elseif t == "content_block_stop" then
     local b = state.blocks[obj.index]
+    if b and b.forced then
+      local argtext = concat(b.args)
+      local input = json.decode(argtext)
+      if argtext == "" then input = val(b.start.input) end
+      b.text_out = state.forced.wrap and forced_text(input, true) or (argtext ~= "" and argtext or json.encode(input))
+      if state.forced.wrap or argtext == "" then   -- not streamed as deltas: the text comes whole
+        return { { type = "text", text = b.text_out, raw = obj, name = name } }
+      end
+      return C.raw_event(obj, name)
+    end
     if b and b.type == "tool_use" and not b.call then
       local input = val(b.start.input)
       -- the whole input may come with content_block_start (no deltas follow then)
@@ -496,7 +555,7 @@ function P.finish_stream(state)
   for i, idx in ipairs(state.order) do idxs[i] = idx end
   table.sort(idxs)
   local content = json.array()
-  local calls_by_block = {}
+  local calls_by_block, texts_by_block = {}, {}
   for _, idx in ipairs(idxs) do
     local b = state.blocks[idx]
     local blk
@@ -506,6 +565,11 @@ function P.finish_stream(state)
       blk = { type = "thinking", thinking = concat(b.text), signature = b.signature or "" }
     elseif b.type == "redacted_thinking" then
       blk = { type = "redacted_thinking", data = b.data }
+    elseif b.forced then
+      local input = json.decode(concat(b.args))
+      if type(input) ~= "table" then input = val(b.start.input) end
+      blk = { type = "tool_use", id = b.id, name = b.name, input = type(input) == "table" and input or json.object() }
+      texts_by_block[blk] = b.text_out or concat(b.args)
     elseif b.type == "tool_use" then
       if not b.call then b.call = C.tool_call(b.id, b.name, concat(b.args)) end
       blk = { type = "tool_use", id = b.id, name = b.name,
@@ -525,7 +589,7 @@ function P.finish_stream(state)
                 model = state.model, content = content, stop_reason = state.stop_reason,
                 stop_sequence = state.stop_sequence or null, usage = state.raw_usage }
   return build_response(content, state.stop_reason, C.copy_usage(state.usage), state.id,
-    state.model, raw, state.req, calls_by_block)
+    state.model, raw, state.req, calls_by_block, texts_by_block)
 end
 
 return P

@@ -2,6 +2,7 @@
 -- Pure functions only (no I/O, no clock), like the providers themselves.
 
 local json = require("llm.json")
+local schema = require("llm.schema")
 
 local M = {}
 
@@ -247,14 +248,31 @@ function M.finish_mapper(map, other, stop_with_calls)
   end
 end
 
---- The parsed object when the request asked for JSON output and the text decodes.
-function M.parsed(req, text)
-  if type(req) ~= "table" or req.response_format == nil or type(text) ~= "string" then
-    return nil
+local OBJECT_SCHEMA = { type = "object" }
+
+--- Structured output (API §12): with a `response_format`, `resp.parsed` is the decoded
+--- text only when it is valid JSON that satisfies the schema (json_object: any object);
+--- otherwise `resp.parse_error` says why, with the path (`$.moons[2]: expected string, got
+--- number`). One validator: llm.schema, the one tool arguments go through. Returns resp.
+function M.structured(resp, req)
+  local rf = type(req) == "table" and req.response_format or nil
+  if rf == nil or type(resp.text) ~= "string" then return resp end
+  local v, err = json.decode(resp.text)
+  if v == nil then
+    resp.parse_error = "not valid JSON: " .. tostring(err)
+    return resp
   end
-  local v = json.decode(text)
-  if v == null then return nil end
-  return v
+  local s = type(rf) == "table" and (rf.type == "json_schema" and rf.schema
+    or rf.type == "json_object" and OBJECT_SCHEMA) or nil
+  if s then
+    local ok, msg = schema.validate(v, s, "$")
+    if not ok then
+      resp.parse_error = msg
+      return resp
+    end
+  end
+  resp.parsed = v
+  return resp
 end
 
 ---------------------------------------------------------------------------------------

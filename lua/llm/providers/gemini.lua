@@ -399,8 +399,7 @@ function P.decode_response(body, req)
     id = str(obj.responseId), model = str(obj.modelVersion), raw = body,
   }
   if #list > 1 then resp.choices = list end
-  resp.parsed = C.parsed(req, resp.text)
-  return resp
+  return C.structured(resp, req)
 end
 
 ---------------------------------------------------------------------------------------
@@ -546,8 +545,7 @@ function P.finish_stream(state)
     usage = C.copy_usage(state.usage), reasoning = #g.reasoning > 0 and concat(g.reasoning) or nil,
     message = message, id = state.id, model = state.model, raw = raw,
   }
-  resp.parsed = C.parsed(state.req, text)
-  return resp
+  return C.structured(resp, state.req)
 end
 
 return P

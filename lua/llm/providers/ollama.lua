@@ -189,8 +189,7 @@ local function build(obj, text, thinking, calls, raw, req)
     message = C.assistant_message(text, thinking, calls, PROVIDER),
     model = str(obj.model), raw = raw,
   }
-  resp.parsed = C.parsed(req, text)
-  return resp
+  return C.structured(resp, req)
 end
 
 function P.decode_response(body, req)

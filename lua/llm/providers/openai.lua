@@ -269,8 +269,7 @@ function P.decode_response(body, req)
     id = str(body and body.id), model = str(body and body.model), raw = body,
   }
   if #list > 1 then resp.choices = list end
-  resp.parsed = C.parsed(req, resp.text)
-  return resp
+  return C.structured(resp, req)
 end
 
 ---------------------------------------------------------------------------------------
@@ -479,8 +478,7 @@ function P.finish_stream(state)
     id = state.id, model = state.model, raw = raw,
   }
   if #list > 1 then resp.choices = list end
-  resp.parsed = C.parsed(state.req, resp.text)
-  return resp
+  return C.structured(resp, state.req)
 end
 
 -- The Responses API is a variant of this provider: the client uses it for api = "responses".

@@ -269,8 +269,7 @@ local function build(g, resp_obj, usage, raw, req)
   }
   local e = val(resp_obj.error)
   if type(e) == "table" then resp.error = { message = str(e.message), code = val(e.code) } end
-  resp.parsed = C.parsed(req, text)
-  return resp
+  return C.structured(resp, req)
 end
 
 function P.decode_response(body, req)

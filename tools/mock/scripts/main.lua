@@ -313,6 +313,16 @@ local function pushed_plan(p, req, ctx, provider, h)
     r = provider.error(status or 500, ctx)
   else
     local deltas, text
+    local forced = type(p.json) == "string" and ctx.forced_tool
+    if forced then
+      -- structured output the client asked for with a forced tool (Anthropic): the JSON is
+      -- that tool's input
+      p.tool_calls = { { name = forced, arguments = p.json } }
+      p.text = ""
+    elseif type(p.json) == "string" then
+      -- elsewhere the JSON is the reply's text, in small deltas as a model streams it
+      p.text = util.fragments(p.json, 6)
+    end
     if type(p.text) == "table" then
       deltas = {}
       for i, d in ipairs(p.text) do deltas[i] = tostring(d) end

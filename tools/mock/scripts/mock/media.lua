@@ -214,4 +214,54 @@ function M.ollama(images, ctx)
   return nil
 end
 
+---------------------------------------------------------------- structured output
+-- OpenAI Chat response_format { type = "json_schema", json_schema = { name, schema, strict } };
+-- Responses text.format { type = "json_schema", name, schema, strict }; Anthropic a
+-- tool_choice { type = "tool", name } naming one of the tools; Gemini responseSchema only
+-- with responseMimeType "application/json".
+local NAME = "^[%w_%-]+$"
+
+function M.openai_format(rf)
+  if type(rf) ~= "table" or rf.type ~= "json_schema" then return nil end
+  local js = rf.json_schema
+  if type(js) ~= "table" then return "Missing required parameter: 'response_format.json_schema'." end
+  if type(js.name) ~= "string" or not js.name:find(NAME) then
+    return "Invalid 'response_format.json_schema.name': expected a string of letters, digits, '_' or '-'."
+  end
+  if js.schema ~= nil and type(js.schema) ~= "table" then return "Invalid 'response_format.json_schema.schema'." end
+  return nil
+end
+
+function M.responses_format(text)
+  local f = type(text) == "table" and text.format or nil
+  if type(f) ~= "table" or f.type ~= "json_schema" then return nil end
+  if type(f.name) ~= "string" or not f.name:find(NAME) then
+    return "Missing required parameter: 'text.format.name'."
+  end
+  if type(f.schema) ~= "table" then return "Missing required parameter: 'text.format.schema'." end
+  return nil
+end
+
+function M.anthropic_tool_choice(body)
+  local tc = body.tool_choice
+  if type(tc) ~= "table" or tc.type ~= "tool" then return nil end
+  for _, t in ipairs(type(body.tools) == "table" and body.tools or {}) do
+    if type(t) == "table" and t.name == tc.name then
+      if type(t.input_schema) ~= "table" or t.input_schema.type ~= "object" then
+        return "tools: input_schema.type: Input should be 'object'"
+      end
+      return nil
+    end
+  end
+  return "tool_choice: tool '" .. tostring(tc.name) .. "' not found in tools"
+end
+
+function M.gemini_config(gc)
+  if type(gc) ~= "table" then return nil end
+  if gc.responseSchema ~= nil and gc.responseMimeType ~= "application/json" then
+    return "Invalid argument: response_schema is only supported with response_mime_type application/json."
+  end
+  return nil
+end
+
 return M

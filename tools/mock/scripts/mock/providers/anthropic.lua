@@ -23,8 +23,12 @@ function M.parse(req, body)
       if e or block.type ~= "tool_result" or type(block.content) ~= "table" then return e end
       return util.each_item(block.content, check)
     end)
+  ctx.invalid = ctx.invalid or media.anthropic_tool_choice(body)
   return {
     media = ctx.media, invalid = ctx.invalid or nil, breakpoints = ctx.breakpoints,
+    -- tool_choice { type = "tool", name }: the reply must call that tool (structured output)
+    forced_tool = type(body.tool_choice) == "table" and body.tool_choice.type == "tool"
+      and type(body.tool_choice.name) == "string" and body.tool_choice.name or nil,
     model = type(body.model) == "string" and body.model or "claude-mock",
     stream = body.stream == true,
     user_text = text,

@@ -25,6 +25,7 @@ function M.parse(req, body, route)
   end
   local ctx = {}
   ctx.invalid = util.each_part(body.contents, "parts", function(part) return media.gemini(part, ctx) end)
+    or media.gemini_config(body.generationConfig)
   return {
     media = ctx.media, invalid = ctx.invalid,
     model = route.model or "gemini-mock",

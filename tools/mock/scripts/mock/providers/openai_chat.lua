@@ -15,6 +15,7 @@ function M.parse(req, body)
   local text = util.last_user(body.messages, TEXT_PARTS)
   local ctx = {}
   ctx.invalid = util.each_part(body.messages, "content", function(part) return media.openai_chat(part, ctx) end)
+    or media.openai_format(body.response_format)
   return {
     media = ctx.media, invalid = ctx.invalid,
     model = type(body.model) == "string" and body.model or "gpt-mock",

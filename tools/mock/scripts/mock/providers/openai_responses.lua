@@ -28,6 +28,7 @@ function M.parse(req, body)
   if type(body.input) == "table" then
     ctx.invalid = util.each_part(body.input, "content", function(part) return media.openai_responses(part, ctx) end)
   end
+  ctx.invalid = ctx.invalid or media.responses_format(body.text)
   return {
     media = ctx.media, invalid = ctx.invalid,
     model = type(body.model) == "string" and body.model or "gpt-mock",
