@@ -90,6 +90,19 @@ describe("structured output on the wire", function()
     assert.are.same(GOOD, resp.parsed)
   end)
 
+  it("Anthropic with tools of its own: tool_choice any, so a tool round can come first", function()
+    local lookup = { name = "lookup", description = "Look a planet up",
+      parameters = { type = "object", properties = { q = { type = "string" } } } }
+    mock.server:push{ tool_calls = { { name = "lookup", arguments = { q = "Jupiter" } } } }
+    local resp = assert(client("anthropic"):chat(req{ tools = { lookup } }))
+    local body = last()
+    assert.are.same({ type = "any" }, body.tool_choice)
+    assert.are.same({ "lookup", "planet" }, { body.tools[1].name, body.tools[2].name })
+    assert.are.equal("tool_calls", resp.finish_reason)   -- a call of the request's own tool
+    assert.are.equal("lookup", resp.tool_calls[1].name)
+    assert.is_nil(resp.parsed)
+  end)
+
   it("Gemini: responseMimeType and responseSchema", function()
     assert(client("gemini"):chat(req()))
     local gc = last().generationConfig

@@ -693,7 +693,7 @@ return function(env)
         end
         if ev.type == "done" and self.on_done then self.on_done(ev.response) end
         if self.on_event then self.on_event(ev) end
-        if ev.type == "text" and self.req.response_format ~= nil then self:track_partial(ev.text) end
+        if ev.type == "text" and self.req and self.req.response_format ~= nil then self:track_partial(ev.text) end
         return ev
       end
       if self.finished then return nil end

@@ -14,8 +14,10 @@
 --   input is the object (a schema that is not an object is wrapped as `{ value = ... }` and
 --   unwrapped again). That tool's call is not a tool call: its input is `text` (streamed as
 --   text deltas), `finish_reason` is "stop", and `parsed` / `parse_error` are checked as on
---   every route. With thinking on, tool_choice must stay "auto" (the API refuses a forced
---   tool then), so the system prompt asks for the tool instead. `json_object` stays an
+--   every route. With the request's own tools, tool_choice is "any" (a call of some tool;
+--   the forced one is the answer), so run_tools rounds still work. With thinking on,
+--   tool_choice must stay "auto" (the API refuses a forced tool then), so the system prompt
+--   asks for the tool instead. `json_object` stays an
 --   instruction in the system prompt.
 -- * `reasoning.budget_tokens` (or an effort: low 1024, medium 4096, high 16384) becomes
 --   `thinking = { type = "enabled", budget_tokens }`; when max_tokens is not given it is
@@ -284,6 +286,7 @@ function P.build_request(req)
     if forced.wrap then
       input_schema = { type = "object", properties = { value = forced.schema }, required = json.array({ "value" }) }
     end
+    local own_tools = body.tools ~= nil and #body.tools > 0
     body.tools = body.tools or json.array()
     body.tools[#body.tools + 1] = { name = forced.name, input_schema = input_schema,
       description = forced.description or "Give the answer as this tool's input." }
@@ -291,6 +294,11 @@ function P.build_request(req)
       body.tool_choice = { type = "auto" }
       local ask = "Answer by calling the tool " .. forced.name .. " once, with the answer as its input."
       if type(body.system) == "string" then body.system = body.system .. "\n\n" .. ask else body.system = ask end
+    elseif own_tools then
+      -- the request's own tools stay callable (run_tools rounds); some tool must be called,
+      -- and calling the forced one is the answer
+      local parallel = body.tool_choice and body.tool_choice.disable_parallel_tool_use
+      body.tool_choice = { type = "any", disable_parallel_tool_use = parallel }
     else
       body.tool_choice = { type = "tool", name = forced.name }
     end
