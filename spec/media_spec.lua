@@ -155,6 +155,16 @@ describe("media: a PDF through every route that takes one", function()
     assert.matches("%[file application/pdf " .. #PDF .. " bytes%] %[file %? https://example.test/a.pdf%]", resp.text)
   end)
 
+  it("OpenAI Responses: media parts in `input` messages are read too", function()
+    local c = client("openai", { api = "responses" })
+    assert(c:chat{ input = { { role = "user", content = { { type = "text", text = "Read" },
+                                                          { type = "file", path = files.pdf } } } } })
+    assert.are.equal("data:application/pdf;base64," .. B64_PDF, last_body().input[1].content[2].file_data)
+    local ok, err = pcall(c.chat, c, { input = { { role = "user", content = { { type = "audio", path = files.wav } } } } })
+    assert.is_false(ok)
+    assert.matches("openai %(Responses API%): audio parts are not supported %(input%[1%]%.content%[1%]%)", err)
+  end)
+
   it("Anthropic: a document block (base64 PDF; plain text as text)", function()
     local txt = write("notes.txt", "plain notes")
     local resp = assert(client("anthropic"):chat(ask{ { type = "file", path = files.pdf },

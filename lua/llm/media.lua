@@ -226,48 +226,54 @@ end
 ---@return table req
 function M.prepare(req, p, pname, level)
   level = level + 1
-  local msgs = req.messages
-  if type(msgs) ~= "table" then return req end
   local takes = p.part_types or {}
   local limits = p.media_limits or {}
   local total = 0
-  local new_msgs
-  for i, m in ipairs(msgs) do
-    local c = type(m) == "table" and m.content
-    if type(c) == "table" then
-      local new_c
-      for j, part in ipairs(c) do
-        if type(part) == "table" and M.MEDIA[part.type] then
-          local where = format("messages[%d].content[%d]", i, j)
-          local r = M.resolve(part, where, level + 1)
-          local why = refusal(pname, r, takes, where)
-          if why then error(why, level) end
-          local size = (limits.encoded and r.data and #r.data) or r.size or 0   -- url parts: 0
-          local cap = limits[r.type]
-          if cap and size > cap then
-            error(format("%s: %s%s is %s, over the %s limit for %s parts", pname, where,
-              r.name and (" (" .. r.name .. ")") or "", mb(size), mb(cap), r.type), level)
+  -- The messages of `field` ("messages", or the Responses API's `input` list) with their
+  -- media parts resolved; nil when nothing changed.
+  local function resolve_list(msgs, field)
+    local new_msgs
+    for i, m in ipairs(msgs) do
+      local c = type(m) == "table" and m.content
+      if type(c) == "table" then
+        local new_c
+        for j, part in ipairs(c) do
+          if type(part) == "table" and M.MEDIA[part.type] then
+            local where = format("%s[%d].content[%d]", field, i, j)
+            local r = M.resolve(part, where, level + 2)
+            local why = refusal(pname, r, takes, where)
+            if why then error(why, level + 1) end
+            local size = (limits.encoded and r.data and #r.data) or r.size or 0   -- url parts: 0
+            local cap = limits[r.type]
+            if cap and size > cap then
+              error(format("%s: %s%s is %s, over the %s limit for %s parts", pname, where,
+                r.name and (" (" .. r.name .. ")") or "", mb(size), mb(cap), r.type), level + 1)
+            end
+            total = total + size
+            new_c = new_c or copy(c)
+            new_c[j] = r
           end
-          total = total + size
-          new_c = new_c or copy(c)
-          new_c[j] = r
+        end
+        if new_c then
+          new_msgs = new_msgs or copy(msgs)
+          local nm = copy(m)
+          nm.content = new_c
+          new_msgs[i] = nm
         end
       end
-      if new_c then
-        new_msgs = new_msgs or copy(msgs)
-        local nm = copy(m)
-        nm.content = new_c
-        new_msgs[i] = nm
-      end
     end
+    return new_msgs
   end
+  local new_msgs = type(req.messages) == "table" and resolve_list(req.messages, "messages") or nil
+  local new_input = type(req.input) == "table" and resolve_list(req.input, "input") or nil
   if limits.request and total > limits.request then
     error(format("%s: the media of this request add up to %s, over the %s limit per request",
       pname, mb(total), mb(limits.request)), level)
   end
-  if not new_msgs then return req end
+  if not new_msgs and not new_input then return req end
   local out = copy(req)
-  out.messages = new_msgs
+  out.messages = new_msgs or req.messages
+  out.input = new_input or req.input
   return out
 end
 
