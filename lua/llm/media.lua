@@ -25,7 +25,6 @@ M.MIME = {
   aac = "audio/aac", aiff = "audio/aiff", m4a = "audio/mp4", webm = "audio/webm",
 }
 
----------------------------------------------------------------------------------------
 -- base64: in C when the core is there (one pass over the file), else in Lua.
 
 local core_enc, core_dec
@@ -111,7 +110,6 @@ end
 
 M._lua_encode, M._lua_decode = lua_encode, lua_decode   -- for the specs
 
----------------------------------------------------------------------------------------
 -- Parts
 
 M.MEDIA = { image = true, file = true, audio = true }
