@@ -105,7 +105,7 @@ describe("client:batch on OpenAI (Files + Batch API)", function()
         assert.is_nil(r.error)
         assert.equal("echo: text " .. i, r.response.text)
         assert.equal("stop", r.response.finish_reason)
-        assert.equal(2, r.response.usage.output_tokens)
+        assert.equal(3, r.response.usage.output_tokens)   -- the mock counts words: "echo:", "text", "i"
       end
     end
     assert.equal(103, failed)
@@ -369,6 +369,14 @@ describe("client:batch on Anthropic (Message Batches)", function()
     m:reset()
     assert(c:chat(reqs[42]))
     assert.same(m:requests()[1].json, sent[42].params)
+  end)
+
+  it("the requests run under the x-mock-* headers of the request that created the batch", function()
+    local llm = lib()
+    local c = m:client("anthropic", { llm = llm, headers = { ["x-mock-text"] = "neutral" } })
+    local job = assert(c:batch(requests_of(3), { poll_interval = 1 }))
+    local results = assert(job:wait())
+    for i = 1, 3 do assert.equal("neutral", results[i].response.text) end
   end)
 
   it("cancel: canceling maps to cancelling, ended after a cancel to cancelled", function()

@@ -365,7 +365,8 @@ return function(req)
   if host then req.path, req.proxied_host = path, host end
   if req.path:sub(1, 8) == "/__mock/" then return control(req) end
   log[#log + 1] = req
-  local batch_plan = batches.handle(req, function(r) return P.anthropic.check(r, { seq = r.seq }) end)
+  local batch_plan = batches.handle(req, function(r) return P.anthropic.check(r, { seq = r.seq }) end,
+    build_reply)
   if batch_plan then return batch_plan end
   local h = req.headers
   local rt = route(req.path)

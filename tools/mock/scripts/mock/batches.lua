@@ -26,8 +26,9 @@
 --   run     = how many requests (in input order) ran before an expiry or a cancel
 --             (default: half of them)
 --   polls   = polls spent in_progress (default 1)
--- Each request that runs is answered as the chat route would answer it (echo mode:
--- "echo: <last user text>"), so each result says which request it belongs to.
+-- Each request that runs is answered as the chat route would answer it, under the x-mock-*
+-- headers of the request that created the batch (echo mode by default: "echo: <last user
+-- text>", so each result says which request it belongs to; x-mock-script, x-mock-text).
 local json = require "mock.json"
 local O, A, null = json.O, json.A, json.null
 
@@ -117,23 +118,33 @@ end
 
 ---------------------------------------------------------------- running requests
 
--- The answer to one request of a batch: status, decoded body, request id. A request runs
--- as the chat route would run it, with the plan's per-item error if there is one.
-local function run_one(provider, body, custom_id, plan, n)
-  local req = { headers = {}, seq = n }
+-- How a chat route composes its reply (main.lua's build_reply): echo mode and the
+-- x-mock-text / x-mock-script controls, read from the headers of the request that created
+-- the batch. Set by M.handle.
+local render
+
+-- The answer to request n of batch b: status, the body as one line of JSON, request id. A
+-- request runs as its chat route would run it, under the headers of the request that
+-- created the batch, unless the plan gives it an error.
+local function run_one(b, provider, body, custom_id, n)
+  local req = { headers = b.headers or {}, seq = n, method = "POST", path = b.endpoint or "" }
   local ctx = { seq = n, created = os.time() }
   for k, v in pairs(provider.parse(req, type(body) == "table" and body or nil, {})) do ctx[k] = v end
   ctx.stream = false
-  local e = plan.errors and plan.errors[custom_id]
+  local e = b.plan.errors and b.plan.errors[custom_id]
   local r
   if type(e) == "table" then
     ctx.error_type = type(e.type) == "string" and e.type or nil
     ctx.error_message = type(e.message) == "string" and e.message or nil
     r = provider.error(math.tointeger(e.status) or 400, ctx)
   else
-    local text = "echo: " .. (ctx.user_text or "")
-    r = provider.reply({ text = text, deltas = { text }, tool_calls = {}, finish = "stop",
-                         usage = { input = ctx.input_tokens or 1, output = 2 } }, ctx)
+    local reply, err = render(req, ctx, provider)
+    if reply then
+      r = provider.reply(reply, ctx)
+    else
+      ctx.error_message = "llm-mock: " .. tostring(err)
+      r = provider.error(500, ctx)
+    end
   end
   -- The body as one line of JSON: a raw newline in encoded JSON can only be whitespace
   -- between tokens (inside strings it is escaped), so dropping them keeps the value.
@@ -239,7 +250,7 @@ local function oa_finish(b, upto, never)
   for i, line in ipairs(b.lines) do
     local id = "batch_req_mock" .. b.id:sub(-6) .. "_" .. i
     if i <= upto then
-      local status, body, rid = run_one(provider, line.body, line.custom_id, b.plan, i)
+      local status, body, rid = run_one(b, provider, line.body, line.custom_id, i)
       local rec = '{"id":' .. json.str(id) .. ',"custom_id":' .. json.str(line.custom_id)
         .. ',"response":{"status_code":' .. status .. ',"request_id":' .. json.str(rid)
         .. ',"body":' .. body .. '},"error":null}' 
@@ -329,7 +340,7 @@ local function oa_create(req)
   end
   local b = { id = next_id("batch_mock"), endpoint = body.endpoint, input_file_id = f.id,
               completion_window = body.completion_window, status = "validating", created_at = os.time(),
-              total = 0, completed = 0, failed = 0, plan = pop_plan(),
+              total = 0, completed = 0, failed = 0, plan = pop_plan(), headers = req.headers,
               metadata = type(body.metadata) == "table" and body.metadata or nil,
               provider = require("mock.providers." .. ENDPOINTS[body.endpoint]) }
   batches[b.id] = b
@@ -403,7 +414,7 @@ local function an_finish(b, upto, never)
   for i, r in ipairs(b.requests) do
     local result
     if i <= upto then
-      local status, body = run_one(provider, r.params, r.custom_id, b.plan, i)
+      local status, body = run_one(b, provider, r.params, r.custom_id, i)
       if status < 400 then
         result = '{"type":"succeeded","message":' .. body .. "}"
         c.succeeded = c.succeeded + 1
@@ -467,6 +478,7 @@ local function an_create(req)
     return an_error(400, "invalid_request_error", "The batch was rejected (mock).")
   end
   local b = { id = next_id("msgbatch_mock"), anthropic = true, status = "in_progress", created_at = os.time(),
+              headers = req.headers, endpoint = "/v1/messages",
               requests = body.requests, plan = plan, polls_left = math.tointeger(plan.polls) or 1,
               polls = math.tointeger(plan.polls) or 1,
               counts = { processing = #body.requests, succeeded = 0, errored = 0, canceled = 0, expired = 0 } }
@@ -507,8 +519,10 @@ end
 ---------------------------------------------------------------- routing
 
 --- The plan for a batch or file request, or nil when the path is not one of them.
---- `check(req)` is the Anthropic route's header check (a plan when it refuses).
-function M.handle(req, anthropic_check)
+--- `check(req)` is the Anthropic route's header check (a plan when it refuses);
+--- `compose(req, ctx, provider)` composes a chat reply as the chat routes do.
+function M.handle(req, anthropic_check, compose)
+  render = compose
   local path = req.path
   local rest = path:match("^/v1/messages/batches(.*)$")
   if rest then
