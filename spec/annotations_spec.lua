@@ -214,6 +214,7 @@ local function surface()
   llm.await(task)
   local policy = llm.retry.policy{}
   add(methods_of("Policy", policy))
+  add(methods_of("Limiter", llm.limiter{ rpm = 60 }))
   for attempt in policy:attempts() do
     add(methods_of("Attempt", attempt))
     attempt:succeed(true)

@@ -70,9 +70,9 @@ describe("requests that raise before anything is sent", function()
     local ok, err = pcall(llm.client, "openai", { model = "m", api_key = KEY, timeot = 5 })
     assert.is_false(ok)
     assert.matches("unknown option 'timeot' %(did you mean 'timeout'%?%)", err)
-    ok, err = pcall(llm.client, "openai", { api_key = KEY, limiter = {} })  -- not built yet: raises
+    ok, err = pcall(llm.client, "openai", { api_key = KEY, limiter = {} })  -- not a limiter: raises
     assert.is_false(ok)
-    assert.matches("unknown option 'limiter'", err)
+    assert.matches("limiter must be made by llm.limiter", err)
   end)
 
   it("wrong types raise about the user's mistake", function()

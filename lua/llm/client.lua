@@ -38,6 +38,8 @@ return function(env)
   Client.__index = Client
   M.Client = Client
 
+  local release   -- gives a limiter slot back (defined with Client:limited)
+
   local function request_id(headers)
     return headers and (headers["x-request-id"] or headers["request-id"])
   end
@@ -92,6 +94,13 @@ return function(env)
     c.prices = opts.prices
     c.hooks = opts.hooks and copy(opts.hooks)
     c.usage = accounting.new()
+    if opts.limiter ~= nil then
+      if not env.limiters.is(opts.limiter) then
+        error("llm.client: limiter must be made by llm.limiter{...} (of the same llm instance), got "
+          .. type(opts.limiter), 3)
+      end
+      c.limiter = opts.limiter
+    end
     if c.insecure then env.warn_insecure() end
     return c
   end
@@ -356,9 +365,10 @@ return function(env)
   ---@param spec table the transfer spec
   ---@param call? table the call's state (run_call)
   ---@param p? table the provider table that decodes an error
+  ---@param slot? table the call's limiter slot, given back on an error status
   ---@return table? res
   ---@return llm.Error? err
-  function Client:send(spec, call, p)
+  function Client:send(spec, call, p, slot)
     for _ = 0, MAX_REDIRECTS do
       local t0 = now()
       local res, err = http.request(spec, env.debug_sink)
@@ -378,6 +388,7 @@ return function(env)
       else
         if call then call.response = { status = res.status, request_id = rid } end
         if res.status >= 300 then
+          release(slot, res)   -- its rate-limit headers correct the limiter
           return nil, self:http_error(res.status, res.headers, res.body, res.retry_after, res.should_retry, p)
         end
         return res
@@ -417,6 +428,34 @@ return function(env)
     return req, p, self:spec(p.build_request(req), req, streaming), self:policy(req)
   end
 
+  -- Give a limiter slot back with what the response said (nil slot: no limiter).
+  function release(slot, res, usage)
+    if slot then
+      if res then slot:release(res.status, res.headers, usage, res.retry_after)
+      else slot:release() end
+    end
+  end
+
+  --- One attempt under the client's limiter: waits for a slot (a request's token estimate is
+  -- its body size / 4 plus its `max_tokens`), runs `fn(slot)`, and makes sure the slot is
+  -- given back however `fn` ends (`fn` gives it back itself to pass on headers and usage).
+  ---@private
+  ---@param spec table the transfer spec
+  ---@param req table the request (max_tokens, priority)
+  ---@param fn fun(slot: table?): any, any
+  ---@return any ... what fn returns, or nil, err when the wait was cancelled
+  function Client:limited(spec, req, fn)
+    local lim = self.limiter
+    if not lim then return fn(nil) end
+    local cost = math.floor(#(spec.body or "") / 4) + (req.max_tokens or 0)
+    local slot, err = lim:acquire(cost, req.priority)
+    if not slot then return nil, err end
+    local ok, a, b = pcall(fn, slot)
+    if not slot.held then release(slot) end
+    if not ok then error(a, 0) end
+    return a, b
+  end
+
   --- Send a request and wait for the whole reply (yielding inside a task, blocking outside).
   -- Returns the normalized response, or `nil, err` for a failure after the retries.
   ---@param req string|llm.Request a request, or the text of one user message
@@ -427,13 +466,17 @@ return function(env)
     req, p, spec, policy = self:prepare(req, false)
     local call = { model = req.model, method = spec.method, url = spec.url, p = p, accounts = true }
     return self:run_call(call, policy, function()
-      local res, err = self:send(spec, call, p)
-      if not res then return nil, err end
-      local body, jerr = decode_json(res.body)
-      if not body then return nil, jerr end
-      local resp = p.decode_response(body, req)
-      call.response.usage = resp.usage
-      return attach_meta(resp, res)
+      return self:limited(spec, req, function(slot)
+        local res, err = self:send(spec, call, p, slot)
+        if not res then return nil, err end
+        local body, jerr = decode_json(res.body)
+        if not body then release(slot, res); return nil, jerr end
+        local resp = p.decode_response(body, req)
+        call.response.usage = resp.usage
+        release(slot, res, resp.usage)
+        resp.provider = self.name
+        return attach_meta(resp, res)
+      end)
     end)
   end
 
@@ -476,14 +519,19 @@ return function(env)
     local call = { model = type(body) == "table" and type(body.model) == "string" and body.model or nil,
                    method = spec.method, url = spec.url }
     return self:run_call(call, policy, function()
-      local res, err = self:send(spec, call)
-      if not res then return nil, err end
-      local meta = { status = res.status, headers = res.headers, request_id = request_id(res.headers) }
-      if opts.raw then return res.body, meta end
-      if res.body == "" then return json.object(), meta end
-      local v, jerr = decode_json(res.body)
-      if v == nil then return nil, jerr end
-      return v, meta
+      -- a raw call takes a slot (requests, concurrency) but no token estimate: its body may
+      -- be a file upload rather than a prompt
+      return self:limited(spec, nil, function(slot)
+        local res, err = self:send(spec, call, nil, slot)
+        if not res then return nil, err end
+        release(slot, res)
+        local meta = { status = res.status, headers = res.headers, request_id = request_id(res.headers) }
+        if opts.raw then return res.body, meta end
+        if res.body == "" then return json.object(), meta end
+        local v, jerr = decode_json(res.body)
+        if v == nil then return nil, jerr end
+        return v, meta
+      end)
     end)
   end
 
@@ -518,6 +566,20 @@ return function(env)
   ---@return llm.Stream? stream
   ---@return llm.Error? err
   function Client:open_stream(p, spec, req, call)
+    return self:limited(spec, req, function(slot) return self:open_stream_slot(p, spec, req, call, slot) end)
+  end
+
+  --- `open_stream` with its limiter slot (nil without a limiter): the stream holds the slot
+  -- until it ends, is closed or is collected.
+  ---@private
+  ---@param p table the provider table
+  ---@param spec table the transfer spec
+  ---@param req llm.Request
+  ---@param call? table the call's state (run_call)
+  ---@param slot? table the limiter slot
+  ---@return llm.Stream? stream
+  ---@return llm.Error? err
+  function Client:open_stream_slot(p, spec, req, call, slot)
     for _ = 0, MAX_REDIRECTS do
       local hs = http.stream(spec, env.debug_sink)
       local ok, err = hs:wait_headers()
@@ -533,6 +595,7 @@ return function(env)
       elseif hs.status >= 300 then
         if call then call.response = { status = hs.status, request_id = rid } end
         hs:close()
+        release(slot, hs)
         return nil, self:http_error(hs.status, hs.headers, hs.body, hs.retry_after, hs.should_retry, p)
       else
         if call then call.response = { status = hs.status, request_id = rid } end
@@ -541,6 +604,7 @@ return function(env)
                                  finished = false, client = self }, Stream)
         s.status, s.headers = hs.status, hs.headers
         s.request_id = request_id(hs.headers)
+        if slot then s.slot, s.guard = slot, slot:hold() end
         hs:set_sink(s)
         while not s.started and not s.finished do
           local wok, werr = hs:wait()
@@ -605,6 +669,17 @@ return function(env)
     end
   end
 
+  --- Give the stream's limiter slot back (once), with the response headers and `usage`.
+  ---@private
+  ---@param usage? table
+  function Stream:free_slot(usage)
+    local slot = self.slot
+    if slot then
+      self.slot, self.guard = nil, nil
+      slot:release(self.hs.status, self.hs.headers, usage)
+    end
+  end
+
   --- The end of the reply: the transfer's last record (`rec`, with `rec.error` on a
   -- transport failure), or nil when the terminal event arrived.
   ---@private
@@ -625,7 +700,9 @@ return function(env)
     end
     resp.status, resp.headers = self.hs.status, self.hs.headers
     resp.request_id = request_id(self.hs.headers)
+    resp.provider = self.client.name
     self.response = resp
+    self:free_slot(resp.usage)
     self.pending:push({ type = "done", response = resp })
     self.finished, self.started = true, true
     self.hs:close()
@@ -638,6 +715,7 @@ return function(env)
   ---@param ev? table the event that carried it
   function Stream:fail(err, ev)
     if self.finished then return end
+    self:free_slot()
     if self.started then
       self:finish_with(err, ev)
     else
@@ -652,6 +730,7 @@ return function(env)
   ---@param err llm.Error
   ---@param raw_ev? table the provider event that carried it
   function Stream:finish_with(err, raw_ev)
+    self:free_slot()
     self.error = err
     self.pending:push({ type = "error", error = err, raw = raw_ev and errors.redact_value(raw_ev.raw),
                         name = raw_ev and raw_ev.name })
@@ -759,6 +838,7 @@ return function(env)
   -- waiting in another task, which wakes.
   function Stream:close()
     self:settle(nil, true)
+    self:free_slot()
     if not self.finished then
       self.finished = true
       self.error = self.error or errors.new{ kind = "cancelled", message = "stream closed", retryable = false }
@@ -790,6 +870,7 @@ return function(env)
     if started then
       started.status, started.headers = started.hs.status, started.hs.headers
       started:finish_with(err, last == started.early_error and started.early_event or nil)
+      started.failed_before_content = true   -- nothing reached the user (llm.fallback moves on)
       return started
     end
     return nil, err

@@ -40,12 +40,15 @@ local Fake = { __name = "llm.clock.Fake" }
 Fake.__index = Fake
 
 --- A virtual clock starting at `start` (default 0). Time moves only by `advance`, or when the
--- scheduler finds every task asleep and jumps to the next timer.
-function M.fake(start)
-  return setmetatable({ t = start or 0, heap = {}, seq = 0, live = {}, fake = true, jumps = 0 }, Fake)
+-- scheduler finds every task asleep and jumps to the next timer. Its wall-clock time (what
+-- `os.time()` would say) is `epoch + now()` (epoch default 0).
+function M.fake(start, epoch)
+  return setmetatable({ t = start or 0, heap = {}, seq = 0, live = {}, fake = true, jumps = 0,
+                        epoch = epoch or 0 }, Fake)
 end
 
 function Fake:now() return self.t end
+function Fake:wall() return self.epoch + self.t end
 
 local function less(a, b) return a.at < b.at or (a.at == b.at and a.seq < b.seq) end
 

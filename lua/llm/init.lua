@@ -173,6 +173,15 @@ local function build(opts)
     return p
   end
 
+  local limiters = require("llm.limiter").bind(async)
+  env.limiters = limiters
+  --- A rate limiter for clients to share (client option `limiter`): budgets of requests per
+  -- minute, tokens per minute and calls at once, any of the three; it also obeys the
+  -- providers' rate-limit headers. Calls wait their turn by `priority`, then in order.
+  ---@param budgets? { rpm?: number, tpm?: number, concurrency?: integer }
+  ---@return llm.Limiter
+  function M.limiter(budgets) return limiters.new(budgets) end
+
   local clients = require("llm.client")(env)
   local defaults = { provider = nil, options = {} }
 

@@ -20,7 +20,7 @@ end
 M.CLIENT_OPTIONS = set{
   "model", "api_key", "base_url", "timeout", "connect_timeout", "idle_timeout",
   "first_token_timeout", "max_retries", "retry", "headers", "ca_file", "proxy", "insecure",
-  "api", "max_event_size", "prices", "hooks",
+  "api", "max_event_size", "prices", "hooks", "limiter",
 }
 
 --- The hooks a client takes (API §12) and the fields of a price.
@@ -32,7 +32,7 @@ M.REQUEST_FIELDS = set{
   "model", "system", "messages", "max_tokens", "temperature", "top_p", "stop", "tools",
   "tool_choice", "parallel_tool_calls", "reasoning", "response_format", "extra",
   "extra_headers", "extra_query", "timeout", "idle_timeout", "first_token_timeout",
-  "max_retries", "retry", "api",
+  "max_retries", "retry", "api", "priority",
   "cache",   -- cache breakpoints (API §12): Anthropic cache_control; others cache on their own
 }
 
@@ -422,6 +422,7 @@ function M.request(req, p, pname, extra_ok)
   local what = "request"
   local e = check_common(what, req)
     or check_number(what, "max_tokens", req.max_tokens, 1, true)
+    or check_number(what, "priority", req.priority)
     or check_number(what, "temperature", req.temperature, 0)
     or check_number(what, "top_p", req.top_p, 0)
     or check_number(what, "n", req.n, 1, true)
