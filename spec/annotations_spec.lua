@@ -215,6 +215,7 @@ local function surface()
   local policy = llm.retry.policy{}
   add(methods_of("Policy", policy))
   add(methods_of("Limiter", llm.limiter{ rpm = 60 }))
+  add(methods_of("Fallback", llm.fallback{ client }))
   for attempt in policy:attempts() do
     add(methods_of("Attempt", attempt))
     attempt:succeed(true)

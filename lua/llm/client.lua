@@ -441,14 +441,14 @@ return function(env)
   -- given back however `fn` ends (`fn` gives it back itself to pass on headers and usage).
   ---@private
   ---@param spec table the transfer spec
-  ---@param req table the request (max_tokens, priority)
+  ---@param req? table the request (max_tokens, priority); nil: no token estimate
   ---@param fn fun(slot: table?): any, any
   ---@return any ... what fn returns, or nil, err when the wait was cancelled
   function Client:limited(spec, req, fn)
     local lim = self.limiter
     if not lim then return fn(nil) end
-    local cost = math.floor(#(spec.body or "") / 4) + (req.max_tokens or 0)
-    local slot, err = lim:acquire(cost, req.priority)
+    local cost = req and (math.floor(#(spec.body or "") / 4) + (req.max_tokens or 0)) or 0
+    local slot, err = lim:acquire(cost, req and req.priority)
     if not slot then return nil, err end
     local ok, a, b = pcall(fn, slot)
     if not slot.held then release(slot) end

@@ -248,6 +248,16 @@ local function build(opts)
   for name, fn in pairs(tools.methods or {}) do clients.Client[name] = fn end
   for name, fn in pairs(require("llm.batch")(env).methods) do clients.Client[name] = fn end
 
+  local fallbacks = require("llm.fallback")({ clock = clock, Client = clients.Client,
+                                              run_tools = tools.methods.run_tools })
+  --- A client over several clients: `llm.fallback{ gpt, claude, on = {...}, cooldown = 30 }`.
+  -- A call that fails with a listed kind (default overloaded, server, rate_limit, timeout,
+  -- connection) before any content reached the caller moves to the next client, and the one
+  -- that failed is skipped for `cooldown` seconds. `chat`, `stream`, `run_tools`, `conversation`.
+  ---@param spec { [integer]: llm.Client, on?: string[], cooldown?: number } the clients in order, and options
+  ---@return llm.Fallback
+  function M.fallback(spec) return fallbacks.new(spec) end
+
   return M
 end
 
