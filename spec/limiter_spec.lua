@@ -338,3 +338,68 @@ describe("llm.limiter", function()
   end)
 end)
 
+
+describe("the mock's rate limits", function()
+  local lim = require("llm.limiter")
+
+  it("OpenAI routes: honest x-ratelimit-* headers, then a 429 with retry-after, counted", function()
+    mock:limits{ rpm = 2, burst = 2 }
+    local c = mock:client("openai", { max_retries = 0 })
+    local r1 = assert(c:chat("one"))
+    assert.equal("2", r1.headers["x-ratelimit-limit-requests"])
+    assert.equal("1", r1.headers["x-ratelimit-remaining-requests"])
+    local reset = lim.parse_duration(r1.headers["x-ratelimit-reset-requests"])
+    assert.is_true(reset > 25 and reset <= 30, r1.headers["x-ratelimit-reset-requests"])
+    local r2 = assert(c:chat("two"))
+    assert.equal("0", r2.headers["x-ratelimit-remaining-requests"])
+    local r3, err = c:chat("three")
+    assert.is_nil(r3)
+    assert.equal("rate_limit", err.kind)
+    assert.equal(429, err.status)
+    assert.is_true(err.retry_after > 25 and err.retry_after <= 30)
+    assert.equal(1, mock:stats().rate_limited)
+    assert.equal(3, #mock:requests())
+    mock:reset()                                   -- limits off again
+    assert(c:chat("four"))
+    assert.equal(0, mock:stats().rate_limited)
+  end)
+
+  it("Anthropic route: anthropic-ratelimit-* headers with RFC 3339 resets; tokens cost body / 4 + max_tokens", function()
+    mock:limits{ tpm = 1000 }
+    local c = mock:client("anthropic", { max_retries = 0 })
+    local r1 = assert(c:chat{ messages = { { role = "user", content = "hi" } }, max_tokens = 500 })
+    local body = mock:requests()[1].body
+    local left = 1000 - (math.floor(#body / 4) + 500)
+    assert.equal(tostring(left), r1.headers["anthropic-ratelimit-tokens-remaining"])
+    assert.equal("1000", r1.headers["anthropic-ratelimit-tokens-limit"])
+    local at = lim.parse_rfc3339(r1.headers["anthropic-ratelimit-tokens-reset"])
+    assert.is_true(at > os.time() and at <= os.time() + 61)
+    local _, err = c:chat{ messages = { { role = "user", content = "hi" } }, max_tokens = 500 }
+    assert.equal("rate_limit", err.kind)
+    assert.is_true(err.retry_after > 0)
+    assert.equal(1, mock:stats().rate_limited)
+  end)
+
+  it("limits per API key, or globally", function()
+    mock:limits{ rpm = 1, burst = 1 }
+    local a = mock:client("openai", { max_retries = 0, api_key = "sk-a" })
+    local b = mock:client("openai", { max_retries = 0, api_key = "sk-b" })
+    assert(a:chat("1"))
+    assert(b:chat("2"))
+    assert.is_nil(a:chat("3"))
+    mock:reset()
+    mock:limits{ rpm = 1, burst = 1, per = "global" }
+    assert(a:chat("1"))
+    assert.is_nil(b:chat("2"))
+    assert.equal(1, mock:stats().rate_limited)
+  end)
+
+  it("a limiter with no budget of its own, on the real clock, paces to the mock's headers: no 429", function()
+    mock:limits{ rpm = 240, burst = 1 }             -- one request every 0.25 s
+    local L = llm_mod.new()
+    local c = mock:client("openai", { llm = L, limiter = L.limiter{}, max_retries = 0 })
+    for i = 1, 4 do assert(c:chat("q" .. i)) end
+    assert.equal(0, mock:stats().rate_limited)
+    assert.equal(4, #mock:requests())
+  end)
+end)

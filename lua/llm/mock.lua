@@ -262,6 +262,37 @@ function Mock:requests()
   return out
 end
 
+local LIMIT_FIELDS = { rpm = true, tpm = true, burst = true, burst_tokens = true, per = true }
+
+--- Makes the mock enforce rate limits as the providers do: `{ rpm, tpm, burst, burst_tokens,
+--- per = "key" | "global" }` (token buckets refilled rpm / 60 and tpm / 60 a second, holding
+--- `burst` requests and `burst_tokens` tokens, default a full minute's). Replies carry honest
+--- rate-limit headers; a request over a budget gets a 429 with `retry-after`. `{}` turns
+--- limits off, and so does `m:reset()`. See docs/mock.md.
+---@param limits { rpm?: number, tpm?: number, burst?: number, burst_tokens?: number, per?: "key"|"global" }
+---@return llm.Mock self the mock, for chaining
+function Mock:limits(limits)
+  if type(limits) ~= "table" then error("m:limits: expected a table", 2) end
+  for k, v in pairs(limits) do
+    if not LIMIT_FIELDS[k] then error("m:limits: unknown field '" .. tostring(k) .. "'", 2) end
+    if k ~= "per" and (type(v) ~= "number" or v <= 0) then
+      error("m:limits: " .. k .. " must be a positive number", 2)
+    end
+  end
+  if limits.per ~= nil and limits.per ~= "key" and limits.per ~= "global" then
+    error("m:limits: per must be \"key\" or \"global\"", 2)
+  end
+  control_request(self, "POST", "/__mock/limits", json.encode(json.object(limits)))
+  return self
+end
+
+--- The server's counters: `{ connections, open_connections, requests, active, peak_active,
+--- rate_limited }` (`rate_limited`: requests answered 429 by the rate limits).
+---@return table counters
+function Mock:stats()
+  return assert(json.decode(control_request(self, "GET", "/__mock/stats")))
+end
+
 --- Forgets the requests received and the replies still queued.
 ---@return llm.Mock self the mock, for chaining
 function Mock:reset()

@@ -7,6 +7,7 @@ local faults = require "mock.faults"
 local fixtures = require "mock.fixtures"
 local batches = require "mock.batches"
 local media = require "mock.media"
+local ratelimit = require "mock.ratelimit"
 
 local O, A = json.O, json.A
 
@@ -64,7 +65,8 @@ local function control(req)
   if p == "/__mock/stats" then
     local s = core.stats()
     return text_plan(200, json.encode(O("connections", s.connections, "open_connections", s.open_connections,
-      "requests", s.requests, "active", s.active, "peak_active", s.peak_active)), "application/json")
+      "requests", s.requests, "active", s.active, "peak_active", s.peak_active,
+      "rate_limited", ratelimit.counters().limited)), "application/json")
   end
   if p == "/__mock/push" then
     if req.method ~= "POST" then return text_plan(405, "POST a JSON reply to /__mock/push\n") end
@@ -84,8 +86,16 @@ local function control(req)
     end
     return text_plan(200, json.encode(O("queued", batches.push_plan(plan))), "application/json")
   end
+  if p == "/__mock/limits" then
+    if req.method == "GET" then return text_plan(200, ratelimit.config_json(), "application/json") end
+    local c, err = json.decode(req.body)
+    local bad = ratelimit.configure(c or err)
+    if bad then return text_plan(400, "llm-mock: " .. bad .. "\n") end
+    return text_plan(200, ratelimit.config_json(), "application/json")
+  end
   if p == "/__mock/reset" then
     log, counts, queue = {}, {}, { first = 1, last = 0 }
+    ratelimit.reset()
     batches.reset()
     core.reset()
     return text_plan(200, '{"ok":true}', "application/json")
@@ -358,7 +368,7 @@ end
 
 ---------------------------------------------------------------- the handler
 
-return function(req)
+local function handle(req)
   -- Absolute-form targets ("POST http://host/v1/... HTTP/1.1") arrive when a client uses the
   -- mock as its HTTP proxy: serve them as if addressed here, and note the host asked for.
   local host, path = req.path:match("^https?://([^/]+)(/.*)$")
@@ -376,8 +386,9 @@ return function(req)
     ctx.echo_key = echo_key(h, h["x-mock-echo-key"])
     ctx.error_message = ctx.error_message or ("Incorrect API key provided: " .. ctx.echo_key)
   end
+  local body
   if provider then
-    local body = json.decode(req.body)
+    body = json.decode(req.body)
     for k, v in pairs(provider.parse(req, type(body) == "table" and body or nil, rt)) do ctx[k] = v end
   end
 
@@ -403,6 +414,16 @@ return function(req)
   local r
   if provider then r = provider.check(req, ctx) end
   if r then return to_plan(r, {}, shape, ctx, h) end
+
+  -- Rate limits (POST /__mock/limits): a request over a budget gets the provider's 429.
+  local rl = provider and ratelimit.admit(req, rt.provider, type(body) == "table" and body or nil)
+  if rl then
+    req.rate_headers = rl.headers
+    if rl.limited then
+      return to_plan(provider.error(429, ctx, nil, { retry_delay = string.format("%.3fs", rl.wait) }), {},
+        provider, ctx, h)
+    end
+  end
 
   if f["bad-utf8"] then h["x-mock-text"] = "bad \255\254 bytes" end   -- invalid UTF-8 in the reply
   local big_ev = faults.int(f["big-event"])
@@ -447,4 +468,14 @@ return function(req)
     end
   end
   return to_plan(r, f, shape, ctx, h)
+end
+
+return function(req)
+  local plan = handle(req)
+  -- An admitted or refused request under rate limits carries the buckets' headers.
+  if req.rate_headers and type(plan) == "table" then
+    plan.headers = plan.headers or {}
+    for _, x in ipairs(req.rate_headers) do plan.headers[#plan.headers + 1] = x end
+  end
+  return plan
 end
