@@ -259,7 +259,7 @@ describe("llm.limiter", function()
     assert.is_true(near(100, sent[3].t))
   end)
 
-  it("lowers its bucket to what the server says is left", function()
+  it("lowers its bucket to what the server says is left, keeping a bucket's worth in reserve there", function()
     local L, _, sent = instance()
     local lim = L.limiter{ rpm = 6000 }          -- 100 a second, 10 at once
     local c = mock:client("openai", { llm = L, limiter = lim })
@@ -271,10 +271,11 @@ describe("llm.limiter", function()
       for i = 1, 3 do tasks[i] = L.spawn(function() return assert(c:chat("q" .. i)) end) end
       L.gather(tasks)
     end)
-    -- one left: the second goes at once, the third and fourth at the budget's rate
-    assert.is_true(near(0, sent[2].t))
-    assert.is_true(near(0.01, sent[3].t))
-    assert.is_true(near(0.02, sent[4].t))
+    -- one left, and 10 (a bucket) kept in reserve: the bucket is at -9, so the second waits
+    -- for 10 requests' worth (0.1 s), the third and fourth follow at the budget's rate
+    assert.is_true(near(0.1, sent[2].t), "second at " .. sent[2].t)
+    assert.is_true(near(0.11, sent[3].t))
+    assert.is_true(near(0.12, sent[4].t))
   end)
 
   it("a 429 that slips through goes to the retry policy, and holds the queue for retry-after", function()

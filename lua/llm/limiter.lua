@@ -171,7 +171,7 @@ function M.bind(async)
       req = opts.rpm and bucket(opts.rpm, now), tok = opts.tpm and bucket(opts.tpm, now),
       gate = { requests = -math.huge, tokens = -math.huge },
       heap = {}, seq = 0, queued = 0, in_flight = 0, waited = 0,
-      granted = 0, tokens_granted = 0, held_by_streams = 0, collected = {},
+      granted = 0, tokens_granted = 0, held_by_streams = 0, collected = {}, unresumed = 0,
       async = async,
     }, Limiter)
   end
@@ -201,6 +201,9 @@ function M.bind(async)
   function Limiter:blocked_for(e, now)
     local w = 0
     if self.concurrency and self.in_flight >= self.concurrency then w = math.huge end
+    -- Calls given a slot but not yet resumed (their tasks wait behind others in the
+    -- scheduler) would leave together later: no more than a bucket's worth of them.
+    if self.req and self.unresumed >= self.req.cap then w = math.huge end
     local g = math.max(self.gate.requests, self.gate.tokens)
     if g > now then w = math.max(w, g - now) end
     local b = self.req
@@ -226,7 +229,10 @@ function M.bind(async)
     self.waited = self.waited + (now - e.at)
     e.slot = setmetatable({ lim = self, cost = e.cost, grant_no = self.granted,
                             tokens_no = self.tokens_granted, at = now }, Slot)
-    if e.fut then e.fut:resolve(e.slot) end
+    if e.fut then
+      self.unresumed = self.unresumed + 1
+      e.fut:resolve(e.slot)
+    end
   end
 
   --- Run `pump` again in `delay` seconds (one timer at a time, the earliest wanted).
@@ -299,6 +305,7 @@ function M.bind(async)
     if e.slot then return e.slot end
     e.fut = async.future()
     local slot, err = async.wait(e.fut, function()
+      if e.slot then self.unresumed = self.unresumed - 1; e.resumed = true end
       if e.slot then
         e.slot:release()
       elseif not e.cancelled then
@@ -307,6 +314,11 @@ function M.bind(async)
         self:pump()
       end
     end)
+    if e.slot and not e.resumed then
+      e.resumed = true
+      self.unresumed = self.unresumed - 1
+      if self.heap[1] then self:pump() end
+    end
     if not slot then return nil, err or errors.new{ kind = "cancelled", message = "cancelled" } end
     return slot
   end
@@ -332,7 +344,10 @@ function M.bind(async)
       -- What the server had left when it answered, minus what was sent since.
       local since = dim == "requests" and (self.granted - slot.grant_no)
                                        or (self.tokens_granted - slot.tokens_no)
-      local avail = remaining - since
+      -- Keep a bucket's worth in reserve at the server: calls that left late and together
+      -- (a busy scheduler) must not empty it, and a bucket that ran low is given time to
+      -- refill before more go.
+      local avail = remaining - since - b.cap
       refill(b, now)
       if avail < b.level then b.level = avail end
     end
