@@ -7,7 +7,8 @@
 # the throughput stream; default 200000), BENCH_STREAMS, BENCH_FANOUT_EVENTS,
 # BENCH_FANOUT_DELAY_MS (fan-out shape; default 1000 streams x 20 events, 5 ms apart),
 # BENCH_FRAME_STREAMS, BENCH_FRAME_EVENTS, BENCH_FRAME_DELAY_MS (the frame loop; default 100
-# live streams x 300 events, 20 ms apart), BENCH_CASES (default "stream fanout frame").
+# live streams x 300 events, 20 ms apart), BENCH_CASES (default "stream fanout frame limiter"),
+# BENCH_LIMITER_REQUESTS (calls queued against the rate-limited mock; default 2000).
 # Every measurement is its own process, so CPU time and peak RSS are per client.
 set -eu
 
@@ -23,7 +24,7 @@ FDELAY=${BENCH_FANOUT_DELAY_MS:-5}
 FSTREAMS=${BENCH_FRAME_STREAMS:-100}
 FRAME_EVENTS=${BENCH_FRAME_EVENTS:-300}
 FRAME_DELAY=${BENCH_FRAME_DELAY_MS:-20}
-CASES=${BENCH_CASES:-stream fanout frame}
+CASES=${BENCH_CASES:-stream fanout frame limiter}
 LIMIT=60      # seconds any one measurement may take
 has_case() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -139,3 +140,10 @@ echo "libcurl: $(env -u LD_PRELOAD curl --version | head -n 1)"
 echo "build:   $BUILD (${build_type:-RelWithDebInfo, the default}), fd limit $(ulimit -n)"
 lua5.4 "$ROOT/bench/report.lua" "$RESULTS" "$EXPECT_STREAM" "$EXPECT_FANOUT" "$STREAMS" \
   "$EVENTS" "$FEVENTS" "$FDELAY" "$FSTREAMS" "$FRAME_EVENTS" "$FRAME_DELAY"
+
+# The limiter against a mock enforcing 60 requests/s (its own server; one run of ~35 s).
+if has_case limiter; then
+  echo
+  LLM_MOCK_BIN="$BUILD/llm-mock" timeout 180 lua5.4 "$ROOT/bench/limiter.lua" \
+    --requests "${BENCH_LIMITER_REQUESTS:-2000}" --rps 60 | grep -v '^RESULT ' || echo "bench: limiter failed" >&2
+fi
