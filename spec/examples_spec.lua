@@ -11,7 +11,7 @@ local function run(example)
   -- LLM_EXAMPLE_SEED makes the examples that draw random numbers repeatable.
   -- Under the interpreter of the build under test.
   local out, code = V.run(string.format("cd %s && env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u GEMINI_API_KEY "
-    .. "-u OLLAMA_BASE_URL LLM_EXAMPLE_SEED=7 LLM_MOCK_URL=%s %s examples/%s",
+    .. "-u OLLAMA_BASE_URL LLM_EXAMPLE_SEED=7 LLM_BULK_COUNT=200 LLM_MOCK_URL=%s %s examples/%s",
     os.getenv("LLM_ROOT") or ".", mock.url, V.lua, example))
   return code == 0, out
 end
@@ -34,6 +34,8 @@ local EXPECT = {
                      "gemini%s+echo: .*%[file application/pdf 581 bytes%]", "ollama%s+ollama: file parts are not supported" },
   ["extract.lua"] = { 'openai%s+partial: {"title":"Casablanca"}', 'anthropic partial: {"title":"Casablanca","year":1942}',
                       "anthropic parsed:  Casablanca %(1942%), Humphrey Bogart, Ingrid Bergman, Paul Henreid" },
+  ["bulk.lua"] = { "200 texts labelled", "positive%s+60\n", "negative%s+80\n", "neutral%s+60\n",
+                   "200/200 labelled", "calls failed: 0; the server answered 429 to 0" },
   ["luv.lua"] = { "It is sunny in Paris and raining in Tokyo%.\n", "luv: %d+ wake%-ups, %d+ text deltas, 2 tool calls" },
 }
 
