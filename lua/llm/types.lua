@@ -24,6 +24,7 @@
 ---@field proxy? string an HTTP(S) proxy URL
 ---@field insecure? boolean turn TLS verification off (prints one warning)
 ---@field max_event_size? integer bytes one stream event may have (16 MiB)
+---@field limiter? llm.Limiter a rate limiter (`llm.limiter{...}`) this client's calls wait for; clients may share one
 ---@field prices? table<string, llm.Price> US dollars per million tokens, by model: makes `client.usage.cost` a number
 ---@field hooks? llm.Hooks functions called around every request
 
@@ -107,6 +108,7 @@
 ---@field first_token_timeout? number
 ---@field max_retries? integer
 ---@field retry? llm.Policy
+---@field priority? number with a limiter: calls that queue go highest first (0)
 
 --- One message of a conversation; `resp.message` has this shape.
 ---@class llm.Message
@@ -165,6 +167,7 @@
 ---@field status? integer the HTTP status
 ---@field headers? table<string, string> the response headers (lower-case names)
 ---@field request_id? string
+---@field provider string the answering client's provider name (with `llm.fallback`: the one that served it)
 ---@field steps? table[] `run_tools`: the calls and results of each round
 ---@field messages? llm.Message[] `run_tools`: the whole transcript
 
