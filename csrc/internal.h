@@ -11,6 +11,7 @@
 #define LLM_TRANSFER "llm.Transfer"
 
 #define LLM_DEFAULT_MAX_EVENT (16u * 1024u * 1024u)
+#define LLM_REPORT_PIECE 64u   /* stream events per "events" record: a step stops between pieces */
 #define LLM_DEFAULT_MAX_BODY (64u * 1024u * 1024u)
 
 struct transfer;
@@ -87,7 +88,9 @@ double llm_transfer_deadline(struct transfer *t);      /* nearest own deadline, 
 int llm_transfer_fire(struct transfer *t, double now);  /* its heap deadline came: act or re-arm;
                                                            1 when it started the transfer */
 size_t *llm_transfer_heap_index(struct transfer *t);   /* its slot in the heap, or SIZE_MAX */
-int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n);  /* [-0, +0] */
+/* [-0, +0] appends t's records; at most *left events (decremented), in pieces of at most
+ * LLM_REPORT_PIECE; a transfer with events left stays dirty */
+int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n, size_t *left);
 void llm_transfer_detach_all(struct loop *lp);         /* loop closing */
 struct transfer *llm_transfer_next(struct transfer *t);
 lua_Integer llm_transfer_id(struct transfer *t);

@@ -523,8 +523,355 @@ static int json_decode(lua_State *L) {
   return 2;
 }
 
+/* ---- Fast paths: the text of the common stream events without building their tables ----
+ *
+ * A stream of text deltas decodes, per event, a few nested tables only to read one string
+ * out of them. The functions below read that string (and the one or two fields that decide
+ * what the event means) straight from the text, and validate the rest of the document
+ * without building anything, accepting exactly what json_decode accepts. Whenever anything
+ * is unusual (another shape, a field the normalization would read, a duplicate of such a
+ * field, an escaped key, bad JSON) they return nothing and the caller decodes the event in
+ * full, so the normalized events are the same either way. */
+
+/* Skips a string whose opening quote is at p[-1]; the same strings as parse_string. */
+static const char *skip_string(struct json_parser *jp, const char *p) {
+  for (;;) {
+    while (!str_stop[(unsigned char)*p])
+      p++;
+    if (*p == '"')
+      return p + 1;
+    if (*p == '\\') {
+      switch (p[1]) {
+      case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+        p += 2;
+        continue;
+      case 'u':
+        if (hex4((const unsigned char *)p + 2) < 0)
+          return fail(jp, p, "bad \\u escape");
+        p += 6;
+        continue;
+      default:
+        return fail(jp, p, "bad escape");
+      }
+    }
+    if ((unsigned char)*p >= 0x80) {   /* invalid UTF-8 is replaced, never an error */
+      p++;
+      continue;
+    }
+    return fail(jp, p, "control character in string");   /* also the end of the input */
+  }
+}
+
+/* Skips a number at p; the same literals as parse_number (every one of them converts). */
+static const char *skip_number(struct json_parser *jp, const char *p) {
+  if (*p == '-')
+    p++;
+  if (*p == '0') {
+    p++;
+    if (IS_DIGIT(*p))
+      return fail(jp, p, "leading zero in number");
+  } else if (IS_DIGIT(*p)) {
+    while (IS_DIGIT(*p))
+      p++;
+  } else {
+    return fail(jp, p, "unexpected character");
+  }
+  if (*p == '.') {
+    p++;
+    if (!IS_DIGIT(*p))
+      return fail(jp, p, "digit expected after '.'");
+    while (IS_DIGIT(*p))
+      p++;
+  }
+  if (*p == 'e' || *p == 'E') {
+    p++;
+    if (*p == '+' || *p == '-')
+      p++;
+    if (!IS_DIGIT(*p))
+      return fail(jp, p, "digit expected in exponent");
+    while (IS_DIGIT(*p))
+      p++;
+  }
+  return p;
+}
+
+/* Skips the value at p (whitespace skipped) at nesting `depth`, as parse_value would read it. */
+static const char *skip_value(struct json_parser *jp, const char *p, int depth) {
+  switch (*p) {
+  case '"':
+    return skip_string(jp, p + 1);
+  case '{': case '[': {
+    char close = *p == '{' ? '}' : ']';
+    if (depth >= JSON_MAX_DEPTH)
+      return fail(jp, p, "nesting too deep");
+    p = skip_ws(p + 1);
+    if (*p == close)
+      return p + 1;
+    for (;;) {
+      if (close == '}') {
+        if (*p != '"' || (p = skip_string(jp, p + 1)) == NULL)
+          return fail(jp, p, "expected a string key");
+        p = skip_ws(p);
+        if (*p != ':')
+          return fail(jp, p, "expected ':'");
+        p = skip_ws(p + 1);
+      }
+      if ((p = skip_value(jp, p, depth + 1)) == NULL)
+        return NULL;
+      p = skip_ws(p);
+      if (*p == ',') {
+        p = skip_ws(p + 1);
+        continue;
+      }
+      if (*p == close)
+        return p + 1;
+      return fail(jp, p, "expected ',' or a closing bracket");
+    }
+  }
+  case '-': case '0': case '1': case '2': case '3': case '4':
+  case '5': case '6': case '7': case '8': case '9':
+    return skip_number(jp, p);
+  case 't':
+    return jp->end - p >= 4 && memcmp(p, "true", 4) == 0 ? p + 4 : fail(jp, p, "bad literal");
+  case 'f':
+    return jp->end - p >= 5 && memcmp(p, "false", 5) == 0 ? p + 5 : fail(jp, p, "bad literal");
+  case 'n':
+    return jp->end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : fail(jp, p, "bad literal");
+  }
+  return fail(jp, p, "unexpected character");
+}
+
+/* The next member of an object whose '{' was read (*first = 1 before the first call). Returns
+ * 1 with the key's raw bytes and *pp at the value, 0 at the closing brace (*pp after it), -1
+ * for malformed input or a key that is not plain ASCII without escapes (it might spell a key
+ * the caller looks for: the full decoder decides). */
+static int member(const char **pp, int *first, const char **key, size_t *klen) {
+  const char *p = skip_ws(*pp);
+  if (*p == '}') {
+    *pp = p + 1;
+    return 0;
+  }
+  if (!*first) {
+    if (*p != ',')
+      return -1;
+    p = skip_ws(p + 1);      /* a '}' here (a trailing comma) is no key: -1 below */
+  }
+  *first = 0;
+  if (*p != '"')
+    return -1;
+  *key = ++p;
+  while (!str_stop[(unsigned char)*p])
+    p++;
+  if (*p != '"')
+    return -1;
+  *klen = (size_t)(p - *key);
+  p = skip_ws(p + 1);
+  if (*p != ':')
+    return -1;
+  *pp = skip_ws(p + 1);
+  return 1;
+}
+
+#define KEY_IS(lit) (klen == sizeof(lit) - 1 && memcmp(key, lit, sizeof(lit) - 1) == 0)
+/* The value at *pp is the string `lit` written without escapes; on a match *pp moves
+ * past it. */
+static int string_is(struct json_parser *jp, const char **pp, const char *lit, size_t n) {
+  const char *p = *pp;
+  if ((size_t)(jp->end - p) < n + 2 || p[0] != '"' || memcmp(p + 1, lit, n) != 0 || p[n + 1] != '"')
+    return 0;
+  *pp = p + n + 2;
+  return 1;
+}
+#define STRING_IS(pp, lit) string_is(&jp, pp, lit, sizeof(lit) - 1)
+
+/* The value at *pp is null; *pp moves past it. */
+static int null_at(struct json_parser *jp, const char **pp) {
+  if (jp->end - *pp >= 4 && memcmp(*pp, "null", 4) == 0) {
+    *pp += 4;
+    return 1;
+  }
+  return 0;
+}
+
+/* Pushes the string at *pp (decoded as json_decode does) and moves past it. [-0, +1] on success */
+static int push_string(struct json_parser *jp, const char **pp) {
+  if (**pp != '"')
+    return 0;
+  *pp = parse_string(jp, *pp + 1);
+  return *pp != NULL;
+}
+
+#define FAST_INIT(L, s, len) \
+  struct json_parser jp = { .L = L, .text = s, .end = s + len, .err = NULL, .err_at = NULL, \
+                            .array_mt = 0, .object_mt = 0, .null = 0 }
+/* Skips the member value at p (nesting `depth`) or gives up. */
+#define SKIP(p, depth) do { if (((p) = skip_value(&jp, (p), (depth))) == NULL) return 0; } while (0)
+
+/* core.fast_chat_text(s) -> text | nothing. A Chat Completions chunk whose only news is a
+ * text delta of choice 0: exactly one choice, its index absent, null or 0, its delta with a
+ * non-empty string `content` and null (or absent) refusal, reasoning, reasoning_content and
+ * tool_calls, its finish_reason null or absent; no usage or error (null is fine). Every
+ * other member is skipped (validated). */
+static int fast_chat_text(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len), *p, *key;
+  size_t klen;
+  int first = 1, r, have_choices = 0, have_text = 0;
+  FAST_INIT(L, s, len);
+  lua_settop(L, 1);
+  p = skip_ws(s);
+  if (*p++ != '{')
+    return 0;
+  while ((r = member(&p, &first, &key, &klen)) == 1) {
+    if (KEY_IS("choices")) {
+      int cfirst = 1, seen = 0;
+      if (have_choices++ || *p++ != '[')
+        return 0;
+      p = skip_ws(p);
+      if (*p++ != '{')            /* exactly one choice, an object */
+        return 0;
+      while ((r = member(&p, &cfirst, &key, &klen)) == 1) {
+        if (KEY_IS("index")) {
+          if (seen & 1) return 0;
+          seen |= 1;
+          if (*p == '0' && !IS_DIGIT(p[1]) && p[1] != '.' && p[1] != 'e' && p[1] != 'E') p++;
+          else if (!null_at(&jp, &p)) return 0;
+        } else if (KEY_IS("finish_reason")) {
+          if (seen & 2) return 0;
+          seen |= 2;
+          if (!null_at(&jp, &p)) return 0;
+        } else if (KEY_IS("delta")) {
+          int dfirst = 1, dseen = 0;
+          if (seen & 4) return 0;
+          seen |= 4;
+          if (*p++ != '{') return 0;
+          while ((r = member(&p, &dfirst, &key, &klen)) == 1) {
+            if (KEY_IS("content")) {
+              if (dseen++ || !push_string(&jp, &p)) return 0;
+              have_text = 1;
+            } else if (KEY_IS("refusal") || KEY_IS("reasoning") || KEY_IS("reasoning_content") ||
+                       KEY_IS("tool_calls")) {
+              if (!null_at(&jp, &p)) return 0;   /* (a repeat of a null is still null) */
+            } else {
+              SKIP(p, 4);
+            }
+          }
+          if (r < 0) return 0;
+        } else {
+          SKIP(p, 3);
+        }
+      }
+      if (r < 0) return 0;
+      p = skip_ws(p);
+      if (*p++ != ']')
+        return 0;
+    } else if (KEY_IS("usage") || KEY_IS("error")) {
+      if (!null_at(&jp, &p)) return 0;
+    } else {
+      SKIP(p, 1);
+    }
+  }
+  if (r < 0 || !have_text || skip_ws(p) != jp.end)
+    return 0;
+  if (lua_rawlen(L, -1) == 0)
+    return 0;
+  return 1;
+}
+
+/* core.fast_anthropic_text(s) -> index, text | nothing. A content_block_delta whose delta is
+ * a text_delta with a non-empty string `text`; `index` an integer literal. */
+static int fast_anthropic_text(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len), *p, *key;
+  size_t klen;
+  int first = 1, r, seen = 0;
+  FAST_INIT(L, s, len);
+  lua_settop(L, 1);
+  lua_pushnil(L);                 /* 2: the index */
+  lua_pushnil(L);                 /* 3: the text */
+  p = skip_ws(s);
+  if (*p++ != '{')
+    return 0;
+  while ((r = member(&p, &first, &key, &klen)) == 1) {
+    if (KEY_IS("type")) {
+      if ((seen & 1) || !STRING_IS(&p, "content_block_delta")) return 0;
+      seen |= 1;
+    } else if (KEY_IS("index")) {
+      const char *q = p;
+      int64_t v = 0;
+      if (seen & 2) return 0;
+      seen |= 2;
+      while (IS_DIGIT(*q) && q - p < 9) v = v * 10 + (*q++ - '0');
+      if (q == p || (*p == '0' && q - p > 1) || IS_DIGIT(*q) || *q == '.' || *q == 'e' || *q == 'E')
+        return 0;
+      lua_pushinteger(L, (lua_Integer)v);
+      lua_replace(L, 2);
+      p = q;
+    } else if (KEY_IS("delta")) {
+      int dfirst = 1, dseen = 0;
+      if (seen & 4) return 0;
+      seen |= 4;
+      if (*p++ != '{') return 0;
+      while ((r = member(&p, &dfirst, &key, &klen)) == 1) {
+        if (KEY_IS("type")) {
+          if ((dseen & 1) || !STRING_IS(&p, "text_delta")) return 0;
+          dseen |= 1;
+        } else if (KEY_IS("text")) {
+          if ((dseen & 2) || !push_string(&jp, &p)) return 0;
+          dseen |= 2;
+          lua_replace(L, 3);
+        } else {
+          SKIP(p, 2);
+        }
+      }
+      if (r < 0 || dseen != 3) return 0;
+    } else {
+      SKIP(p, 1);
+    }
+  }
+  if (r < 0 || seen != 7 || skip_ws(p) != jp.end || lua_rawlen(L, 3) == 0)
+    return 0;
+  return 2;
+}
+
+/* core.fast_responses_text(s) -> text | nothing. A Responses API event of type
+ * response.output_text.delta with a non-empty string `delta`. */
+static int fast_responses_text(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len), *p, *key;
+  size_t klen;
+  int first = 1, r, seen = 0;
+  FAST_INIT(L, s, len);
+  lua_settop(L, 1);
+  lua_pushnil(L);                 /* 2: the text */
+  p = skip_ws(s);
+  if (*p++ != '{')
+    return 0;
+  while ((r = member(&p, &first, &key, &klen)) == 1) {
+    if (KEY_IS("type")) {
+      if ((seen & 1) || !STRING_IS(&p, "response.output_text.delta")) return 0;
+      seen |= 1;
+    } else if (KEY_IS("delta")) {
+      if ((seen & 2) || !push_string(&jp, &p)) return 0;
+      seen |= 2;
+      lua_replace(L, 2);
+    } else {
+      SKIP(p, 1);
+    }
+  }
+  if (r < 0 || seen != 3 || skip_ws(p) != jp.end || lua_rawlen(L, 2) == 0)
+    return 0;
+  return 1;
+}
+
 /* [-0, +0] with the core module table on top. */
 void llm_json_register(lua_State *L) {
   lua_pushcfunction(L, json_decode);
   lua_setfield(L, -2, "json_decode");
+  lua_pushcfunction(L, fast_chat_text);
+  lua_setfield(L, -2, "fast_chat_text");
+  lua_pushcfunction(L, fast_anthropic_text);
+  lua_setfield(L, -2, "fast_anthropic_text");
+  lua_pushcfunction(L, fast_responses_text);
+  lua_setfield(L, -2, "fast_responses_text");
 }

@@ -227,16 +227,20 @@ static void drain_info(struct loop *lp) {
   }
 }
 
-/* loop:step(timeout, budget) -> records, more. Performs the I/O that is ready, fires due
- * timers and deadlines, and returns what completed: every fired timer, then the reports of
- * transfers with news, oldest first, until `budget` seconds (default 0.0005) are spent
- * (checked between transfers; at least one is reported). `more` is true when reports were
+/* loop:step(timeout, budget, max_events) -> records, more. Performs the I/O that is ready,
+ * fires due timers and deadlines, and returns what completed: every fired timer, then the
+ * reports of transfers with news, oldest first, until `budget` seconds (default 0.0005) are
+ * spent or `max_events` stream events (default: no limit) are out (checked between reports;
+ * at least one is made). A transfer's queued events go out in pieces of at most
+ * LLM_REPORT_PIECE, in order; what is left waits for the next call. `more` is true when reports were
  * left for the next step, which then does not wait. Waits at most `timeout` seconds for I/O
  * (0: never blocks) and only when nothing is ready. */
 static int loop_step(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
   double timeout = luaL_optnumber(L, 2, 0);
   double budget = luaL_optnumber(L, 3, 0.0005);
+  lua_Integer max_arg = luaL_optinteger(L, 4, -1);
+  size_t max_events = max_arg < 0 ? SIZE_MAX : (size_t)max_arg;
   double now, left, start = llm_now();
   int i, wait_ms, nrec = 0, more, started = 0;
 
@@ -276,8 +280,8 @@ static int loop_step(lua_State *L) {
   {
     int reported = 0;
     while (lp->dirty != NULL) {   /* the budget counts reporting, not the wait above */
-      if (reported > 0 && llm_now() - now >= budget) { lp->deferred++; break; }
-      llm_transfer_report(L, lp->dirty, lua_gettop(L), &nrec);
+      if (reported > 0 && (max_events == 0 || llm_now() - now >= budget)) { lp->deferred++; break; }
+      llm_transfer_report(L, lp->dirty, lua_gettop(L), &nrec, &max_events);
       reported++;
     }
   }

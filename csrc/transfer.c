@@ -46,6 +46,7 @@ struct transfer {
   int got_content;                  /* Lua has reported a content event (t:content()) */
   struct sse sse;
   struct sse_queue queue;
+  size_t qpos;                      /* where the queue's unreported events begin */
   struct buf body, hdrs, debug;
   size_t max_body;
   int verbose;
@@ -192,6 +193,7 @@ static int on_debug(CURL *easy, curl_infotype type, char *p, size_t n, void *ud)
 static void reset_response(struct transfer *t) {
   sse_reset(&t->sse);
   sse_queue_clear(&t->queue);
+  t->qpos = 0;
   buf_reset(&t->body);
   buf_reset(&t->hdrs);
   t->status = 0;
@@ -453,7 +455,7 @@ static void push_error(lua_State *L, struct transfer *t) {
  * the dirty list first and anchored on the stack through the loop's weak map (loop at 1), so
  * a collection during the Lua allocations below cannot free it; a transfer whose object is
  * already unreachable reports nothing (its __gc detaches it). */
-int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n) {
+int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n, size_t *left) {
   int top = lua_gettop(L);
   unlink_dirty(t);
   lua_getiuservalue(L, 1, 1);
@@ -475,28 +477,52 @@ int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n) {
     lua_setfield(L, rec, "headers");
     lua_rawseti(L, records, ++*n);
   }
-  if (t->queue.count > 0) {
-    size_t pos = 0;
+  if (t->queue.count > 0 && *left > 0) {
+    /* One piece of the queue: { type = "events", id, n, data1..datan, names = {[i] = name},
+     * ids = {[i] = id} } (names and ids only when some event has one). The rest stays queued
+     * and the transfer dirty, so a step can stop between pieces. Each event leaves the queue
+     * as it is copied out: a memory error cannot report one twice. */
+    size_t k = t->queue.count < LLM_REPORT_PIECE ? t->queue.count : LLM_REPORT_PIECE;
     struct sse_event ev;
-    lua_Integer i = 0;
-    push_record(L, t, "events");
-    lua_createtable(L, (int)t->queue.count, 0);
-    while (sse_queue_next(&t->queue, &pos, &ev)) {
-      lua_createtable(L, 0, 3);
-      if (ev.name) { lua_pushlstring(L, ev.name, ev.name_len); lua_setfield(L, -2, "name"); }
-      lua_pushlstring(L, ev.data, ev.data_len); lua_setfield(L, -2, "data");
-      if (ev.id) { lua_pushlstring(L, ev.id, ev.id_len); lua_setfield(L, -2, "id"); }
-      lua_rawseti(L, -2, ++i);
+    lua_Integer i;
+    int rec, names = 0, ids = 0;
+    if (k > *left) k = *left;
+    lua_createtable(L, (int)k, 5);
+    rec = lua_gettop(L);
+    lua_pushliteral(L, "events"); lua_setfield(L, rec, "type");
+    lua_pushinteger(L, t->id); lua_setfield(L, rec, "id");
+    for (i = 1; i <= (lua_Integer)k; i++) {
+      if (!sse_queue_next(&t->queue, &t->qpos, &ev)) break;
+      t->queue.count--;
+      lua_pushlstring(L, ev.data, ev.data_len);
+      lua_rawseti(L, rec, i);
+      if (ev.name) {
+        if (!names) { lua_newtable(L); names = lua_gettop(L); }
+        lua_pushlstring(L, ev.name, ev.name_len);
+        lua_rawseti(L, names, i);
+      }
+      if (ev.id) {
+        if (!ids) { lua_newtable(L); ids = lua_gettop(L); }
+        lua_pushlstring(L, ev.id, ev.id_len);
+        lua_rawseti(L, ids, i);
+      }
     }
-    sse_queue_clear(&t->queue);
-    lua_setfield(L, -2, "events");
+    *left -= (size_t)(i - 1);
+    lua_pushinteger(L, i - 1); lua_setfield(L, rec, "n");
+    if (names) { lua_pushvalue(L, names); lua_setfield(L, rec, "names"); }
+    if (ids) { lua_pushvalue(L, ids); lua_setfield(L, rec, "ids"); }
+    lua_settop(L, rec);
     lua_rawseti(L, records, ++*n);
+    if (t->queue.count == 0) {
+      sse_queue_clear(&t->queue);
+      t->qpos = 0;
+    }
   }
   if (t->held && t->queue.count == 0 && t->state == ST_RUNNING) {   /* the batch is out: read on */
     t->held = 0;
     if (!t->paused && t->attached) curl_easy_pause(t->easy, CURLPAUSE_CONT);
   }
-  if (t->state == ST_DONE && !t->done_reported) {
+  if (t->state == ST_DONE && !t->done_reported && t->queue.count == 0) {
     int rec;
     t->done_reported = 1;
     push_record(L, t, "done");
@@ -518,6 +544,7 @@ int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n) {
     lua_setfield(L, rec, "error");
     lua_rawseti(L, records, ++*n);
   }
+  if (t->queue.count > 0) llm_transfer_mark_dirty(t);   /* the rest: a later piece */
   lua_settop(L, top);
   return 1;
 }
@@ -607,15 +634,22 @@ void llm_transfer_detach_all(struct loop *lp) {
   lp->ntransfers = 0;
 }
 
+/* __index: a method from the methods table (upvalue 1), else a field by its number in the
+ * fields table (upvalue 2): two table lookups, no string comparison. */
+enum { FIELD_ID = 1, FIELD_STATUS, FIELD_PENDING };
 static int transfer_index(lua_State *L) {
   struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
-  const char *k = luaL_checkstring(L, 2);
-  if (strcmp(k, "id") == 0) { lua_pushinteger(L, t->id); return 1; }
-  if (strcmp(k, "status") == 0) { lua_pushinteger(L, t->status); return 1; }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "methods");
-  lua_getfield(L, -1, k);
-  return 1;
+  lua_settop(L, 2);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(2));
+  switch ((int)lua_tointeger(L, -1)) {
+    case FIELD_ID: lua_pushinteger(L, t->id); return 1;
+    case FIELD_STATUS: lua_pushinteger(L, t->status); return 1;
+    case FIELD_PENDING: lua_pushinteger(L, (lua_Integer)t->queue.count); return 1;   /* events queued in C */
+    default: lua_pushnil(L); return 1;
+  }
 }
 
 static int transfer_tostring(lua_State *L) {
@@ -821,7 +855,7 @@ static const luaL_Reg transfer_methods[] = {
 };
 
 static const luaL_Reg transfer_metamethods[] = {
-  {"__gc", transfer_close}, {"__close", transfer_close}, {"__index", transfer_index},
+  {"__gc", transfer_close}, {"__close", transfer_close},
   {"__tostring", transfer_tostring}, {NULL, NULL}
 };
 
@@ -829,6 +863,13 @@ void llm_transfer_register(lua_State *L) {
   luaL_newmetatable(L, LLM_TRANSFER);
   luaL_setfuncs(L, transfer_metamethods, 0);
   luaL_newlib(L, transfer_methods);
-  lua_setfield(L, -2, "methods");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "methods");
+  lua_createtable(L, 0, 3);                       /* the fields __index answers */
+  lua_pushinteger(L, FIELD_ID); lua_setfield(L, -2, "id");
+  lua_pushinteger(L, FIELD_STATUS); lua_setfield(L, -2, "status");
+  lua_pushinteger(L, FIELD_PENDING); lua_setfield(L, -2, "pending");
+  lua_pushcclosure(L, transfer_index, 2);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

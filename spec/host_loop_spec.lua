@@ -233,6 +233,54 @@ describe("a bounded step", function()
     assert.is_true(st.handed_out >= 15000)
   end)
 
+  it("gets a transfer's queued events from the core in pieces: in order, the end after the last", function()
+    local L = llm.new()
+    local words = {}
+    for i = 1, 1000 do words[i] = "w" .. i end
+    local t = L.loop:transfer({ method = "POST", url = mock.url .. "/v1/chat/completions",
+      body = '{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}',
+      headers = { ["content-type"] = "application/json", ["x-mock-events"] = "1000",
+                  ["x-mock-text"] = table.concat(words, " ") }, framing = "sse" })
+    local recs, more = {}, nil
+    local function take(max)
+      local r
+      r, more = L.loop:step(0.01, 1, max)
+      for _, rec in ipairs(r) do
+        if rec.id == t.id then recs[#recs + 1] = rec end
+      end
+    end
+    -- No event handed out (max_events 0) until the whole reply waits in C: role, 1,000
+    -- deltas, finish, [DONE].
+    local guard = 0
+    while t.pending < 1003 and guard < 100000 do take(0); guard = guard + 1 end
+    assert.equal(1003, t.pending)
+    for _, rec in ipairs(recs) do assert.not_equal("events", rec.type) end
+    local before = #recs
+    take(100)                                  -- 100 events: a full piece and the rest
+    assert.is_true(more)
+    assert.equal(903, t.pending)
+    assert.same({ 64, 36 }, { recs[before + 1].n, recs[before + 2].n })
+    while more do take() end
+    assert.equal(0, t.pending)
+    local datas, last = {}, nil
+    for i, rec in ipairs(recs) do
+      if rec.type == "events" then
+        assert.is_true(rec.n <= 64)
+        for j = 1, rec.n do datas[#datas + 1] = rec[j] end
+      elseif rec.type == "done" then
+        last = i
+      end
+    end
+    assert.equal(#recs, last)                  -- the end comes after every event
+    assert.equal(1003, #datas)
+    for n = 1, 1000 do                         -- every delta once, in order
+      local obj = llm.json.decode(datas[n + 1])
+      assert.equal((n == 1 and "" or " ") .. "w" .. n, obj.choices[1].delta.content)
+    end
+    assert.equal("[DONE]", datas[1003])
+    t:close()
+  end)
+
   it("spreads the set-up of many requests over steps when the budget runs out", function()
     local L = llm.new()
     L.configure{ step_budget = 0 }

@@ -47,11 +47,18 @@ return function(loop, clock)
     if not stepping then loop:wake() end
   end
 
-  -- The step's budget is spent (and it has made progress, so every step makes some).
+  -- The step's budget is spent, or would be by another unit of work as long as the last
+  -- one (so a step stops before it overshoots, not after); a step always makes some progress.
+  local last_check, last_units, unit_cost = 0, 0, 0   -- at the previous check: elapsed, units
   local function over()
     if units == 0 then return false end
     if budget <= 0 then return true end
-    return loop:now() - step_start >= budget
+    local elapsed = loop:now() - step_start
+    if units ~= last_units then   -- the cost of the units done since then, each
+      unit_cost = (elapsed - last_check) / (units - last_units)
+      last_check, last_units = elapsed, units
+    end
+    return elapsed + unit_cost >= budget
   end
 
   ---------------------------------------------------------------------------------------
@@ -427,12 +434,15 @@ return function(loop, clock)
   end
 
   local loop_more = false   -- the loop left reports for the next step
+  -- Stream events taken from the loop at a time: the core hands them out in pieces, so a
+  -- step that runs out of budget stops between pieces and the rest stays queued in C.
+  local FETCH_EVENTS = 256
 
   -- Take the loop's records (waiting at most `wait` seconds when there are none) into the
   -- inbox; returns how many came.
   local function fetch(wait)
     local remaining = budget - (loop:now() - step_start)
-    local recs, more = loop:step(wait, remaining > 0 and remaining or 0)
+    local recs, more = loop:step(wait, remaining > 0 and remaining or 0, FETCH_EVENTS)
     loop_more = more
     for i = 1, #recs do inbox:push(recs[i]) end
     return #recs
@@ -465,11 +475,18 @@ return function(loop, clock)
       while true do
         local slice = math.min(wait, SLICE)
         local n = fetch(slice)
-        if slice > 0 then step_start = loop:now() end   -- waiting is not work
+        if slice > 0 then step_start, last_check = loop:now(), 0 end   -- waiting is not work
         if n > 0 or has_work() then break end
         wait = deadline - loop:now()
         if wait <= 0 then break end
       end
+      dispatch()
+      run_ready()
+    end
+    -- More queued in the core and budget left: the next pieces.
+    while loop_more and units > 0 and not over() and inbox:len() == 0 do
+      units = units + 1                 -- fetching (the core's I/O, starts, reports) is work
+      fetch(0)
       dispatch()
       run_ready()
     end
@@ -484,6 +501,7 @@ return function(loop, clock)
     if stepping then error("llm.step called inside a step", 2) end
     stepping = true
     step_start, units = loop:now(), 0
+    last_check, last_units, unit_cost = 0, 0, 0
     local wait = timeout or 0
     local ok, err = xpcall(function() return step_once(wait) end, compat.handler)   -- 5.1: no xpcall args
     stepping = false

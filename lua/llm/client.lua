@@ -625,34 +625,49 @@ return function(env)
   -- Everything below up to Stream:next runs inside the loop's step, as records arrive: it
   -- calls no user code and must not raise.
 
-  --- A batch of raw events from the transfer: decode each into `pending`. A batch that held
-  -- content tells the transfer once (its first-token and idle clocks); the stream's
-  -- terminal event ends the reply, and the transfer is dropped unread beyond it.
+  --- A batch of raw events from the transfer (see llm.http's set_sink): decode each into
+  -- `pending`. The provider's fast path (`decode_fast`) turns a common text delta into its
+  -- event without building the decoded tables; anything else is decoded in full. A batch
+  -- that held content tells the transfer once (its first-token and idle clocks); the
+  -- stream's terminal event ends the reply, and the transfer is dropped unread beyond it.
   ---@private
-  ---@param raws table[] raw events { name, data, id }
-  function Stream:on_events(raws)
+  ---@param batch table `{ n, data..., names?, ids? }`
+  function Stream:on_events(batch)
     if self.finished then return end
-    local decode, state, pending = self.p.decode_event, self.state, self.pending
+    local p, state, pending = self.p, self.state, self.pending
+    local decode, fast = p.decode_event, p.decode_fast
+    local names, ids = batch.names, batch.ids
     local content = false
-    for i = 1, #raws do
-      local raw = raws[i]
-      local ok, evs = pcall(decode, state, raw)
-      if not ok then
-        evs = { { type = "error", raw = raw.data, name = raw.name,
-                  error = { kind = "protocol", message = "cannot decode a stream event: " .. tostring(evs) } } }
-      end
-      for j = 1, #evs do
-        local ev = evs[j]
-        if ev.type == "error" then
-          self:fail(stream_error(ev.error), ev)
-          return
+    for i = 1, batch.n do
+      local data = batch[i]
+      local name = names and names[i]
+      local fe = fast and fast(state, data, name)
+      local nev
+      if fe then
+        if CONTENT[fe.type] then content = true end
+        pending:push(fe)
+        nev = 1
+      else
+        local raw = { name = name, data = data, id = ids and ids[i] }
+        local ok, evs = pcall(decode, state, raw)
+        if not ok then
+          evs = { { type = "error", raw = data, name = name,
+                    error = { kind = "protocol", message = "cannot decode a stream event: " .. tostring(evs) } } }
         end
-        if CONTENT[ev.type] then content = true end
-        pending:push(ev)
+        nev = #evs
+        for j = 1, nev do
+          local ev = evs[j]
+          if ev.type == "error" then
+            self:fail(stream_error(ev.error), ev)
+            return
+          end
+          if CONTENT[ev.type] then content = true end
+          pending:push(ev)
+        end
       end
       if not self.started then
-        self.held = self.held + #evs
-        self.held_bytes = self.held_bytes + #raw.data
+        self.held = self.held + nev
+        self.held_bytes = self.held_bytes + #data
         -- Held-back events are bounded: past the cap they are handed out, and the stream
         -- counts as started (no silent retry after that).
         if content or self.held >= HELD_EVENTS or self.held_bytes >= HELD_BYTES then self.started = true end

@@ -53,10 +53,12 @@ return function(async)
     local kind = rec.type
     if kind == "events" then
       if self.sink then
-        self.sink:on_events(rec.events)
+        self.sink:on_events(rec)
       else
-        local q = self.queue
-        for _, ev in ipairs(rec.events) do q:push(ev) end
+        local q, names, ids = self.queue, rec.names, rec.ids
+        for i = 1, rec.n do
+          q:push({ name = names and names[i], data = rec[i], id = ids and ids[i] })
+        end
         if q:len() >= HIGH_WATER then self:pause(true) end
       end
     elseif kind == "headers" then
@@ -119,15 +121,24 @@ return function(async)
     end
   end
 
-  --- From now on hand each batch of raw events to `sink:on_events(events)` and the end of
-  -- the transfer to `sink:on_end(done_record)`; events queued so far go to it first.
+  --- From now on hand each batch of raw events to `sink:on_events(batch)` and the end of
+  -- the transfer to `sink:on_end(done_record)`; events queued so far go to it first. A batch
+  -- is `{ n = count, data1, ..., datan, names = { [i] = name }?, ids = { [i] = id }? }`, as
+  -- the core reports it (no table per event).
   ---@private
   function Stream:set_sink(sink)
     self.sink = sink
     if self.queue:len() > 0 then
-      local evs = {}
-      for i = 1, self.queue:len() do evs[i] = self.queue:pop() end
-      sink:on_events(evs)
+      local batch, n = {}, 0
+      while self.queue:len() > 0 do
+        local ev = self.queue:pop()
+        n = n + 1
+        batch[n] = ev.data
+        if ev.name then batch.names = batch.names or {}; batch.names[n] = ev.name end
+        if ev.id then batch.ids = batch.ids or {}; batch.ids[n] = ev.id end
+      end
+      batch.n = n
+      sink:on_events(batch)
     end
     if self.done and not self.closed then sink:on_end(self.done) end
   end

@@ -32,6 +32,8 @@ local media = require("llm.media")
 local type, ipairs, concat = type, ipairs, table.concat
 local null = json.null
 local val, str = C.val, C.str
+local fast_anthropic_text = require("llm.core").fast_anthropic_text
+local lazy_text_event = C.lazy_text_event
 
 local P = {
   name = "anthropic", base_url = "https://api.anthropic.com",
@@ -439,9 +441,24 @@ local START_TEXT = { text = "text", thinking = "thinking" }
 local DELTA_BLOCK = { text_delta = "text", thinking_delta = "thinking", signature_delta = "thinking" }
 local TEXT_EVENT = { text = "text", thinking = "reasoning" }
 
+--- The common event, a text_delta of a text block, without decoding its tables (its `raw`
+-- is decoded on first read); nil for any other event, which decode_event then decodes in
+-- full. Same state change and event.
+function P.decode_fast(state, data, name)
+  if name == "ping" then return nil end
+  local idx, s = fast_anthropic_text(data)
+  if not idx then return nil end
+  local b = state.blocks[idx]
+  if not b or b.type ~= "text" then return nil end
+  b.text[#b.text + 1] = s
+  return lazy_text_event("text", s, data, name)
+end
+
 function P.decode_event(state, ev)
   local name = ev.name
   if name == "ping" then return {} end
+  local fe = P.decode_fast(state, ev.data, name)
+  if fe then return { fe } end
   local obj, derr = json.decode(ev.data)
   if type(obj) ~= "table" or obj == null then return C.bad_json(state, ev, derr) end
   local t = obj.type

@@ -16,6 +16,35 @@ function M.val(v)
   return v
 end
 
+-- Events whose `raw` is decoded when first read. A stream of text deltas reads only the text
+-- of most events; the C fast paths (core.fast_*_text) take it from the event's JSON text,
+-- and the decoded table that `ev.raw` holds is built only if someone looks at it. The data
+-- text waits in a weak table (keyed by the event, so it goes with it); the event's only
+-- difference from an eagerly decoded one is that `raw` is not among its keys until read.
+local lazy_data = setmetatable({}, { __mode = "k" })
+local LazyRaw = { __name = "llm.Event" }
+function LazyRaw.__index(ev, k)
+  if k ~= "raw" then return nil end
+  local data = lazy_data[ev]
+  if data == nil then return nil end
+  local obj = json.decode(data)
+  lazy_data[ev] = nil
+  rawset(ev, "raw", obj)
+  return obj
+end
+
+--- A `type` event with `text` whose `raw` is the JSON text `data`, decoded on first read.
+---@param type_ string the event type ("text", "reasoning")
+---@param text string the text delta
+---@param data string the event's JSON text (already validated by the fast path)
+---@param name? string the SSE event name
+---@return table event
+function M.lazy_text_event(type_, text, data, name)
+  local ev = setmetatable({ type = type_, text = text, name = name }, LazyRaw)
+  lazy_data[ev] = data
+  return ev
+end
+
 --- A string field or nil (JSON null and non-strings are nil).
 function M.str(v)
   if type(v) == "string" then return v end

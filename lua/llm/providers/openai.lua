@@ -48,6 +48,8 @@ local media = require("llm.media")
 local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
 local null = json.null
 local val, str = C.val, C.str
+local fast_chat_text = require("llm.core").fast_chat_text
+local lazy_text_event = C.lazy_text_event
 
 local P = {
   name = "openai", base_url = "https://api.openai.com/v1",
@@ -331,9 +333,23 @@ local function close_calls(c)
   return done
 end
 
+--- The common event, a text delta of choice 0 once the stream's id, model and created are
+-- known, without decoding its tables (its `raw` is decoded on first read); nil for any
+-- other event, which decode_event then decodes in full. Same state change and event.
+function P.decode_fast(state, data, name)
+  if state.created == nil or state.model == nil or state.id == nil then return nil end
+  local t = fast_chat_text(data)
+  if not t then return nil end
+  local text = state.choices[0].text
+  text[#text + 1] = t
+  return lazy_text_event("text", t, data, name)
+end
+
 function P.decode_event(state, ev)
   local data = ev.data
   local name = ev.name
+  local fe = P.decode_fast(state, data, name)
+  if fe then return { fe } end
   if data == "[DONE]" then
     state.done, state.complete = true, true
     return {}

@@ -34,6 +34,8 @@ local media = require("llm.media")
 local type, ipairs, concat = type, ipairs, table.concat
 local null = json.null
 local val, str = C.val, C.str
+local fast_responses_text = require("llm.core").fast_responses_text
+local lazy_text_event = C.lazy_text_event
 
 local PROVIDER = "openai_responses"
 
@@ -388,8 +390,20 @@ end
 
 local TERMINAL = { ["response.completed"] = true, ["response.incomplete"] = true }
 
+--- The common event, response.output_text.delta with a non-empty delta, without decoding
+-- its tables (its `raw` is decoded on first read); nil for any other event, which
+-- decode_event then decodes in full. Same state change and event.
+function P.decode_fast(state, data, name)
+  local d = fast_responses_text(data)
+  if not d then return nil end
+  state.text[#state.text + 1] = d
+  return lazy_text_event("text", d, data, name)
+end
+
 function P.decode_event(state, ev)
   local name = ev.name
+  local fe = P.decode_fast(state, ev.data, name)
+  if fe then return { fe } end
   if ev.data == "[DONE]" then   -- OpenRouter ends a Responses stream as a chat stream does
     state.complete = true
     return {}
