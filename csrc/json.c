@@ -707,18 +707,16 @@ static int push_string(struct json_parser *jp, const char **pp) {
 /* Skips the member value at p (nesting `depth`) or gives up. */
 #define SKIP(p, depth) do { if (((p) = skip_value(&jp, (p), (depth))) == NULL) return 0; } while (0)
 
-/* core.fast_chat_text(s) -> text | nothing. A Chat Completions chunk whose only news is a
+/* scan_chat: core.fast_chat_text(s) -> text | nothing. A Chat Completions chunk whose only news is a
  * text delta of choice 0: exactly one choice, its index absent, null or 0, its delta with a
  * non-empty string `content` and null (or absent) refusal, reasoning, reasoning_content and
  * tool_calls, its finish_reason null or absent; no usage or error (null is fine). Every
  * other member is skipped (validated). */
-static int fast_chat_text(lua_State *L) {
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len), *p, *key;
+static int scan_chat(lua_State *L, const char *s, size_t len) {
+  const char *p, *key;
   size_t klen;
   int first = 1, r, have_choices = 0, have_text = 0;
   FAST_INIT(L, s, len);
-  lua_settop(L, 1);
   p = skip_ws(s);
   if (*p++ != '{')
     return 0;
@@ -778,17 +776,15 @@ static int fast_chat_text(lua_State *L) {
   return 1;
 }
 
-/* core.fast_anthropic_text(s) -> index, text | nothing. A content_block_delta whose delta is
+/* scan_anthropic: core.fast_anthropic_text(s) -> index, text | nothing. A content_block_delta whose delta is
  * a text_delta with a non-empty string `text`; `index` an integer literal. */
-static int fast_anthropic_text(lua_State *L) {
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len), *p, *key;
+static int scan_anthropic(lua_State *L, const char *s, size_t len) {
+  const char *p, *key;
   size_t klen;
-  int first = 1, r, seen = 0;
+  int first = 1, r, seen = 0, base = lua_gettop(L);
   FAST_INIT(L, s, len);
-  lua_settop(L, 1);
-  lua_pushnil(L);                 /* 2: the index */
-  lua_pushnil(L);                 /* 3: the text */
+  lua_pushnil(L);                 /* base + 1: the index */
+  lua_pushnil(L);                 /* base + 2: the text */
   p = skip_ws(s);
   if (*p++ != '{')
     return 0;
@@ -805,7 +801,7 @@ static int fast_anthropic_text(lua_State *L) {
       if (q == p || (*p == '0' && q - p > 1) || IS_DIGIT(*q) || *q == '.' || *q == 'e' || *q == 'E')
         return 0;
       lua_pushinteger(L, (lua_Integer)v);
-      lua_replace(L, 2);
+      lua_replace(L, base + 1);
       p = q;
     } else if (KEY_IS("delta")) {
       int dfirst = 1, dseen = 0;
@@ -819,7 +815,7 @@ static int fast_anthropic_text(lua_State *L) {
         } else if (KEY_IS("text")) {
           if ((dseen & 2) || !push_string(&jp, &p)) return 0;
           dseen |= 2;
-          lua_replace(L, 3);
+          lua_replace(L, base + 2);
         } else {
           SKIP(p, 2);
         }
@@ -829,21 +825,19 @@ static int fast_anthropic_text(lua_State *L) {
       SKIP(p, 1);
     }
   }
-  if (r < 0 || seen != 7 || skip_ws(p) != jp.end || lua_rawlen(L, 3) == 0)
+  if (r < 0 || seen != 7 || skip_ws(p) != jp.end || lua_rawlen(L, base + 2) == 0)
     return 0;
   return 2;
 }
 
-/* core.fast_responses_text(s) -> text | nothing. A Responses API event of type
+/* scan_responses: core.fast_responses_text(s) -> text | nothing. A Responses API event of type
  * response.output_text.delta with a non-empty string `delta`. */
-static int fast_responses_text(lua_State *L) {
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len), *p, *key;
+static int scan_responses(lua_State *L, const char *s, size_t len) {
+  const char *p, *key;
   size_t klen;
-  int first = 1, r, seen = 0;
+  int first = 1, r, seen = 0, base = lua_gettop(L);
   FAST_INIT(L, s, len);
-  lua_settop(L, 1);
-  lua_pushnil(L);                 /* 2: the text */
+  lua_pushnil(L);                 /* base + 1: the text */
   p = skip_ws(s);
   if (*p++ != '{')
     return 0;
@@ -854,13 +848,142 @@ static int fast_responses_text(lua_State *L) {
     } else if (KEY_IS("delta")) {
       if ((seen & 2) || !push_string(&jp, &p)) return 0;
       seen |= 2;
-      lua_replace(L, 2);
+      lua_replace(L, base + 1);
     } else {
       SKIP(p, 1);
     }
   }
-  if (r < 0 || seen != 3 || skip_ws(p) != jp.end || lua_rawlen(L, 2) == 0)
+  if (r < 0 || seen != 3 || skip_ws(p) != jp.end || lua_rawlen(L, base + 1) == 0)
     return 0;
+  return 1;
+}
+
+typedef int (*scan_fn)(lua_State *L, const char *s, size_t len);
+enum { FAST_CHAT, FAST_ANTHROPIC, FAST_RESPONSES };
+static const scan_fn scanners[] = { scan_chat, scan_anthropic, scan_responses };
+
+/* The Lua functions core.fast_*_text(s): the scanner's values, or nothing. The scanners
+ * push their values on success; on failure whatever they pushed is dropped here. */
+static int fast_text(lua_State *L, int kind) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  int n;
+  lua_settop(L, 1);
+  n = scanners[kind](L, s, len);
+  if (n == 0) lua_settop(L, 1);
+  return n;
+}
+static int fast_chat_text(lua_State *L) { return fast_text(L, FAST_CHAT); }
+static int fast_anthropic_text(lua_State *L) { return fast_text(L, FAST_ANTHROPIC); }
+static int fast_responses_text(lua_State *L) { return fast_text(L, FAST_RESPONSES); }
+
+/* The list in `target` that a text delta is appended to, pushed: the target itself (chat:
+ * choice 0's text list; responses: the output text list), or for anthropic the text list
+ * of block `index` (the value below the text) when that block is a text block. 0 when
+ * there is none: the event is not a common one. */
+static int push_text_list(lua_State *L, int kind, int target) {
+  if (kind != FAST_ANTHROPIC) {
+    lua_pushvalue(L, target);
+    return 1;
+  }
+  lua_pushvalue(L, -2);
+  if (lua_rawget(L, target) != LUA_TTABLE) {          /* blocks[index] */
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushliteral(L, "type");
+  lua_rawget(L, -2);
+  if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "text") != 0) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_pop(L, 1);
+  lua_pushliteral(L, "text");
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+/* decode(batch, from, target, queue) -> next, count: the common events of a batch of stream
+ * records, from `from` on, straight into `queue` (an llm.queue: fields first, last). A
+ * batch is the core's "events" record: n, the data strings at 1..n, names = { [i] = name }.
+ * Each common event (see the scanners) appends its text to the target's list and becomes
+ * the event { type = "text", text, name } with the metatable upvalue 2 and its data text in
+ * the weak table upvalue 3, from which `raw` is decoded on first read (see
+ * llm.providers.common). Stops at the first other event: `next` is its index (n + 1 when
+ * all were common), `count` the events queued. Upvalue 1: the scanner. */
+static int fast_batch(lua_State *L) {
+  int kind = (int)lua_tointeger(L, lua_upvalueindex(1));
+  lua_Integer i = luaL_checkinteger(L, 2), n, last, count = 0;
+  int names;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 4);
+  lua_pushliteral(L, "n");
+  lua_rawget(L, 1);
+  n = lua_tointeger(L, -1);
+  lua_pushliteral(L, "names");
+  lua_rawget(L, 1);                /* 6: names or nil */
+  names = lua_istable(L, 6) ? 6 : 0;
+  lua_pushliteral(L, "last");
+  lua_rawget(L, 4);
+  last = lua_tointeger(L, -1);
+  lua_settop(L, 6);
+  for (; i <= n; i++) {
+    size_t len;
+    const char *s;
+    int ok;
+    if (lua_rawgeti(L, 1, i) != LUA_TSTRING) { lua_settop(L, 6); break; }   /* 7: data */
+    if (names) lua_rawgeti(L, names, i); else lua_pushnil(L);              /* 8: name */
+    if (kind == FAST_ANTHROPIC && lua_type(L, 8) == LUA_TSTRING && strcmp(lua_tostring(L, 8), "ping") == 0) {
+      lua_settop(L, 6);
+      break;
+    }
+    s = lua_tolstring(L, 7, &len);
+    ok = scanners[kind](L, s, len) > 0 && push_text_list(L, kind, 3);  /* ... text [list] */
+    if (!ok) { lua_settop(L, 6); break; }
+    lua_pushvalue(L, -2);                                   /* list[#list + 1] = text */
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);                                          /* 7 data, 8 name, ... text */
+    lua_createtable(L, 0, 3);                               /* the event */
+    lua_pushliteral(L, "text");
+    lua_setfield(L, -2, "type");
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "text");
+    if (!lua_isnil(L, 8)) { lua_pushvalue(L, 8); lua_setfield(L, -2, "name"); }
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);                                   /* lazy[ev] = data */
+    lua_pushvalue(L, 7);
+    lua_rawset(L, lua_upvalueindex(3));
+    lua_rawseti(L, 4, ++last);                              /* queue[last + 1] = ev */
+    lua_pushliteral(L, "last");                             /* (kept right at every step) */
+    lua_pushinteger(L, last);
+    lua_rawset(L, 4);
+    count++;
+    lua_settop(L, 6);
+  }
+  lua_pushinteger(L, i);
+  lua_pushinteger(L, count);
+  return 2;
+}
+
+/* core.fast_batch(kind, event_mt, lazy) -> decode: a batch decoder (fast_batch) for "chat",
+ * "anthropic" or "responses". */
+static int fast_batch_new(lua_State *L) {
+  static const char *const kinds[] = { "chat", "anthropic", "responses", NULL };
+  int kind = luaL_checkoption(L, 1, NULL, kinds);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_pushinteger(L, kind);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_pushcclosure(L, fast_batch, 3);
   return 1;
 }
 
@@ -874,4 +997,6 @@ void llm_json_register(lua_State *L) {
   lua_setfield(L, -2, "fast_anthropic_text");
   lua_pushcfunction(L, fast_responses_text);
   lua_setfield(L, -2, "fast_responses_text");
+  lua_pushcfunction(L, fast_batch_new);
+  lua_setfield(L, -2, "fast_batch");
 }

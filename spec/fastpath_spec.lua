@@ -62,6 +62,40 @@ describe("fast paths on the fixture streams", function()
       assert.is_true(streams > 0)
       assert.is_true(hits > 0, folder .. ": no event took the fast path")
     end)
+
+    it(folder .. ": decode_batch queues what decode_event gives, record by record", function()
+      local P = require(mod)
+      local queue = require("llm.queue")
+      local hits = 0
+      for _, file in ipairs(F.list(dir, folder)) do
+        if file:match("%.sse$") then
+          local events = F.frame({ F.read(dir .. "/" .. folder .. "/" .. file) })
+          local full_evs, full_resp = run(P, events, true)
+          -- the events as the core batches them, run as the client does once started
+          local batch = { n = #events, names = {}, ids = {} }
+          for i, ev in ipairs(events) do batch[i], batch.names[i], batch.ids[i] = ev.data, ev.name, ev.id end
+          local state, q, i = P.new_stream_state({}), queue.new(), 1
+          while i <= batch.n do
+            local k
+            i, k = P.decode_batch(state, batch, i, q)
+            hits = hits + k
+            if i <= batch.n then
+              for _, ev in ipairs(P.decode_event(state, events[i])) do q:push(ev) end
+              i = i + 1
+            end
+          end
+          local got = {}
+          while q:len() > 0 do got[#got + 1] = q:pop() end
+          assert.equal(#full_evs, #got, file)
+          for j = 1, #full_evs do
+            assert.is_true(F.same(full_evs[j], got[j]), file .. ": event " .. j)
+            assert.is_true(F.same(got[j], full_evs[j]), file .. ": event " .. j)
+          end
+          assert.is_true(F.same(full_resp, (P.finish_stream(state))), file .. ": final response")
+        end
+      end
+      assert.is_true(hits > 0, folder .. ": no record took the batch path")
+    end)
   end
 end)
 

@@ -638,7 +638,16 @@ return function(env)
     local decode, fast = p.decode_event, p.decode_fast
     local names, ids = batch.names, batch.ids
     local content = false
-    for i = 1, batch.n do
+    local i, n = 1, batch.n
+    while i <= n do
+      -- Once the stream has started (nothing is held back any more), runs of common records
+      -- go straight from the batch to `pending` (decode_batch, in C).
+      if self.started and p.decode_batch then
+        local k
+        i, k = p.decode_batch(state, batch, i, pending)
+        if k > 0 then content = true end
+        if i > n then break end
+      end
       local data = batch[i]
       local name = names and names[i]
       local fe = fast and fast(state, data, name)
@@ -676,6 +685,7 @@ return function(env)
         self:on_end(nil)
         break
       end
+      i = i + 1
     end
     if content then self.content = true end
     if not self.finished then

@@ -45,6 +45,16 @@ function M.lazy_text_event(type_, text, data, name)
   return ev
 end
 
+--- A batch decoder for the common text deltas of a provider ("chat", "anthropic",
+--- "responses"): `decode(batch, from, target, queue)` queues the events of the common records
+--- of a core "events" batch from index `from` on, as lazy_text_event would make them, and
+--- returns the index of the first other record and how many it queued (core.fast_batch).
+---@param kind string "chat", "anthropic" or "responses"
+---@return function decode
+function M.fast_batch(kind)
+  return require("llm.core").fast_batch(kind, LazyRaw, lazy_data)
+end
+
 --- A string field or nil (JSON null and non-strings are nil).
 function M.str(v)
   if type(v) == "string" then return v end

@@ -345,6 +345,15 @@ function P.decode_fast(state, data, name)
   return lazy_text_event("text", t, data, name)
 end
 
+local chat_batch = C.fast_batch("chat")
+
+--- decode_fast over a batch of the core: queues the events of the common records from index
+-- `i` on into `queue`; returns the index of the first other record and how many it queued.
+function P.decode_batch(state, batch, i, queue)
+  if state.created == nil or state.model == nil or state.id == nil then return i, 0 end
+  return chat_batch(batch, i, state.choices[0].text, queue)
+end
+
 function P.decode_event(state, ev)
   local data = ev.data
   local name = ev.name

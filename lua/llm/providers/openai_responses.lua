@@ -400,6 +400,14 @@ function P.decode_fast(state, data, name)
   return lazy_text_event("text", d, data, name)
 end
 
+local text_batch = C.fast_batch("responses")
+
+--- decode_fast over a batch of the core: queues the events of the common records from index
+-- `i` on into `queue`; returns the index of the first other record and how many it queued.
+function P.decode_batch(state, batch, i, queue)
+  return text_batch(batch, i, state.text, queue)
+end
+
 function P.decode_event(state, ev)
   local name = ev.name
   local fe = P.decode_fast(state, ev.data, name)
