@@ -219,6 +219,20 @@ describe("llm.limiter", function()
     assert.equal(0, st.in_flight)
   end)
 
+  it("leaves no timer behind once nobody waits", function()
+    local L, clock = instance()
+    local lim = L.limiter{ rpm = 60 }
+    local c = mock:client("openai", { llm = L, max_retries = 0, limiter = lim })
+    local t1 = L.spawn(function() return c:chat("one") end)
+    local t2 = L.spawn(function() return c:chat("two") end)
+    step_until(L, function() return lim:stats().queued == 1 and lim:stats().in_flight == 1 end)
+    assert.equal(1, clock:next_at())            -- the second waits a second for the budget
+    t2:cancel()
+    L.run(function() assert(L.await(t1)) end)
+    assert.is_nil(clock:next_at())
+    assert.equal(1, #mock:requests())
+  end)
+
   it("learns from OpenAI headers: remaining 0 holds every call until the reset (Go duration)", function()
     local L, clock, sent = instance()
     local lim = L.limiter{}                      -- no budget of its own

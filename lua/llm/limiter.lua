@@ -287,6 +287,10 @@ function M.bind(async)
         self:grant(e, now)
       end
     end
+    if self.timer then   -- nobody waits: no timer left behind to wake a host for nothing
+      clock:cancel(self.timer)
+      self.timer = nil
+    end
   end
 
   --- Wait for a slot for a call estimated at `cost` tokens. Yields inside a task, blocks
