@@ -150,6 +150,27 @@ describe("resp.parsed only when valid", function()
     assert.matches("%$%.size: unknown property", resp.parse_error)
   end)
 
+  it("a response_format of the wrong shape raises before sending", function()
+    local c = client("openai")
+    local function raises(rf, pattern)
+      local ok, err = pcall(c.chat, c, req{ response_format = rf })
+      assert.is_false(ok)
+      assert.matches(pattern, err)
+    end
+    raises({ type = "json" }, 'response_format.type must be "json_schema", "json_object" or "text", got "json"')
+    raises({ type = "json_schema", name = "x" }, "a json_schema response_format needs `schema`")
+    raises({ type = "json_schema", schema = { type = "object", properties = { a = { type = "strnig" } } } },
+      "response_format%.schema%.properties%.a%.type: unknown type \"strnig\"")
+    assert.are.equal(0, #mock.server:requests())
+  end)
+
+  it("type text: no parsing at all", function()
+    mock.server:push{ text = "plain words" }
+    local resp = assert(client("openai"):chat(req{ response_format = { type = "text" } }))
+    assert.is_nil(resp.parsed)
+    assert.is_nil(resp.parse_error)
+  end)
+
   it("json_object: any JSON object", function()
     mock.server:push{ json = { a = 1 } }
     local resp = assert(client("openai"):chat(req{ response_format = { type = "json_object" } }))

@@ -364,6 +364,26 @@ function M.messages(msgs, p, pname)
   return nil
 end
 
+local RF_TYPES = { json_schema = true, json_object = true, text = true }
+
+--- A table response_format (API §10, §12); nil or a message. The schema must be well formed,
+--- since the reply is checked against it.
+function M.response_format(rf)
+  if type(rf) ~= "table" then return nil end
+  if not RF_TYPES[rf.type] then
+    return format("request: response_format.type must be \"json_schema\", \"json_object\" or \"text\", got %s",
+      type(rf.type) == "string" and format("%q", rf.type) or tostring(rf.type))
+  end
+  if rf.type ~= "json_schema" then return nil end
+  if rf.name ~= nil and type(rf.name) ~= "string" then return "request: response_format.name must be a string" end
+  if type(rf.schema) ~= "table" then
+    return "request: a json_schema response_format needs `schema`, a JSON schema table"
+  end
+  local ok, err = require("llm.schema").check(rf.schema, "response_format.schema")
+  if not ok then return "request: " .. err end
+  return nil
+end
+
 --- The options of client:request(method, path, body, opts); nil or a message.
 M.REQUEST_OPTIONS = set{ "headers", "query", "timeout", "raw", "max_retries", "retry" }
 function M.request_options(opts)
@@ -450,6 +470,8 @@ function M.request(req, p, pname, extra_ok)
     or M.check_headers(what, "extra_headers", req.extra_headers)
     or M.tools(what, req.tools)
     or M.messages(req.messages, p, pname)
+  if e then return e end
+  e = M.response_format(req.response_format)
   if e then return e end
   if type(req.stop) == "table" then
     for i, s in ipairs(req.stop) do

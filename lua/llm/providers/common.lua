@@ -296,6 +296,7 @@ local OBJECT_SCHEMA = { type = "object" }
 function M.structured(resp, req)
   local rf = type(req) == "table" and req.response_format or nil
   if rf == nil or type(resp.text) ~= "string" then return resp end
+  if type(rf) == "table" and rf.type ~= "json_schema" and rf.type ~= "json_object" then return resp end   -- "text"
   local v, err = json.decode(resp.text)
   if v == nil then
     resp.parse_error = "not valid JSON: " .. tostring(err)

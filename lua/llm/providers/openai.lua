@@ -61,7 +61,8 @@ local P = {
                      service_tier = true, store = true, prompt_cache_key = true },
   -- the parts Chat Completions takes, by source (API §12), and its documented size limits:
   -- 50 MB of images per request, 32 MB of PDF content
-  part_types = { text = true, image = { url = true, data = true }, file = { data = true },
+  part_types = { text = true, image = { url = true, data = true },
+                 file = { data = true, mime = { ["application/pdf"] = true } },   -- Chat takes PDFs only
                  audio = { data = true, mime = { ["audio/wav"] = true, ["audio/x-wav"] = true,
                                                  ["audio/mpeg"] = true, ["audio/mp3"] = true } } },
   media_limits = { image = 50 * 1048576, file = 32 * 1048576, request = 50 * 1048576 },
