@@ -23,7 +23,7 @@ function M.new()
   -- stack[i] = { t = container, arr = bool, key = pending key (objects) }
   -- mode: "root" | "value" | "key" | "colon" | "next" | "string" | "token" | "done" | "error"
   return setmetatable({ stack = {}, mode = "root", buf = nil, str_for = nil, esc = nil,
-                        token = nil, root = nil }, Parser)
+                        token = nil, root = nil, frozen = setmetatable({}, { __mode = "k" }) }, Parser)
 end
 
 local ESC = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
@@ -59,7 +59,21 @@ local function open(self, arr)
   self.changed = true
 end
 
+-- The copy handed out for a container: a finished one is copied once, when it closes (its
+-- finished children are already), and shared by every later value(); an open one is copied
+-- again each time, over its children's copies.
+local function snapshot(frozen, v)
+  if type(v) ~= "table" or v == null then return v end
+  local f = frozen[v]
+  if f then return f end
+  local out = {}
+  for k, x in pairs(v) do out[k] = snapshot(frozen, x) end
+  return setmetatable(out, getmetatable(v))
+end
+
 local function close(self)
+  local t = self.stack[#self.stack].t
+  self.frozen[t] = snapshot(self.frozen, t)
   self.stack[#self.stack] = nil
   after_value(self)
 end
@@ -210,17 +224,12 @@ function Parser:feed(chunk)
   return self.changed
 end
 
-local function copy(v)
-  if type(v) ~= "table" or v == null then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = copy(x) end
-  return setmetatable(out, getmetatable(v))
-end
-
---- The value parsed so far (a fresh copy), or nil before the first `{` or `[`.
+--- The value parsed so far, or nil before the first `{` or `[`. The containers still open
+--- are fresh copies; finished ones are copied once and shared by later values (read them,
+--- do not change them), so a long stream costs what is still open, not the whole object.
 ---@return any
 function Parser:value()
-  return copy(self.root)
+  return snapshot(self.frozen, self.root)
 end
 
 --- Whether the root value is complete.

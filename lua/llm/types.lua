@@ -174,7 +174,7 @@
 --- A normalized stream event.
 ---@class llm.Event
 ---@field type "text"|"reasoning"|"refusal"|"tool_call"|"tool_call_done"|"usage"|"raw"|"done"|"error"|"partial"
----@field value? any partial: the structured output parsed so far (a fresh copy)
+---@field value? any partial: the structured output parsed so far (read-only: complete parts are shared)
 ---@field text? string text, reasoning and refusal deltas
 ---@field index? integer tool_call: the call's position in `resp.tool_calls`
 ---@field id? string tool_call: the call's id (first delta)
