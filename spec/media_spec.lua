@@ -287,6 +287,14 @@ describe("media: checks before sending", function()
     assert.are.equal(B64_PNG, reqs[2].json.messages[1].content[2].source.data)
     assert.are.equal(path, part.path)   -- the user's part is left as it was
     assert.is_nil(part.data)
+    -- the same table pointed at another file is read again
+    part.path = files.png
+    assert.is_truthy(client("openai"):chat(ask{ part }))
+    assert.are.equal("data:image/png;base64," .. B64_PNG, last_body().messages[1].content[2].image_url.url)
+    part.path = write("two.png", "\137PNG-other")
+    assert.is_truthy(client("openai"):chat(ask{ part }))
+    assert.are.equal("data:image/png;base64," .. media.base64_encode("\137PNG-other"),
+      last_body().messages[1].content[2].image_url.url)
   end)
 
   it("the mock refuses a malformed part as the API would (400 in the provider's shape)", function()

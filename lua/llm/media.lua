@@ -151,7 +151,11 @@ end
 ---@return table part a new table (the user's part is not changed)
 function M.resolve(part, where, level)
   local hit = resolved[part]
-  if hit then return hit end
+  -- a part table reused with another file or payload is read again
+  if hit and hit.src_path == part.path and hit.src_data == part.data and hit.src_url == part.url
+     and hit.src_mime == part.mime_type then
+    return hit.part
+  end
   local out = {}
   for k, v in pairs(part) do out[k] = v end
   if part.path ~= nil then
@@ -182,7 +186,8 @@ function M.resolve(part, where, level)
     if type(out.data) == "string" then out.size = decoded_size(out.data) end
   end
   if out.mime_type == nil and out.data ~= nil and part.type == "image" then out.mime_type = "image/png" end
-  resolved[part] = out
+  resolved[part] = { part = out, src_path = part.path, src_data = part.data, src_url = part.url,
+                     src_mime = part.mime_type }
   return out
 end
 
