@@ -8,6 +8,7 @@ local fixtures = require "mock.fixtures"
 local batches = require "mock.batches"
 local media = require "mock.media"
 local ratelimit = require "mock.ratelimit"
+local endpoints = require "mock.endpoints"
 
 local O, A = json.O, json.A
 
@@ -32,6 +33,7 @@ local function bump(key)
 end
 
 local function route(path)
+  path = path:gsub("^/openai/v1/", "/v1/")   -- Azure OpenAI's v1 API
   if path == "/v1/chat/completions" or path == "/chat/completions" then return { provider = "openai_chat" } end
   if path == "/v1/responses" or path == "/responses" then return { provider = "openai_responses" } end
   if path == "/v1/messages" then return { provider = "anthropic" } end
@@ -97,6 +99,7 @@ local function control(req)
     log, counts, queue = {}, {}, { first = 1, last = 0 }
     ratelimit.reset()
     batches.reset()
+    P.openai_responses.reset()
     core.reset()
     return text_plan(200, '{"ok":true}', "application/json")
   end
@@ -166,7 +169,8 @@ local HTML_502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body
 -- message and as x-request-id. Forms: plain, percent (URL-encoded), json (JSON-escaped text),
 -- partial (the first 12 characters), elided ("sk-abc...wxyz").
 local function echo_key(h, form)
-  local key = (h["authorization"] or ""):match("^%a+%s+(.*)$") or h["x-api-key"] or h["x-goog-api-key"] or ""
+  local key = (h["authorization"] or ""):match("^%a+%s+(.*)$") or h["x-api-key"] or h["x-goog-api-key"]
+    or h["api-key"] or ""
   if form == "percent" then
     return (key:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
   elseif form == "json" then return (key:gsub("/", "\\/"))
@@ -379,7 +383,8 @@ local function handle(req)
     build_reply)
   if batch_plan then return batch_plan end
   local h = req.headers
-  local rt = route(req.path)
+  local ep = endpoints.route(req)
+  local rt = not ep and route(req.path)
   local provider = rt and P[rt.provider]
   local ctx = { seq = req.seq, created = os.time(), error_message = req.headers["x-mock-error-message"] }
   if h["x-mock-echo-key"] then
@@ -412,7 +417,15 @@ local function handle(req)
   if not provider and shape and not ctx.model then ctx.model = "mock" end
 
   local r
-  if provider then r = provider.check(req, ctx) end
+  if ep then shape = P[ep.shape] end
+  if provider or ep then r = shape.check(req, ctx) end
+  -- Azure OpenAI (/openai/v1/...) takes the key in api-key (or an Entra ID Bearer token).
+  if not r and req.path:find("^/openai/") and not h["api-key"] and not h["authorization"] then
+    r = { status = 401, headers = { { "content-type", "application/json" } },
+          body = json.encode(O("error", O("code", "401", "message", "Access denied due to invalid "
+            .. "subscription key or wrong API endpoint. Make sure to provide a valid key for an active "
+            .. "subscription and use a correct regional API endpoint for your resource."))) }
+  end
   if r then return to_plan(r, {}, shape, ctx, h) end
 
   -- Rate limits (POST /__mock/limits): a request over a budget gets the provider's 429.
@@ -445,6 +458,8 @@ local function handle(req)
     r = text_plan(200, '{"id": "broken", "choices": [', "application/json")
   elseif f.quota then
     r = shape.error(429, ctx, "quota")
+  elseif f["spend-limit"] then   -- Anthropic: a 429 whose details name a spend limit
+    r = shape.error(429, ctx, "spend-limit", { limit = f["spend-limit"] })
   elseif status and status >= 400 then
     local delay = f["retry-after"] and (f["retry-after"] .. "s")
       or f["retry-after-ms"] and (string.format("%.3fs", tonumber(f["retry-after-ms"]) / 1000))
@@ -456,6 +471,8 @@ local function handle(req)
     r, err = fixtures.load(core.fixtures, fixture)
     if not r then return text_plan(404, "llm-mock: " .. err .. "\n") end
     if f["overloaded-event"] and not r.stream then r = shape.error(shape == P.anthropic and 529 or 503, ctx) end
+  elseif ep then
+    r = ep.handle(req, ctx, json.decode(req.body))
   elseif not provider then
     return unknown_route(req)
   else

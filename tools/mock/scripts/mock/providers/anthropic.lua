@@ -155,7 +155,22 @@ local ERRORS = {
 }
 
 -- kind "quota": the documented billing error (402 billing_error), not a rate limit.
-function M.error(status, ctx, kind)
+-- kind "spend-limit": the 429 of an organization past its tier's monthly spend limit
+-- (opts.limit = "contract": past its contract's), told apart by error.details.error_code.
+local SPEND_LIMIT = {
+  enforced = { "enforced_spend_limit_reached",
+               "Your organization has reached its monthly usage limit for its API tier (mock)." },
+  contract = { "contract_spend_limit_reached", "Your organization has reached its contract spend limit (mock)." },
+}
+
+function M.error(status, ctx, kind, opts)
+  if kind == "spend-limit" then
+    local sl = SPEND_LIMIT[opts and opts.limit] or SPEND_LIMIT.enforced
+    return { status = 429, headers = headers(ctx, "application/json"),
+             body = json.encode(O("type", "error", "error", O("type", "rate_limit_error",
+               "message", ctx.error_message or sl[2], "details", O("error_code", sl[1])),
+               "request_id", "req_mock" .. ctx.seq)) }
+  end
   if kind == "quota" then status = 402 end
   local e = ERRORS[status] or { status >= 500 and "api_error" or "invalid_request_error",
                                 "Mock error " .. status .. "." }

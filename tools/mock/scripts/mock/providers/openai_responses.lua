@@ -33,6 +33,7 @@ function M.parse(req, body)
     media = ctx.media, invalid = ctx.invalid,
     model = type(body.model) == "string" and body.model or "gpt-mock",
     stream = body.stream == true,
+    background = body.background == true,
     user_text = text,
     input_tokens = util.count_tokens(text),
   }
@@ -55,7 +56,8 @@ local function response(ctx, reply, status, output, with_usage)
   local incomplete = null
   if status == "incomplete" then incomplete = O("reason", "max_output_tokens") end
   return O("id", "resp_mock" .. ctx.seq, "object", "response", "created_at", ctx.created,
-    "status", status, "error", null, "incomplete_details", incomplete, "model", ctx.model,
+    "status", status, "background", ctx.background or false, "error", null,
+    "incomplete_details", incomplete, "model", ctx.model,
     "output", A(output or {}), "parallel_tool_calls", true,
     "usage", with_usage and O("input_tokens", reply.usage.input,   -- cached tokens included
       "input_tokens_details", O("cached_tokens", reply.usage.cached or 0),
@@ -79,8 +81,47 @@ local function items(ctx, reply)
   return out
 end
 
+-- Background responses (`background: true`), by id: the reply, its context and its state.
+-- Cleared by /__mock/reset.
+M.stored = {}
+function M.reset() M.stored = {} end
+
+local function final_status_of(reply)
+  return reply.finish == "length" and "incomplete" or "completed"
+end
+
+--- The response object of a stored response in its current state (a plan for endpoints).
+function M.stored_object(s)
+  local st = s.status
+  local done = st == "completed" or st == "incomplete"
+  if st == "completed" then st = final_status_of(s.reply) end
+  local body = json.encode(response(s.ctx, s.reply, st, done and items(s.ctx, s.reply) or {}, done))
+  return { status = 200, headers = headers(s.ctx, "application/json"), body = body }
+end
+
+--- The event stream of a stored response, after sequence number `after`.
+function M.stored_stream(s, after)
+  local ctx = {}
+  for k, v in pairs(s.ctx) do ctx[k] = v end
+  ctx.stream = true
+  local r = M.reply(s.reply, ctx)
+  local keep = {}
+  for _, ev in ipairs(r.events) do
+    local n = tonumber(ev:match('"sequence_number":(%d+)'))
+    if n and n > after then keep[#keep + 1] = ev end
+  end
+  r.events = keep
+  return r
+end
+
 function M.reply(reply, ctx)
-  local final_status = reply.finish == "length" and "incomplete" or "completed"
+  local final_status = final_status_of(reply)
+  if ctx.background and not ctx.stream then
+    -- Accepted at once; the result is fetched later by id (endpoints.lua).
+    local s = { reply = reply, ctx = ctx, status = "queued", background = true }
+    M.stored["resp_mock" .. ctx.seq] = s
+    return M.stored_object(s)
+  end
   if not ctx.stream then
     local body = json.encode(response(ctx, reply, final_status, items(ctx, reply), true))
     return { status = 200, headers = headers(ctx, "application/json"), body = body }
