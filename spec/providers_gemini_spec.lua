@@ -171,11 +171,11 @@ describe("gemini decode_response", function()
     assert.are.equal("r1", resp.id)
     assert.are.equal("gemini-2.5-flash", resp.model)
     local c = resp.tool_calls[1]
-    assert.is_nil(c.id)
+    assert.are.equal("call_1", c.id)   -- generated: the server sent none
     assert.are.equal("weather", c.name)
     assert.are.equal("Paris", c.arguments.city)
     assert.are.equal('{"city":"Paris"}', c.arguments_json)
-    assert.are.same({ provider = "gemini", thought_signature = "FS" }, c.provider_data)
+    assert.are.same({ provider = "gemini", thought_signature = "FS", id_generated = true }, c.provider_data)
     local m = resp.message
     assert.are.equal("reasoning", m.content[1].type)
     assert.are.same({ provider = "gemini", thought_signature = "TS" }, m.content[1].provider_data)
@@ -309,7 +309,8 @@ describe("gemini stream", function()
     assert.are.same({ input_tokens = 8, output_tokens = 9, total_tokens = 17, reasoning_tokens = 4 }, resp.usage)
     assert.are.equal("r", resp.id)
     assert.are.equal("g", resp.model)
-    assert.are.same({ provider = "gemini", thought_signature = "S" }, resp.tool_calls[1].provider_data)
+    assert.are.same({ provider = "gemini", thought_signature = "S", id_generated = true },
+      resp.tool_calls[1].provider_data)
     assert.are.equal("STOP", resp.raw.candidates[1].finishReason)
     assert.are.equal(4, #resp.raw.candidates[1].content.parts)
   end)

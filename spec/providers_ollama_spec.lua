@@ -154,7 +154,8 @@ describe("ollama decode_response", function()
     local resp = P.decode_response(body, {})
     assert.are.equal("tool_calls", resp.finish_reason)
     assert.are.equal("weather", resp.tool_calls[1].name)
-    assert.is_nil(resp.tool_calls[1].id)
+    assert.are.equal("call_1", resp.tool_calls[1].id)   -- generated: the server sent none
+    assert.are.same({ provider = "ollama", id_generated = true }, resp.tool_calls[1].provider_data)
     assert.are.equal("Paris", resp.tool_calls[1].arguments.city)
     assert.are.equal('{"city":"Paris"}', resp.tool_calls[1].arguments_json)
     assert.are.equal(resp.tool_calls, resp.message.tool_calls)
@@ -259,7 +260,7 @@ describe("ollama NDJSON transcripts", function()
       for i, ec in ipairs(exp.tool_calls) do
         local c = resp.tool_calls[i]
         assert.are.equal(ec.name, c.name)
-        assert.is_nil(c.id)
+        assert.are.equal("call_" .. i, c.id)   -- Ollama sends none: generated
         assert.is_true(F.same(ec.arguments, c.arguments))
       end
       -- the events say what the response says

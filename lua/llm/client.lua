@@ -65,8 +65,12 @@ return function(env)
     local c = setmetatable({ provider = p, name = p.name }, Client)
     c.model = opts.model or p.model
     c.base_url = opts.base_url or (p.base_url_env and compat.getenv(p.base_url_env)) or p.base_url
-    if not c.base_url then error("provider '" .. tostring(p.name) .. "' has no base_url", 3) end
+    if not c.base_url then
+      error("provider '" .. tostring(p.name) .. "' has no base_url: pass base_url"
+        .. (p.base_url_env and (" or set " .. p.base_url_env) or ""), 3)
+    end
     c.base_url = c.base_url:gsub("/+$", "")
+    if p.normalize_base_url then c.base_url = p.normalize_base_url(c.base_url) end
     local key = opts.api_key
     if key == nil and p.api_key_env then key = compat.getenv(p.api_key_env) end
     if key == nil or key == "" then
@@ -90,6 +94,7 @@ return function(env)
     c.headers = copy(opts.headers)
     c.ca_file, c.proxy, c.insecure = opts.ca_file, opts.proxy, opts.insecure
     c.api = opts.api
+    c.embedding_model = opts.embedding_model
     c.max_event_size = opts.max_event_size
     c.prices = opts.prices
     c.hooks = opts.hooks and copy(opts.hooks)
@@ -510,29 +515,131 @@ return function(env)
       error("client:request: " .. errors.redact(path) .. " is not on the provider's origin "
         .. errors.redact(origin(self.base_url) or self.base_url) .. "; pass a path relative to base_url", 2)
     end
-    local built = { method = method:upper(), path = path, body = body,
-                    headers = opts.headers, query = opts.query }
-    local spec = self:spec(built, { extra_headers = opts.headers, extra_query = opts.query,
+    local built = { method = method:upper(), path = path, body = body, query = opts.query }
+    return self:call_json(built, opts, nil, opts.raw)
+  end
+
+  --- One JSON call under the retry policy (through run_call: hooks, logging): the built
+  -- request (method, path, body, query; `model`, the model it names when its body does not),
+  -- the call's options (headers, timeout, max_retries, retry) and the provider table whose
+  -- errors it decodes. Every non-streamed call but chat goes through here.
+  -- Returns the decoded body (the text when `raw`) and its meta, or nil, err. With `decode`,
+  -- returns `decode(body, meta)` instead, and a result's `usage` is accounted.
+  ---@private
+  ---@param built table method, path, body (a table, a string or nil), query, model
+  ---@param opts table headers, timeout, max_retries, retry
+  ---@param p? table the provider table (default: the client's)
+  ---@param raw? boolean return the body text undecoded
+  ---@param decode? fun(body: any, meta: table): any, any the normalized result, or nil, err
+  ---@return any body
+  ---@return table|llm.Error meta_or_err
+  function Client:call_json(built, opts, p, raw, decode)
+    local spec = self:spec(built, { extra_headers = opts.headers, extra_query = built.query,
                                     timeout = opts.timeout }, false)
-    if body == nil then spec.body = nil end
+    if built.body == nil then spec.body = nil end
     local policy = self:policy(opts)
-    local call = { model = type(body) == "table" and type(body.model) == "string" and body.model or nil,
-                   method = spec.method, url = spec.url }
+    local body = built.body
+    local call = { model = built.model or (type(body) == "table" and type(body.model) == "string" and body.model or nil),
+                   method = spec.method, url = spec.url, p = p, accounts = decode ~= nil }
     return self:run_call(call, policy, function()
       -- a raw call takes a slot (requests, concurrency) but no token estimate: its body may
       -- be a file upload rather than a prompt
       return self:limited(spec, nil, function(slot)
-        local res, err = self:send(spec, call, nil, slot)
+        local res, err = self:send(spec, call, p, slot)
         if not res then return nil, err end
         release(slot, res)
         local meta = { status = res.status, headers = res.headers, request_id = request_id(res.headers) }
-        if opts.raw then return res.body, meta end
+        if raw then return res.body, meta end
         if res.body == "" then return json.object(), meta end
         local v, jerr = decode_json(res.body)
         if v == nil then return nil, jerr end
+        if decode then return decode(v, meta) end
         return v, meta
       end)
     end)
+  end
+
+  ---------------------------------------------------------------------------------------
+  -- Endpoints beyond chat: embeddings, token counts, model lists
+  -- @section endpoints
+
+  local function unsupported(self, what)
+    return nil, errors.new{ kind = "unsupported", retryable = false,
+      message = tostring(self.name) .. ": the provider's API has no " .. what .. " endpoint" }
+  end
+
+  --- Embedding vectors for one text or a list of texts, in order.
+  -- `opts.model` (else the client option `embedding_model`; a call without either raises),
+  -- `opts.dimensions`, and `extra`, `headers`, `timeout`, `max_retries`, `retry`.
+  -- Returns `{ vectors = { {numbers}, ... }, model, usage = { input_tokens } }`, or `nil, err`
+  -- (kind `"unsupported"` for a provider without an embeddings API).
+  ---@param texts string|string[] a text, or a list of texts
+  ---@param opts? { model?: string, dimensions?: integer, extra?: table, headers?: table<string, string>, timeout?: number, max_retries?: integer, retry?: llm.Policy }
+  ---@return llm.Embeddings? e
+  ---@return llm.Error? err
+  function Client:embed(texts, opts)
+    opts = opts or {}
+    local bad = validate.embed(texts, opts)
+    if bad then error(bad, 2) end
+    local p = self.provider
+    if not p.build_embed then return unsupported(self, "embeddings") end
+    local model = opts.model or self.embedding_model
+    if not model then
+      error("client:embed: no model: pass { model = ... } or set the client option embedding_model", 2)
+    end
+    local input = type(texts) == "string" and { texts } or texts
+    local req = { model = model, input = input, dimensions = opts.dimensions, extra = opts.extra }
+    local built = p.build_embed(req)
+    built.model = model
+    return self:call_json(built, opts, p, false, function(body)
+      local e = p.decode_embed(body, req)
+      e.model = e.model or model
+      e.raw = body
+      if #e.vectors ~= #input then
+        return nil, errors.new{ kind = "protocol", retryable = false, body = body,
+          message = string.format("expected %d embedding vectors, the server sent %d", #input, #e.vectors) }
+      end
+      return e
+    end)
+  end
+
+  --- The input tokens a chat request would use, counted by the provider (Anthropic
+  -- `count_tokens`, Gemini `countTokens`). Returns `{ input_tokens = n }`, or `nil, err`
+  -- (kind `"unsupported"` elsewhere).
+  ---@param req string|llm.Request a request, or the text of one user message
+  ---@return { input_tokens: integer }? count
+  ---@return llm.Error? err
+  function Client:count_tokens(req)
+    req = self:normalize(req, 2)
+    local p = self:provider_for(req)
+    if not p.build_count_tokens then return unsupported(self, "token-counting") end
+    local built = p.build_count_tokens(req)
+    built.model = req.model
+    local body, err = self:call_json(built, { headers = req.extra_headers,
+      timeout = req.timeout, max_retries = req.max_retries, retry = req.retry }, p)
+    if body == nil then return nil, err end
+    return p.decode_count_tokens(body)
+  end
+
+  local MAX_PAGES = 100
+
+  --- The models the provider offers: a list of `{ id, created, owned_by, raw }` (`created` in
+  -- Unix seconds and `owned_by` where the provider gives them), every page followed.
+  ---@return llm.ModelInfo[]? models
+  ---@return llm.Error? err
+  function Client:models()
+    local p = self.provider
+    if not p.build_models then return unsupported(self, "model-list") end
+    local out, page = {}, nil
+    for _ = 1, MAX_PAGES do
+      local body, err = self:call_json(p.build_models(page), {})
+      if body == nil then return nil, err end
+      local list, next_page = p.decode_models(body)
+      for _, m in ipairs(list) do out[#out + 1] = m end
+      if not next_page or next_page == page then break end
+      page = next_page
+    end
+    return out
   end
 
   ---------------------------------------------------------------------------------------
@@ -818,7 +925,7 @@ return function(env)
     self.settled = true
     local c, call = self.client, self.call
     local usage = self.response and self.response.usage or (type(self.state) == "table" and self.state.usage) or nil
-    c:account(call.model, usage, self.p)
+    if call.accounts ~= false then c:account(call.model, usage, self.p) end
     if err then
       c:log_call(call, "failed: " .. tostring(err), usage)
       c:hook("on_error", call, { error = err, status = self.status, request_id = self.request_id, usage = usage })
@@ -884,6 +991,21 @@ return function(env)
     local p, spec, policy
     req, p, spec, policy = self:prepare(req, true)
     local call = { model = req.model, method = spec.method, url = spec.url, p = p, stream = true }
+    return self:start_stream(p, spec, req, policy, call)
+  end
+
+  --- Open a stream under the retry policy (through run_call: hooks, logging, accounting when
+  -- it ends); a failure after HTTP 200 before any content that the policy gave up on is
+  -- handed out as the stream's error event.
+  ---@private
+  ---@param p table the provider table
+  ---@param spec table the transfer spec
+  ---@param req llm.Request
+  ---@param policy llm.Policy
+  ---@param call table the call's state (run_call)
+  ---@return llm.Stream? stream
+  ---@return llm.Error? err
+  function Client:start_stream(p, spec, req, policy, call)
     local s, err = self:run_call(call, policy, function() return self:open_stream(p, spec, req, call) end)
     if s then
       s.call = call            -- accounted when it ends (Stream:settle)
@@ -899,6 +1021,73 @@ return function(env)
       return started
     end
     return nil, err
+  end
+
+  ---------------------------------------------------------------------------------------
+  -- Background responses (Responses API): fetch, cancel and resume a stored response.
+  -- @section background
+
+  -- The Responses API provider table behind this client, or nil when it has none.
+  local function responses_api(self, what, id)
+    if type(id) ~= "string" or id == "" then
+      error("client:" .. what .. ": expected a response id (a string such as \"resp_...\")", 3)
+    end
+    local p = self.provider
+    if p.api == "responses" then return p end
+    return p.responses
+  end
+
+  --- A stored response as it stands now (GET /responses/{id}): a normalized response whose
+  -- `state` is `"queued"`, `"in_progress"`, `"completed"`, `"incomplete"`, `"failed"` or
+  -- `"cancelled"`. `nil, err` kind `"unsupported"` for a provider without the Responses API.
+  ---@param id string the response id (`resp.id` of a `background = true` call)
+  ---@return llm.Response? resp
+  ---@return llm.Error? err
+  function Client:response(id)
+    local p = responses_api(self, "response", id)
+    if not p then return unsupported(self, "Responses API") end
+    local body, meta = self:call_json(p.build_retrieve(id), {}, p)
+    if body == nil then return nil, meta end
+    return attach_meta(p.decode_response(body, {}), meta)
+  end
+
+  --- Cancel a background response (POST /responses/{id}/cancel); returns the response, whose
+  -- `state` is then `"cancelled"` (or its final state when it had already finished).
+  ---@param id string the response id
+  ---@return llm.Response? resp
+  ---@return llm.Error? err
+  function Client:cancel_response(id)
+    local p = responses_api(self, "cancel_response", id)
+    if not p then return unsupported(self, "Responses API") end
+    local body, meta = self:call_json(p.build_cancel(id), {}, p)
+    if body == nil then return nil, meta end
+    return attach_meta(p.decode_response(body, {}), meta)
+  end
+
+  --- Resume the event stream of a background response (GET /responses/{id}?stream=true),
+  -- after sequence number `opts.starting_after` (from the start without it). The stream's
+  -- final response is the whole stored response. `opts` also takes `timeout`,
+  -- `idle_timeout`, `first_token_timeout`, `max_retries`, `retry` and `headers`.
+  ---@param id string the response id
+  ---@param opts? { starting_after?: integer, timeout?: number, idle_timeout?: number, first_token_timeout?: number, max_retries?: integer, retry?: llm.Policy, headers?: table<string, string> }
+  ---@return llm.Stream? stream
+  ---@return llm.Error? err
+  function Client:stream_response(id, opts)
+    local p = responses_api(self, "stream_response", id)
+    opts = opts or {}
+    local bad = validate.stream_response(opts)
+    if bad then error(bad, 2) end
+    if not p then return unsupported(self, "Responses API") end
+    local built = p.build_resume(id, opts.starting_after)
+    local req = { resumed = true, timeout = opts.timeout, idle_timeout = opts.idle_timeout,
+                  first_token_timeout = opts.first_token_timeout, extra_headers = opts.headers,
+                  extra_query = built.query }
+    local spec = self:spec(built, req, true)
+    spec.body = nil
+    -- Hooks and logging as for any stream; not accounted again (the call that started the
+    -- response counted it).
+    local call = { method = spec.method, url = spec.url, p = p, stream = true, accounts = false }
+    return self:start_stream(p, spec, req, self:policy(opts), call)
   end
 
   ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ local validate = require("llm.validate")
 -- The version of the library (semantic versioning); the rockspec carries the same one.
 local VERSION = "0.2.0"
 
-local BUILTIN = { openai = true, anthropic = true, gemini = true, ollama = true }
+local BUILTIN = { openai = true, anthropic = true, gemini = true, ollama = true, azure = true }
 
 -- llm.core, checked to be built for the running Lua. A core built for another one fails
 -- in dlopen on a symbol this Lua lacks, or in luaopen (5.3+), or names another Lua in

@@ -33,6 +33,7 @@ local ROOTS = {
   anthropic = { path = "", model = "claude-sonnet-4-5" },
   gemini = { path = "/v1beta", model = "gemini-2.5-flash" },
   ollama = { path = "", model = "llama3.2" },
+  azure = { path = "/openai/v1", model = "gpt-4.1-mini" },
 }
 M.providers = ROOTS
 

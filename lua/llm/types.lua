@@ -27,6 +27,7 @@
 ---@field limiter? llm.Limiter a rate limiter (`llm.limiter{...}`) this client's calls wait for; clients may share one
 ---@field prices? table<string, llm.Price> US dollars per million tokens, by model: makes `client.usage.cost` a number
 ---@field hooks? llm.Hooks functions called around every request
+---@field embedding_model? string the model of `client:embed` when the call names none
 
 --- The price of a model, US dollars per million tokens (`prices` client option).
 ---@class llm.Price
@@ -98,6 +99,7 @@
 ---@field instructions? string Responses API instructions
 ---@field previous_response_id? string Responses API: chain on a stored response
 ---@field store? boolean Responses API: store the response
+---@field background? boolean Responses API: return at once; fetch the result with client:response(id)
 ---@field include? string[] Responses API: extra output to include
 ---@field api? "responses"
 ---@field extra? table fields merged verbatim into the body
@@ -168,10 +170,23 @@
 ---@field headers? table<string, string> the response headers (lower-case names)
 ---@field request_id? string
 ---@field provider string the answering client's provider name (with `llm.fallback`: the one that served it)
+---@field state? string Responses API: the response's status ("queued", "in_progress", "completed", ...)
 ---@field steps? table[] `run_tools`: the calls and results of each round
 ---@field messages? llm.Message[] `run_tools`: the whole transcript
 
 --- A normalized stream event.
+---@class llm.Embeddings
+---@field vectors number[][] one vector per input text, in order
+---@field model string the model that made them
+---@field usage { input_tokens?: integer } tokens read, where the provider reports them
+---@field raw table the decoded provider body
+
+---@class llm.ModelInfo
+---@field id string the model's name, as a request takes it
+---@field created? integer Unix seconds, where the provider gives it
+---@field owned_by? string where the provider gives it
+---@field raw table the provider's own entry
+
 ---@class llm.Event
 ---@field type "text"|"reasoning"|"refusal"|"tool_call"|"tool_call_done"|"usage"|"raw"|"done"|"error"|"partial"
 ---@field value? any partial: the structured output parsed so far (read-only: complete parts are shared)

@@ -20,7 +20,7 @@ end
 M.CLIENT_OPTIONS = set{
   "model", "api_key", "base_url", "timeout", "connect_timeout", "idle_timeout",
   "first_token_timeout", "max_retries", "retry", "headers", "ca_file", "proxy", "insecure",
-  "api", "max_event_size", "prices", "hooks", "limiter",
+  "api", "max_event_size", "prices", "hooks", "limiter", "embedding_model",
 }
 
 --- The hooks a client takes (API §12) and the fields of a price.
@@ -42,7 +42,7 @@ M.OPTIONAL_FIELDS = set{
   "n", "seed", "top_k", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
   "user", "metadata", "service_tier", "prompt_cache_key",
   -- the Responses API (API §2)
-  "input", "instructions", "previous_response_id", "store", "include",
+  "input", "instructions", "previous_response_id", "store", "include", "background",
 }
 
 --- Part types of the message format (API §10, §12). A provider lists those it takes in
@@ -249,6 +249,7 @@ function M.client_options(name, opts, what)
     or check_type(what, "base_url", opts.base_url, "string")
     or check_type(what, "ca_file", opts.ca_file, "string")
     or check_type(what, "proxy", opts.proxy, "string")
+    or check_type(what, "embedding_model", opts.embedding_model, "string")
     or check_number(what, "max_event_size", opts.max_event_size, 1, true)
     or M.check_headers(what, "headers", opts.headers)
     or M.check_hooks(what, opts.hooks)
@@ -408,6 +409,44 @@ function M.batch_options(opts, what)
     or check_type(what, "metadata", opts.metadata, "table")
 end
 
+--- The arguments of client:embed(texts, opts); nil or a message.
+M.EMBED_OPTIONS = set{ "model", "dimensions", "extra", "headers", "timeout", "max_retries", "retry" }
+function M.embed(texts, opts)
+  local what = "client:embed"
+  if type(texts) == "table" then
+    if #texts == 0 or not is_list(texts) then
+      return what .. ": texts must be a string or a non-empty list of strings"
+    end
+    for i, t in ipairs(texts) do
+      if type(t) ~= "string" then return format("%s: texts[%d] must be a string, got %s", what, i, type(t)) end
+    end
+  elseif type(texts) ~= "string" then
+    return format("%s: texts must be a string or a list of strings, got %s", what, type(texts))
+  end
+  if type(opts) ~= "table" then return what .. ": opts must be a table, got " .. type(opts) end
+  for k in pairs(opts) do
+    if not M.EMBED_OPTIONS[k] then return unknown(what, k, "option", M.EMBED_OPTIONS) end
+  end
+  return check_common(what, opts)
+    or check_number(what, "dimensions", opts.dimensions, 1, true)
+    or check_type(what, "extra", opts.extra, "table")
+    or M.check_headers(what, "headers", opts.headers)
+end
+
+--- The options of client:stream_response(id, opts); nil or a message.
+M.STREAM_RESPONSE_OPTIONS = set{ "starting_after", "timeout", "idle_timeout", "first_token_timeout",
+                                 "max_retries", "retry", "headers" }
+function M.stream_response(opts)
+  local what = "client:stream_response"
+  if type(opts) ~= "table" then return what .. ": opts must be a table, got " .. type(opts) end
+  for k in pairs(opts) do
+    if not M.STREAM_RESPONSE_OPTIONS[k] then return unknown(what, k, "option", M.STREAM_RESPONSE_OPTIONS) end
+  end
+  return check_common(what, opts)
+    or check_number(what, "starting_after", opts.starting_after, 0, true)
+    or M.check_headers(what, "headers", opts.headers)
+end
+
 --- tools: a list of tool tables; nil or a message.
 function M.tools(what, tools)
   if tools == nil then return nil end
@@ -430,6 +469,7 @@ function M.request(req, p, pname, extra_ok)
       if M.OPTIONAL_FIELDS[k] then
         if not takes[k] then
           local responses = k == "input" or k == "instructions" or k == "previous_response_id" or k == "include"
+            or k == "background"
           return format("%s: the request field '%s' is not supported by this API%s", pname, tostring(k),
             responses and " (it belongs to the Responses API: api = \"responses\")"
               or "; provider-specific fields go in `extra`")
@@ -458,6 +498,7 @@ function M.request(req, p, pname, extra_ok)
     or check_type(what, "store", req.store, "boolean")
     or check_type(what, "cache", req.cache, "boolean")
     or check_type(what, "prompt_cache_key", req.prompt_cache_key, "string")
+    or check_type(what, "background", req.background, "boolean")
     or check_type(what, "parallel_tool_calls", req.parallel_tool_calls, "boolean")
     or check_type(what, "system", req.system, "string", "table")
     or check_type(what, "stop", req.stop, "string", "table")

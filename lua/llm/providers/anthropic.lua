@@ -310,6 +310,44 @@ function P.build_request(req)
   return C.post("/v1/messages", body, req)
 end
 
+-- The fields of a Messages body that /v1/messages/count_tokens takes.
+local COUNT_FIELDS = { model = true, messages = true, system = true, tools = true,
+                       tool_choice = true, thinking = true }
+
+--- The token count of the request a chat call would send (POST /v1/messages/count_tokens).
+function P.build_count_tokens(req)
+  local built = P.build_request(req)
+  local body = {}
+  for k, v in pairs(built.body) do
+    if COUNT_FIELDS[k] then body[k] = v end
+  end
+  built.body, built.path = body, "/v1/messages/count_tokens"
+  return built
+end
+
+function P.decode_count_tokens(body)
+  return { input_tokens = type(body) == "table" and C.int(val(body.input_tokens)) or nil }
+end
+
+-- GET /v1/models pages through `after_id`; 1000 is the largest page the API serves.
+function P.build_models(page)
+  local query = { limit = "1000" }
+  if page then query.after_id = page end
+  return { method = "GET", path = "/v1/models", query = query }
+end
+
+function P.decode_models(body)
+  local out = {}
+  local data = type(body) == "table" and val(body.data) or nil
+  for _, m in ipairs(type(data) == "table" and data or {}) do
+    if type(m) == "table" and str(m.id) then
+      out[#out + 1] = { id = m.id, created = C.rfc3339_seconds(val(m.created_at)), raw = m }
+    end
+  end
+  local more = type(body) == "table" and val(body.has_more) == true
+  return out, more and str(body.last_id) or nil
+end
+
 ---------------------------------------------------------------------------------------
 -- Responses
 ---------------------------------------------------------------------------------------
@@ -403,16 +441,24 @@ local REFINE = { billing_error = "quota", overloaded_error = "overloaded",
 -- the request id.
 local function top_level(f, t) f.message = str(t.message) end
 
+-- `error.details.error_code` values of a 429 that waiting cannot fix: the organization
+-- reached the spend limit of its tier or of its contract (never read from the message).
+local SPEND_LIMIT = { enforced_spend_limit_reached = true, contract_spend_limit_reached = true }
+
 local function error_fields(t)
   if type(t) ~= "table" then return {} end
   local e = C.error_fields(t, top_level)
-  return { message = e.message, type = e.type, request_id = str(t.request_id) }
+  local err, details = val(t.error), nil
+  if type(err) == "table" then details = val(err.details) end
+  return { message = e.message, type = e.type, request_id = str(t.request_id),
+           code = type(details) == "table" and str(details.error_code) or nil }
 end
 
 function P.decode_error(status, headers, body_text)
   local t, body = C.decode_body(body_text)
   local f = error_fields(t)
   f.kind = REFINE[f.type]
+  if status == 429 and SPEND_LIMIT[f.code] then f.kind = "quota" end
   f.request_id = C.header(headers, "request-id") or C.header(headers, "x-request-id") or f.request_id
   return C.http_error(status, body_text, body, f)
 end

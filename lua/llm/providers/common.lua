@@ -515,6 +515,54 @@ function M.request_id(headers)
 end
 
 ---------------------------------------------------------------------------------------
+-- Endpoints beyond chat: embeddings, token counts, model lists
+---------------------------------------------------------------------------------------
+
+--- The input texts of an embedding request as a JSON array.
+function M.text_list(input)
+  local out = json.array()
+  for i, s in ipairs(input) do out[i] = s end
+  return out
+end
+
+--- A list of numbers decoded from JSON as a plain Lua list (a vector).
+function M.vector(v)
+  local out = {}
+  if type(v) ~= "table" then return out end
+  for i, x in ipairs(v) do out[i] = type(x) == "number" and x or 0 end
+  return out
+end
+
+-- Days from 1970-01-01 to a civil date (proleptic Gregorian; H. Hinnant's algorithm).
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Unix seconds of an RFC 3339 time ("2025-02-19T00:00:00Z", "...+02:00"), or nil.
+function M.rfc3339_seconds(s)
+  if type(s) ~= "string" then return nil end
+  local y, mo, d, h, mi, sec, rest = s:match("^(%d%d%d%d)-(%d%d)-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
+  if not y then return nil end
+  local t = days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
+    + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+  rest = rest:gsub("^%.%d+", "")
+  local sign, oh, om = rest:match("^([+-])(%d%d):?(%d%d)$")
+  if sign then
+    local off = tonumber(oh) * 3600 + tonumber(om) * 60
+    t = sign == "+" and t - off or t + off
+  elseif rest ~= "Z" and rest ~= "z" and rest ~= "" then
+    return nil
+  end
+  return M.int(t)
+end
+
+---------------------------------------------------------------------------------------
 -- Streams
 ---------------------------------------------------------------------------------------
 

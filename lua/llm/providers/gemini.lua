@@ -12,7 +12,9 @@
 -- * Gemini's `thoughtSignature` is kept as `provider_data = { provider = "gemini",
 --   thought_signature = ... }` on the tool call, reasoning part or text part it came with,
 --   and sent back on the same kind of part; thought parts (`thought: true`) are reasoning.
--- * Function calls often have no id: the normalized id is then nil.
+-- * Function calls often have no id: the normalized id is then generated, `call_<n>` for
+--   the n-th call of the response, and `provider_data.id_generated` says so; such an id is
+--   not sent back to Gemini (a history replays to other providers with it).
 -- * finish_reason: STOP -> tool_calls when a functionCall part is present, else stop;
 --   MAX_TOKENS -> length; SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII,
 --   IMAGE_SAFETY -> content_filter; anything else -> error. A prompt blocked before any
@@ -116,7 +118,7 @@ local function parts_of(content)
   return C.map_parts(content or {}, text_part, image_part, thought_part)
 end
 
-local function function_response(m, names)
+local function function_response(m, names, generated)
   local name = m.name or (m.tool_call_id and names[m.tool_call_id])
   local value = m.content
   if type(value) ~= "table" or (type(value[1]) == "table" and value[1].type == "text") then
@@ -124,7 +126,7 @@ local function function_response(m, names)
   end
   local response = m.is_error and { error = value } or { output = value }
   local fr = { name = name, response = response }
-  if m.tool_call_id then fr.id = m.tool_call_id end
+  if m.tool_call_id and not generated[m.tool_call_id] then fr.id = m.tool_call_id end
   return { functionResponse = fr }
 end
 
@@ -204,7 +206,7 @@ local function thinking_config(r, model)
 end
 
 -- The turn of a user or model message; `names` learns the name of each call's id.
-local function content_out(m, names)
+local function content_out(m, names, generated)
   if m.role ~= "assistant" and m.role ~= "model" then
     return { role = "user", parts = parts_of(m.content) }
   end
@@ -212,17 +214,30 @@ local function content_out(m, names)
   for _, call in ipairs(m.tool_calls or {}) do
     if call.id and call.name then names[call.id] = call.name end
     local fc = { name = call.name, args = C.arguments_table(call) }
-    if call.id then fc.id = call.id end
+    local pd = C.own_data(call.provider_data, PROVIDER)
+    if call.id and not (pd and pd.id_generated) then fc.id = call.id end
+    if pd and pd.id_generated and call.id then generated[call.id] = true end
     parts[#parts + 1] = { functionCall = fc, thoughtSignature = signature_of(call.provider_data) }
   end
   return { role = "model", parts = parts }
 end
 
+-- "models/<name>" for a model name given with or without the prefix.
+local function model_name(model)
+  return "models/" .. tostring(model or ""):gsub("^models/", "")
+end
+
+-- The path of a method on a model: the name is one escaped path segment.
+local function model_path(model, method)
+  return "/models/" .. C.url_escape((tostring(model or ""):gsub("^models/", ""))) .. ":" .. method
+end
+
 function P.build_request(req)
   local names = {} -- tool-call id -> name, for results that carry no name
+  local generated = {} -- ids this library made up, which Gemini never saw
   local system, contents = C.turns(req, "parts",
-    function(m) return function_response(m, names) end,
-    function(m) return content_out(m, names) end)
+    function(m) return function_response(m, names, generated) end,
+    function(m) return content_out(m, names, generated) end)
 
   local body = { contents = contents }
   if #system > 0 then
@@ -256,9 +271,63 @@ function P.build_request(req)
   if next(gc) ~= nil then body.generationConfig = gc end
 
   -- the model is one path segment: "a/../../x" must not walk the path
-  local model = C.url_escape((tostring(req.model or ""):gsub("^models/", "")))
-  local path = "/models/" .. model .. (req.stream and ":streamGenerateContent?alt=sse" or ":generateContent")
+  local path = model_path(req.model, req.stream and "streamGenerateContent?alt=sse" or "generateContent")
   return C.post(path, body, req)
+end
+
+--- Embeddings of several texts in one call (POST /models/{model}:batchEmbedContents).
+function P.build_embed(req)
+  local requests = json.array()
+  for i, text in ipairs(req.input) do
+    requests[i] = { model = model_name(req.model), content = { parts = json.array({ { text = text } }) },
+                    outputDimensionality = req.dimensions }
+  end
+  local body = { requests = requests }
+  C.merge_extra(body, req.extra)
+  return { method = "POST", path = model_path(req.model, "batchEmbedContents"), body = body }
+end
+
+function P.decode_embed(body, req)
+  local vectors = {}
+  local list = type(body) == "table" and val(body.embeddings) or nil
+  for i, e in ipairs(type(list) == "table" and list or {}) do
+    vectors[i] = C.vector(type(e) == "table" and val(e.values) or nil)
+  end
+  return { vectors = vectors, model = req and req.model, usage = {} }
+end
+
+--- The token count of the request a chat call would send (POST /models/{model}:countTokens,
+--- with the whole generateContent request so the system prompt and tools count too).
+function P.build_count_tokens(req)
+  local built = P.build_request(req)
+  local inner = built.body
+  inner.model = model_name(req.model)
+  built.body = { generateContentRequest = inner }
+  built.path = model_path(req.model, "countTokens")
+  return built
+end
+
+function P.decode_count_tokens(body)
+  return { input_tokens = type(body) == "table" and C.int(val(body.totalTokens)) or nil }
+end
+
+-- GET /models pages through `pageToken`; 1000 is the largest page the API serves.
+function P.build_models(page)
+  local query = { pageSize = "1000" }
+  if page then query.pageToken = page end
+  return { method = "GET", path = "/models", query = query }
+end
+
+function P.decode_models(body)
+  local out = {}
+  local list = type(body) == "table" and val(body.models) or nil
+  for _, m in ipairs(type(list) == "table" and list or {}) do
+    if type(m) == "table" and str(m.name) then
+      out[#out + 1] = { id = (m.name:gsub("^models/", "")), raw = m }
+    end
+  end
+  local tok = type(body) == "table" and str(body.nextPageToken) or nil
+  return out, (tok and tok ~= "") and tok or nil
 end
 
 ---------------------------------------------------------------------------------------
@@ -295,8 +364,13 @@ local function add_text(g, kind, text, sig)
 end
 
 local function add_call(g, fc, sig)
-  local call = C.decoded_tool_call(str(fc.id), str(fc.name), val(fc.args), "{}",
-    sig and { provider = PROVIDER, thought_signature = sig } or nil)
+  local id, pd = str(fc.id), sig and { provider = PROVIDER, thought_signature = sig } or nil
+  if not id then   -- unique within the response, so a history replays to any provider
+    id = "call_" .. (#g.calls + 1)
+    pd = pd or { provider = PROVIDER }
+    pd.id_generated = true
+  end
+  local call = C.decoded_tool_call(id, str(fc.name), val(fc.args), "{}", pd)
   g.calls[#g.calls + 1] = call
   g.parts[#g.parts + 1] = { kind = "call", call = call }
   g.cur = nil
@@ -338,7 +412,7 @@ local function message_of(g)
     if part.kind == "call" then
       local c = part.call
       local fc = { name = c.name, args = c.arguments or json.object() }
-      if c.id then fc.id = c.id end
+      if c.id and not (c.provider_data and c.provider_data.id_generated) then fc.id = c.id end
       wire[#wire + 1] = { functionCall = fc,
         thoughtSignature = c.provider_data and c.provider_data.thought_signature or nil }
     else

@@ -12,8 +12,9 @@
 --   `response_format` json_schema sends the schema as `format`, json_object sends "json".
 -- * `reasoning` turns `think` on; an `effort` is passed as the level for gpt-oss models,
 --   which take "low" / "medium" / "high"; `reasoning = false` sends `think = false`.
--- * Tool calls arrive whole (arguments already an object); ids are nil unless the server
---   sends one. Tool results are `{ role = "tool", content, tool_name }`, the name from the
+-- * Tool calls arrive whole (arguments already an object); a call without an id gets
+--   `call_<n>` (the n-th call of the response), marked `provider_data.id_generated` and not
+--   sent back to Ollama. Tool results are `{ role = "tool", content, tool_name }`, the name from the
 --   tool message's `name`, else from the call with that id earlier in the history.
 -- * Thinking comes back as a reasoning part with `provider_data = { provider = "ollama" }`
 --   and is replayed as the assistant message's `thinking`.
@@ -102,7 +103,8 @@ local function message_out(m, names)
       for i, c in ipairs(m.tool_calls) do
         if c.id and c.name then names[c.id] = c.name end
         calls[i] = { ["function"] = { name = c.name, arguments = C.arguments_table(c) } }
-        if c.id then calls[i].id = c.id end
+        local pd = C.own_data(c.provider_data, PROVIDER)
+        if c.id and not (pd and pd.id_generated) then calls[i].id = c.id end
       end
       out.tool_calls = calls
     end
@@ -156,6 +158,36 @@ function P.build_request(req)
   return C.post("/api/chat", body, req, "application/x-ndjson")
 end
 
+--- Embeddings of several texts in one call (POST /api/embed).
+function P.build_embed(req)
+  local body = { model = req.model, input = C.text_list(req.input), dimensions = req.dimensions }
+  C.merge_extra(body, req.extra)
+  return { method = "POST", path = "/api/embed", body = body }
+end
+
+function P.decode_embed(body)
+  local vectors = {}
+  local list = type(body) == "table" and val(body.embeddings) or nil
+  for i, v in ipairs(type(list) == "table" and list or {}) do vectors[i] = C.vector(v) end
+  return { vectors = vectors, model = type(body) == "table" and str(body.model) or nil,
+           usage = { input_tokens = type(body) == "table" and C.int(val(body.prompt_eval_count)) or nil } }
+end
+
+-- The local models (GET /api/tags); one page.
+function P.build_models()
+  return { method = "GET", path = "/api/tags" }
+end
+
+function P.decode_models(body)
+  local out = {}
+  local list = type(body) == "table" and val(body.models) or nil
+  for _, m in ipairs(type(list) == "table" and list or {}) do
+    local id = type(m) == "table" and (str(m.model) or str(m.name)) or nil
+    if id then out[#out + 1] = { id = id, raw = m } end
+  end
+  return out, nil
+end
+
 ---------------------------------------------------------------------------------------
 -- Responses
 ---------------------------------------------------------------------------------------
@@ -171,8 +203,12 @@ local function calls_of(tcs, into)
     local fn = type(tc) == "table" and val(tc["function"]) or nil
     if type(fn) == "table" then
       local args = val(fn.arguments)
-      into[#into + 1] = C.decoded_tool_call(str(tc.id), str(fn.name), args,
-        type(args) == "string" and args or "")
+      local id, pd = str(tc.id), nil
+      if not id then   -- unique within the response, so a history replays to any provider
+        id, pd = "call_" .. (#into + 1), { provider = PROVIDER, id_generated = true }
+      end
+      into[#into + 1] = C.decoded_tool_call(id, str(fn.name), args,
+        type(args) == "string" and args or "", pd)
     end
   end
   return into
@@ -271,7 +307,7 @@ function P.finish_stream(state)
     local tcs = json.array()
     for i, c in ipairs(state.calls) do
       tcs[i] = { ["function"] = { name = c.name, arguments = c.arguments or json.object() } }
-      if c.id then tcs[i].id = c.id end
+      if c.id and not (c.provider_data and c.provider_data.id_generated) then tcs[i].id = c.id end
     end
     rmsg.tool_calls = tcs
   end

@@ -29,6 +29,14 @@
 --   P.finish_stream(state) -> response | nil, errfields
 --       complete iff the finish signal was seen and no error came.
 --
+-- Optional endpoints; a provider without one answers `nil, err` kind "unsupported":
+--   P.build_embed(req) -> request       req = { model, input = { texts }, dimensions, extra }
+--   P.decode_embed(body, req) -> { vectors = { {numbers}, ... }, model, usage = { input_tokens } }
+--   P.build_count_tokens(req) -> request   req is a normalized chat request
+--   P.decode_count_tokens(body) -> { input_tokens }
+--   P.build_models(page) -> request     page: the next page's token (nil for the first)
+--   P.decode_models(body) -> list of { id, created?, owned_by?, raw }, the next page's token
+--
 -- Derived providers: `P.derive{ name =, base_url =, api_key_env =, ... }` returns a copy
 -- of this table with those fields replaced; the client does this for a user table with
 -- `base = "openai"` (API.md §1).
@@ -505,6 +513,44 @@ function P.finish_stream(state)
   }
   if #list > 1 then resp.choices = list end
   return C.structured(resp, state.req)
+end
+
+---------------------------------------------------------------------------------------
+-- Embeddings and models
+---------------------------------------------------------------------------------------
+
+function P.build_embed(req)
+  local body = { model = req.model, input = C.text_list(req.input), encoding_format = "float",
+                 dimensions = req.dimensions }
+  C.merge_extra(body, req.extra)
+  return { method = "POST", path = "/embeddings", body = body }
+end
+
+function P.decode_embed(body)
+  local vectors = {}
+  local data = type(body) == "table" and val(body.data) or nil
+  for i, item in ipairs(type(data) == "table" and data or {}) do
+    local idx = type(item) == "table" and C.int(val(item.index)) or nil
+    vectors[(idx and idx + 1) or i] = C.vector(type(item) == "table" and val(item.embedding) or nil)
+  end
+  local u = type(body) == "table" and val(body.usage) or nil
+  return { vectors = vectors, model = type(body) == "table" and str(body.model) or nil,
+           usage = { input_tokens = type(u) == "table" and C.int(val(u.prompt_tokens)) or nil } }
+end
+
+function P.build_models()
+  return { method = "GET", path = "/models" }
+end
+
+function P.decode_models(body)
+  local out = {}
+  local data = type(body) == "table" and val(body.data) or nil
+  for _, m in ipairs(type(data) == "table" and data or {}) do
+    if type(m) == "table" and str(m.id) then
+      out[#out + 1] = { id = m.id, created = C.int(val(m.created)), owned_by = str(m.owned_by), raw = m }
+    end
+  end
+  return out, nil
 end
 
 -- The Responses API is a variant of this provider: the client uses it for api = "responses".

@@ -45,7 +45,8 @@ local P = {
   framing = "sse",
   request_fields = { input = true, instructions = true, previous_response_id = true,
                      store = true, include = true, top_logprobs = true, user = true,
-                     metadata = true, service_tier = true, prompt_cache_key = true },
+                     metadata = true, service_tier = true, prompt_cache_key = true,
+                     background = true },
   part_types = { text = true, image = { url = true, data = true }, file = { url = true, data = true },
                  input_text = true, input_image = true, input_file = true },
   media_limits = { image = 50 * 1048576, file = 32 * 1048576, request = 50 * 1048576 },
@@ -173,6 +174,7 @@ function P.build_request(req)
   if req.parallel_tool_calls ~= nil then body.parallel_tool_calls = req.parallel_tool_calls end
   if req.previous_response_id ~= nil then body.previous_response_id = req.previous_response_id end
   if req.store ~= nil then body.store = req.store end
+  if req.background ~= nil then body.background = req.background end
   if req.include ~= nil then body.include = json.array(req.include) end
   body.top_logprobs = req.top_logprobs
   body.user = req.user
@@ -267,7 +269,7 @@ local function build(g, resp_obj, usage, raw, req)
     text = text, tool_calls = g.calls, finish_reason = finish, raw_finish_reason = raw_finish,
     usage = usage, reasoning = #g.reasoning > 0 and concat(g.reasoning) or nil,
     refusal = g.refusal, message = message, id = str(resp_obj.id), model = str(resp_obj.model),
-    raw = raw,
+    raw = raw, state = str(resp_obj.status),
   }
   local e = val(resp_obj.error)
   if type(e) == "table" then resp.error = { message = str(e.message), code = val(e.code) } end
@@ -299,6 +301,31 @@ function P.decode_response(body, req)
   local g = { text = concat(text), refusal = #refusal > 0 and concat(refusal) or nil,
               reasoning = reasoning, parts = parts, calls = calls }
   return build(g, obj, usage_of(obj.usage), body, req)
+end
+
+---------------------------------------------------------------------------------------
+-- Stored responses: fetch, cancel, resume a stream (background = true)
+---------------------------------------------------------------------------------------
+
+local function response_path(id, tail)
+  return "/responses/" .. C.url_escape(id) .. (tail or "")
+end
+
+--- GET /responses/{id}: the response as it stands.
+function P.build_retrieve(id)
+  return { method = "GET", path = response_path(id) }
+end
+
+--- POST /responses/{id}/cancel: cancel a background response.
+function P.build_cancel(id)
+  return { method = "POST", path = response_path(id, "/cancel"), body = json.object() }
+end
+
+--- GET /responses/{id}?stream=true: its events again, after sequence number `after`.
+function P.build_resume(id, after)
+  local query = { stream = "true" }
+  if after ~= nil then query.starting_after = string.format("%d", after) end
+  return { method = "GET", path = response_path(id), query = query }
 end
 
 ---------------------------------------------------------------------------------------
@@ -531,6 +558,9 @@ function P.finish_stream(state)
   local g = { text = concat(state.text), refusal = #state.refusal > 0 and concat(state.refusal) or nil,
               reasoning = reasoning, parts = parts, calls = calls }
   local r = state.response
+  -- A resumed stream missed the events before its starting point: the terminal event's
+  -- response object holds the whole output.
+  if state.req and state.req.resumed then return P.decode_response(r, state.req) end
   return build(g, r, C.copy_usage(state.usage), r, state.req)
 end
 
