@@ -306,6 +306,13 @@ describe("azure provider", function()
                       "/openai/v1/responses" }, paths)
   end)
 
+  it("m:client(\"azure\") points at the mock's /openai/v1 with a key in api-key", function()
+    local c = mock.server:client("azure")
+    assert.are.equal(mock.url .. "/openai/v1", c.base_url)
+    assert.are.equal("echo: Hi", assert(c:chat("Hi")).text)
+    assert.are.equal("mock-key", requests()[1].headers["api-key"])
+  end)
+
   it("a request without the api-key header is refused by the mock (so the header is what authenticates)", function()
     local c = client("azure", { api_key = false })
     local _, err = c:chat("Hi")
