@@ -158,6 +158,39 @@ end)
 
 ---------------------------------------------------------------------------------------------
 
+describe("embeddings, token counts and model lists take the one request path", function()
+  it("fire the hooks of every call; an embedding's tokens are accounted, a count or a list is not", function()
+    local seen = {}
+    local function hook(name) return function(info)
+      seen[#seen + 1] = { name, info.method, info.url:gsub("^.-//[^/]+", ""), info.model, info.status }
+    end end
+    local c = client("gemini", { embedding_model = "gemini-embedding-001",
+      prices = { ["gemini-embedding-001"] = { input = 0.15, output = 0 } },
+      hooks = { on_request = hook("on_request"), on_response = hook("on_response") } })
+    assert(c:embed({ "one two three", "four five" }))
+    assert(c:count_tokens("six seven"))
+    assert(c:models())
+    assert.are.same({
+      { "on_request", "POST", "/v1beta/models/gemini-embedding-001:batchEmbedContents", "gemini-embedding-001" },
+      { "on_response", "POST", "/v1beta/models/gemini-embedding-001:batchEmbedContents", "gemini-embedding-001", 200 },
+      { "on_request", "POST", "/v1beta/models/gemini-test:countTokens", "gemini-test" },
+      { "on_response", "POST", "/v1beta/models/gemini-test:countTokens", "gemini-test", 200 },
+      { "on_request", "GET", "/v1beta/models?pageSize=1000" },
+      { "on_response", "GET", "/v1beta/models?pageSize=1000", nil, 200 },
+    }, seen)
+    assert.are.equal(1, c.usage.requests)   -- the embedding call only
+    local o = client("openai", { embedding_model = "text-embedding-3-small",
+      prices = { ["text-embedding-3-small"] = { input = 0.02, output = 0 } } })
+    assert(o:embed({ "one two three", "four five" }))
+    assert.are.equal(1, o.usage.requests)
+    assert.are.equal(5, o.usage.input_tokens)
+    assert.are.equal(5, o.usage.by_model["text-embedding-3-small"].input_tokens)
+    assert.is_true(math.abs(o.usage.cost - 5 * 0.02 / 1e6) < 1e-15)
+  end)
+end)
+
+---------------------------------------------------------------------------------------------
+
 describe("client:count_tokens", function()
   local REQ = { system = "Be brief.", max_tokens = 100, temperature = 0.5,
                 messages = { { role = "user", content = "How many tokens is this?" } } }
