@@ -539,8 +539,8 @@ return function(env)
     if built.body == nil then spec.body = nil end
     local policy = self:policy(opts)
     local body = built.body
-    local call = { model = built.model or (type(body) == "table" and type(body.model) == "string" and body.model or nil),
-                   method = spec.method, url = spec.url, p = p, accounts = decode ~= nil }
+    local model = built.model or (type(body) == "table" and type(body.model) == "string" and body.model or nil)
+    local call = { model = model, method = spec.method, url = spec.url, p = p, accounts = decode ~= nil }
     return self:run_call(call, policy, function()
       -- a raw call takes a slot (requests, concurrency) but no token estimate: its body may
       -- be a file upload rather than a prompt
