@@ -159,18 +159,30 @@ describe("llm.limiter", function()
     error("condition never held")
   end
 
+  -- Opens a stream that stalls after its first content, so it holds its limiter slot until
+  -- closed: a slot held for as long as the spec wants, whatever the machine's speed.
+  local function held_stream(c)
+    mock:push{ text = { "x", "y", "z" }, stall_after = 2 }
+    return assert(c:stream("held"))
+  end
+
   it("holds calls at the concurrency budget", function()
     local L = instance()
     local lim = L.limiter{ concurrency = 2 }
     local c = mock:client("openai", { llm = L, limiter = lim, max_retries = 0 })
-    for _ = 1, 6 do mock:push{ text = "slow", delay = 0.05 } end
+    local s1, s2 = held_stream(c), held_stream(c)
     local tasks = {}
-    for i = 1, 6 do tasks[i] = L.spawn(function() return assert(c:chat("q" .. i)) end) end
+    for i = 1, 4 do tasks[i] = L.spawn(function() return assert(c:chat("q" .. i)) end) end
     step_until(L, function() return lim:stats().queued == 4 end)
     assert.equal(2, lim:stats().in_flight)
+    assert.equal(2, #mock:requests())            -- only the two streams reached the server
+    s1:close()
+    step_until(L, function() return #mock:requests() == 3 end)
+    assert.equal(2, lim:stats().in_flight)       -- one more went, no more
+    s2:close()
     local results, errs = L.run(function() return L.gather(tasks) end)
     assert.same({}, errs)
-    assert.equal(6, #results)
+    assert.equal(4, #results)
     assert.is_true(server:stats().peak_active <= 2)
     assert.equal(6, #mock:requests())
   end)
@@ -179,40 +191,40 @@ describe("llm.limiter", function()
     local L = instance()
     local lim = L.limiter{ concurrency = 1 }
     local c = mock:client("openai", { llm = L, limiter = lim, max_retries = 0 })
-    mock:push{ text = "first", delay = 0.05 }
-    L.run(function()
-      local tasks = { L.spawn(function() return c:chat("busy") end) }
-      local prios = { 0, 5, 1, 5, 10, -2 }
-      for i, p in ipairs(prios) do
-        tasks[#tasks + 1] = L.spawn(function() return c:chat{ messages = { { role = "user", content = "p" .. i } },
-                                                              priority = p } end)
-      end
-      L.gather(tasks)
-    end)
+    local s = held_stream(c)
+    local tasks = {}
+    for i, p in ipairs{ 0, 5, 1, 5, 10, -2 } do
+      tasks[i] = L.spawn(function() return c:chat{ messages = { { role = "user", content = "p" .. i } },
+                                                   priority = p } end)
+    end
+    step_until(L, function() return lim:stats().queued == 6 end)
+    s:close()
+    L.run(function() return L.gather(tasks) end)
     local order = {}
     for _, r in ipairs(mock:requests()) do order[#order + 1] = r.json.messages[1].content end
-    assert.same({ "busy", "p5", "p2", "p4", "p3", "p1", "p6" }, order)
+    assert.same({ "held", "p5", "p2", "p4", "p3", "p1", "p6" }, order)
   end)
 
   it("a cancelled waiter leaves the queue", function()
     local L = instance()
     local lim = L.limiter{ concurrency = 1 }
     local c = mock:client("openai", { llm = L, limiter = lim, max_retries = 0 })
-    mock:push{ text = "first", delay = 0.05 }
-    local t1 = L.spawn(function() return c:chat("one") end)
+    local s = held_stream(c)
     local t2 = L.spawn(function() return c:chat("two") end)
     local t3 = L.spawn(function() return c:chat("three") end)
     step_until(L, function() return lim:stats().queued == 2 end)
     t2:cancel()
     assert.equal(1, lim:stats().queued)
+    s:close()
     local r2, e2
     L.run(function()
-      assert(L.await(t1))
       r2, e2 = L.await(t2)
       assert(L.await(t3))
     end)
     assert.is_nil(r2)
     assert.equal("cancelled", e2.kind)
+    assert.same({ "held", "three" }, { mock:requests()[1].json.messages[1].content,
+                                       mock:requests()[2].json.messages[1].content })
     assert.equal(2, #mock:requests())
     local st = lim:stats()
     assert.equal(0, st.queued)
@@ -225,7 +237,7 @@ describe("llm.limiter", function()
     local c = mock:client("openai", { llm = L, max_retries = 0, limiter = lim })
     local t1 = L.spawn(function() return c:chat("one") end)
     local t2 = L.spawn(function() return c:chat("two") end)
-    step_until(L, function() return lim:stats().queued == 1 and lim:stats().in_flight == 1 end)
+    step_until(L, function() return lim:stats().queued == 1 end)
     assert.equal(1, clock:next_at())            -- the second waits a second for the budget
     t2:cancel()
     L.run(function() assert(L.await(t1)) end)
