@@ -561,6 +561,29 @@ describe("background responses", function()
     assert.are.equal("echo: one two three four", table.concat(all))
   end)
 
+  it("a background stream cut mid-way resumes from its last sequence number, without a gap", function()
+    local c = responses_client()
+    mock.server:push{ text = "alpha beta gamma delta epsilon", cut_after = 7 }
+    local s = assert(c:stream{ input = "go", background = true })
+    local id, last, texts = nil, nil, {}
+    local failed
+    for ev in s:events() do
+      if type(ev.raw) == "table" then
+        if type(ev.raw.response) == "table" then id = id or ev.raw.response.id end
+        last = ev.raw.sequence_number or last
+      end
+      if ev.type == "text" then texts[#texts + 1] = ev.text end
+      if ev.type == "error" then failed = ev.error end
+    end
+    assert.is_truthy(failed)                 -- the connection was reset after 7 events
+    assert.are.equal(6, last)                -- events 0..6 arrived
+    assert.is_true(requests()[1].json.background)
+    local rest = assert(c:stream_response(id, { starting_after = last }))
+    for t in rest:text() do texts[#texts + 1] = t end
+    assert.are.equal("alpha beta gamma delta epsilon", table.concat(texts))
+    assert.are.equal("alpha beta gamma delta epsilon", assert(rest:final()).text)
+  end)
+
   it("an unknown id is nil, err not_found", function()
     local _, err = responses_client():response("resp_nope")
     assert.are.equal("not_found", err.kind)

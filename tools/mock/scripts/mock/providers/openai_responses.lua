@@ -103,7 +103,7 @@ end
 function M.stored_stream(s, after)
   local ctx = {}
   for k, v in pairs(s.ctx) do ctx[k] = v end
-  ctx.stream = true
+  ctx.stream, ctx.resumed = true, true
   local r = M.reply(s.reply, ctx)
   local keep = {}
   for _, ev in ipairs(r.events) do
@@ -121,6 +121,11 @@ function M.reply(reply, ctx)
     local s = { reply = reply, ctx = ctx, status = "queued", background = true }
     M.stored["resp_mock" .. ctx.seq] = s
     return M.stored_object(s)
+  end
+  if ctx.background and not ctx.resumed then
+    -- A streamed background response is kept too, so a client whose connection dropped
+    -- can resume its events (GET /responses/{id}?stream=true&starting_after=N).
+    M.stored["resp_mock" .. ctx.seq] = { reply = reply, ctx = ctx, status = "in_progress", background = true }
   end
   if not ctx.stream then
     local body = json.encode(response(ctx, reply, final_status, items(ctx, reply), true))
