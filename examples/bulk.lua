@@ -1,10 +1,13 @@
 -- Label many short texts (10,000 by default) under a rate limiter, with a progress line.
 --   lua5.4 examples/bulk.lua [--count N] [--rpm N]      (LLM_BULK_COUNT also sets N)
+--   lua5.4 examples/bulk.lua --batch [--count N]        as one batch job (docs/batch.md)
 -- Offline (no key, or LLM_MOCK_URL set) the mock server enforces a rate limit with honest
 -- headers and 429s, and labels each text by its words; the limiter keeps the calls within
 -- the limit, so the server answers no 429. With OPENAI_API_KEY set it labels through the
 -- real API at the --rpm you give it (default 500). The ways to run the work are the table
--- MODES; `online` sends one chat call per text.
+-- MODES; `online` sends one chat call per text, `batch` (--batch) sends them all as one job
+-- to the provider's batch engine, which has no rate limit to pace and answers within 24
+-- hours at a lower price.
 local common = dofile((arg[0]:match("^(.*[/\\])") or "") .. "common.lua")
 local llm = common.llm
 
@@ -75,7 +78,41 @@ function MODES.online(list)
   return labels
 end
 
+-- The states in which a batch job has ended.
+local ENDED = { completed = true, failed = true, expired = true, cancelled = true }
+
+--- One batch job for every text: uploaded at once, run by the provider, polled until it
+-- ends (every 60 s against the real API; the mock moves one state per poll).
+function MODES.batch(list)
+  local requests = {}
+  for i, text in ipairs(list) do
+    requests[i] = { system = SYSTEM, messages = { { role = "user", content = text } }, max_tokens = 3 }
+  end
+  local poll = offline and 0.05 or 60
+  local job = assert(client:batch(requests, { poll_interval = poll }))
+  local state = job.state
+  while true do
+    local c = job.counts
+    io.stderr:write(string.format("\rbatch %s  %-11s %6d/%d done  failed %d", job.id, state, c.completed,
+      #list, c.failed))
+    if ENDED[state] then break end
+    llm.sleep(poll)
+    state = assert(job:status())
+  end
+  io.stderr:write("\n")
+  local results = assert(job:results())
+  local labels = {}
+  for i, r in ipairs(results) do   -- results[i] belongs to list[i]
+    if r.response then labels[i] = r.response.text:lower():match("%a+") or "?"
+    else failed = failed + 1; labels[i] = r.error end
+    done = done + 1
+  end
+  print(string.format("batch %s %s: %d results", job.id, state, #results))
+  return labels
+end
+
 local mode = "online"
+for _, a in ipairs(arg) do if a == "--batch" then mode = "batch" end end
 if offline then assert(mock_call("POST", "/__mock/limits", { rpm = RPM, burst = math.max(1, RPM / 60) })) end
 local ok, labels = pcall(MODES[mode], texts)
 local stats = offline and mock_call("GET", "/__mock/stats") or nil

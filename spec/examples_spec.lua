@@ -58,6 +58,25 @@ describe("examples", function()
     end
   end
   p:close()
+
+  it("bulk.lua --batch labels the texts as one batch job on the mock", function()
+    mock:reset()
+    local ok, out = run("bulk.lua --batch")
+    assert.is_true(ok, out)
+    for _, pat in ipairs{ "200 texts labelled in [%d.]+ s %(batch mode", "positive%s+60\n", "negative%s+80\n",
+                          "neutral%s+60\n", "batch batch_%S+ completed: 200 results", "completed%s+200/200 done",
+                          "calls failed: 0" } do
+      assert.matches(pat, out)
+    end
+    -- one upload and one batch, no chat call: the mock labelled the texts inside the batch
+    local n = { files = 0, batches = 0, chat = 0 }
+    for _, r in ipairs(mock:requests()) do
+      if r.method == "POST" and r.path == "/v1/files" then n.files = n.files + 1 end
+      if r.method == "POST" and r.path == "/v1/batches" then n.batches = n.batches + 1 end
+      if r.path:match("/chat/completions$") then n.chat = n.chat + 1 end
+    end
+    assert.same({ files = 1, batches = 1, chat = 0 }, n)
+  end)
 end)
 
 describe("examples, the first five minutes", function()
