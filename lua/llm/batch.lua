@@ -298,12 +298,6 @@ return function(env)
     return FLOWS[p.batch_api or ""] or FLOWS[p.name] or (p.base and FLOWS[p.base])
   end
 
-  local function unsupported(client)
-    return errors.new{ kind = "unsupported", retryable = false,
-      message = tostring(client.name)
-        .. ": this provider has no batch API (client:batch works with openai and anthropic)" }
-  end
-
   -- Jobs
 
   local function new_job(client, flow, id)
@@ -487,7 +481,7 @@ return function(env)
       end
       order[i], by_id[custom_id] = custom_id, req
     end
-    if not flow then return nil, unsupported(self) end
+    if not flow then return self:unsupported("batch") end
     local job = new_job(self, flow, nil)
     job.poll_interval = opts.poll_interval or DEFAULT_POLL
     job.order, job.by_id, job.p = order, by_id, first_p
@@ -517,7 +511,7 @@ return function(env)
     local bad = validate.batch_options(opts, "client:batch_job")
     if bad then error(bad, 2) end
     local flow = flow_of(self)
-    if not flow then return nil, unsupported(self) end
+    if not flow then return self:unsupported("batch") end
     local job = new_job(self, flow, id)
     job.poll_interval = opts.poll_interval or DEFAULT_POLL
     return job

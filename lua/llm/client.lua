@@ -563,7 +563,12 @@ return function(env)
   -- Endpoints beyond chat: embeddings, token counts, model lists
   -- @section endpoints
 
-  local function unsupported(self, what)
+  --- `nil, err` (kind "unsupported") for a call the provider's API has no endpoint for.
+  ---@private
+  ---@param what string the endpoint ("embeddings", "batch", ...)
+  ---@return nil
+  ---@return llm.Error err
+  function Client:unsupported(what)
     return nil, errors.new{ kind = "unsupported", retryable = false,
       message = tostring(self.name) .. ": the provider's API has no " .. what .. " endpoint" }
   end
@@ -582,7 +587,7 @@ return function(env)
     local bad = validate.embed(texts, opts)
     if bad then error(bad, 2) end
     local p = self.provider
-    if not p.build_embed then return unsupported(self, "embeddings") end
+    if not p.build_embed then return self:unsupported("embeddings") end
     local model = opts.model or self.embedding_model
     if not model then
       error("client:embed: no model: pass { model = ... } or set the client option embedding_model", 2)
@@ -612,7 +617,7 @@ return function(env)
   function Client:count_tokens(req)
     req = self:normalize(req, 2)
     local p = self:provider_for(req)
-    if not p.build_count_tokens then return unsupported(self, "token-counting") end
+    if not p.build_count_tokens then return self:unsupported("token-counting") end
     local built = p.build_count_tokens(req)
     built.model = req.model
     local body, err = self:call_json(built, { headers = req.extra_headers,
@@ -629,7 +634,7 @@ return function(env)
   ---@return llm.Error? err
   function Client:models()
     local p = self.provider
-    if not p.build_models then return unsupported(self, "model-list") end
+    if not p.build_models then return self:unsupported("model-list") end
     local out, page = {}, nil
     for _ = 1, MAX_PAGES do
       local body, err = self:call_json(p.build_models(page), {})
@@ -1045,7 +1050,7 @@ return function(env)
   ---@return llm.Error? err
   function Client:response(id)
     local p = responses_api(self, "response", id)
-    if not p then return unsupported(self, "Responses API") end
+    if not p then return self:unsupported("Responses API") end
     local body, meta = self:call_json(p.build_retrieve(id), {}, p)
     if body == nil then return nil, meta end
     return attach_meta(p.decode_response(body, {}), meta)
@@ -1058,7 +1063,7 @@ return function(env)
   ---@return llm.Error? err
   function Client:cancel_response(id)
     local p = responses_api(self, "cancel_response", id)
-    if not p then return unsupported(self, "Responses API") end
+    if not p then return self:unsupported("Responses API") end
     local body, meta = self:call_json(p.build_cancel(id), {}, p)
     if body == nil then return nil, meta end
     return attach_meta(p.decode_response(body, {}), meta)
@@ -1077,7 +1082,7 @@ return function(env)
     opts = opts or {}
     local bad = validate.stream_response(opts)
     if bad then error(bad, 2) end
-    if not p then return unsupported(self, "Responses API") end
+    if not p then return self:unsupported("Responses API") end
     local built = p.build_resume(id, opts.starting_after)
     local req = { resumed = true, timeout = opts.timeout, idle_timeout = opts.idle_timeout,
                   first_token_timeout = opts.first_token_timeout, extra_headers = opts.headers,
