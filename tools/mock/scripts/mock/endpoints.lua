@@ -33,8 +33,8 @@ local function hash(s)   -- FNV-1a, 32 bits
   return h
 end
 
---- The embedding of a text: a list of `dims` numbers of length 1 (all zero for a text with
---- no content word, but one: the first dimension).
+--- The embedding of a text: a list of `dims` numbers of length 1. A text without a content
+--- word gets the first unit vector.
 function M.vector(text, dims)
   dims = dims or DIMENSIONS
   local v = {}
