@@ -59,9 +59,10 @@ void llm_backend_arm(struct loop *lp, double deadline);  /* absolute monotonic; 
 void llm_backend_signal(struct loop *lp);            /* make the fd readable now */
 void llm_backend_clear(struct loop *lp);             /* consume a signal */
 /* Wait at most wait_ms for I/O, then drive libcurl on the sockets that are ready for about
- * `budget` seconds (at least one socket); ready sockets left over stay ready for the next
- * step (level-triggered) and set lp->io_left. */
-void llm_backend_wait(struct loop *lp, int wait_ms, double budget);
+ * `budget` seconds (at least one socket; it stops before a socket action as long as the last
+ * would overshoot); ready sockets left over stay ready for the next step (level-triggered)
+ * and set lp->io_left. Returns the moment the wait ended (the work began). */
+double llm_backend_wait(struct loop *lp, int wait_ms, double budget);
 void llm_backend_kick(struct loop *lp);              /* let libcurl start what was just added */
 double llm_backend_curl_deadline(struct loop *lp);   /* libcurl's own next timeout; < 0 none */
 

@@ -241,12 +241,15 @@ static int loop_step(lua_State *L) {
   double budget = luaL_optnumber(L, 3, 0.0005);
   lua_Integer max_arg = luaL_optinteger(L, 4, -1);
   size_t max_events = max_arg < 0 ? SIZE_MAX : (size_t)max_arg;
-  double now, left, start = llm_now();
+  double now, left, stop, start = llm_now();
   int i, wait_ms, nrec = 0, more, started = 0;
 
   if (lp->in_step) return luaL_error(L, "loop:step called inside a step");
   lp->in_step = 1;
-  if (lp->signalled) { lp->signalled = 0; llm_backend_clear(lp); }
+  /* A pending wake-up is consumed before a wait (it would end the wait at once); a step that
+   * does not wait consumes it at its end, and only when no work is left: a host stepping
+   * through a backlog pays no wake-up syscalls per step. */
+  if (lp->signalled && timeout > 0) { lp->signalled = 0; llm_backend_clear(lp); }
   fire_due(lp, start, start + budget, &started);
 
   /* Nothing to report yet: wait for I/O, up to the earliest deadline. */
@@ -259,10 +262,13 @@ static int loop_step(lua_State *L) {
   lp->waits++;
   if (wait_ms > 0) lp->blocking_waits++;
   left = budget - (llm_now() - start);     /* the budget counts work, not the wait */
-  llm_backend_wait(lp, wait_ms, left > 0 ? left : 0);
+  if (left < 0) left = 0;
+  /* One budget for the call: socket actions, starts and reports share what is left of it
+   * once the wait ends. */
+  stop = llm_backend_wait(lp, wait_ms, left) + left;
   drain_info(lp);
   now = llm_now();
-  fire_due(lp, now, now + (left > 0 ? left : 0), &started);
+  fire_due(lp, now, stop, &started);
   drain_info(lp);   /* a restart or a removal may have completed something */
   if (lp->ntimers > 0 && lp->timers[0].t != NULL && lp->timers[0].at <= now) lp->deferred_starts++;
   lp->in_step = 0;  /* from here on only Lua allocations: a memory error must not wedge the loop */
@@ -279,8 +285,8 @@ static int loop_step(lua_State *L) {
    * so a collection that closes a transfer meanwhile cannot corrupt the list. */
   {
     int reported = 0;
-    while (lp->dirty != NULL) {   /* the budget counts reporting, not the wait above */
-      if (reported > 0 && (max_events == 0 || llm_now() - now >= budget)) { lp->deferred++; break; }
+    while (lp->dirty != NULL) {
+      if (reported > 0 && (max_events == 0 || llm_now() >= stop)) { lp->deferred++; break; }
       llm_transfer_report(L, lp->dirty, lua_gettop(L), &nrec, &max_events);
       reported++;
     }
@@ -288,6 +294,7 @@ static int loop_step(lua_State *L) {
   more = lp->dirty != NULL || lp->nfired > 0 || lp->io_left ||
          (lp->ntimers > 0 && lp->timers[0].at <= llm_now());
   if (more) llm_loop_signal(lp);
+  else if (lp->signalled) { lp->signalled = 0; llm_backend_clear(lp); }
   llm_loop_rearm(lp);
   lua_pushboolean(L, more);
   return 2;

@@ -281,6 +281,38 @@ describe("a bounded step", function()
     t:close()
   end)
 
+  it("stops before a unit of work that would overshoot the budget, not after it", function()
+    -- A scheduler on a stand-in loop whose clock moves only when a record is handled (0.3 s
+    -- each, budget 1 s): the fourth record of a step would end at 1.2 s, so a step takes three.
+    local t = 0
+    local fake_loop = {
+      now = function() return t end,
+      wake = function() end,
+      stats = function() return {} end,
+    }
+    local sent = false
+    function fake_loop.step()
+      if sent then return {}, false end
+      sent = true
+      local recs = {}
+      for i = 1, 10 do recs[i] = { type = "x", id = 1, n = i } end
+      return recs, false
+    end
+    local A = require("llm.async")(fake_loop, require("llm.clock").fake(0))
+    A.configure{ step_budget = 1 }
+    local seen = {}
+    A.watch({ id = 1 }, { on_record = function(_, rec) t = t + 0.3; seen[#seen + 1] = rec.n end })
+    local ends = {}
+    for _ = 1, 4 do
+      local t0 = t
+      A.step(0)
+      ends[#ends + 1] = t - t0
+    end
+    assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, seen)   -- in order, none lost
+    for i = 1, 3 do assert.is_true(ends[i] <= 1, "step " .. i .. " took " .. ends[i]) end
+    assert.near(0.9, ends[1], 1e-9)             -- three records, then the step stopped
+  end)
+
   it("spreads the set-up of many requests over steps when the budget runs out", function()
     local L = llm.new()
     L.configure{ step_budget = 0 }

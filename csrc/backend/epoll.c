@@ -92,16 +92,17 @@ void llm_backend_clear(struct loop *lp) {
   if (read(lp->efd, &n, sizeof n) < 0) { /* nothing pending */ }
 }
 
-void llm_backend_wait(struct loop *lp, int wait_ms, double budget) {
+double llm_backend_wait(struct loop *lp, int wait_ms, double budget) {
   struct epoll_event evs[MAX_EPOLL_EVENTS];
   int n, i, running, acted = 0;
-  double stop;
+  double work, stop, before, cost = 0;
   n = epoll_wait(lp->fd, evs, MAX_EPOLL_EVENTS, wait_ms);
-  stop = llm_now() + budget;
+  work = llm_now();
+  stop = work + budget;
   lp->io_left = 0;
   for (i = 0; i < n; i++) {
     int fd = evs[i].data.fd, mask = 0;
-    if (acted > 0 && fd != lp->tfd && fd != lp->efd && llm_now() >= stop) {
+    if (acted > 0 && fd != lp->tfd && fd != lp->efd && llm_now() + cost >= stop) {
       lp->io_left = 1;          /* still readable: the next epoll_wait reports it again */
       continue;
     }
@@ -117,12 +118,15 @@ void llm_backend_wait(struct loop *lp, int wait_ms, double budget) {
     if (evs[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
     lp->events++;
     acted++;
+    before = llm_now();
     curl_multi_socket_action(lp->multi, fd, mask, &running);
+    cost = llm_now() - before;   /* the next one may cost as much: stop before overshooting */
   }
   if (lp->curl_deadline >= 0 && llm_now() >= lp->curl_deadline) {
     lp->curl_deadline = -1;
     curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   }
+  return work;
 }
 
 void llm_backend_kick(struct loop *lp) {

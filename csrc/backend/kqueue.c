@@ -71,32 +71,36 @@ void llm_backend_signal(struct loop *lp) { change(lp, WAKE_IDENT, EVFILT_USER, 0
 /* EV_CLEAR resets the user event when a wait retrieves it. */
 void llm_backend_clear(struct loop *lp) { (void)lp; }
 
-void llm_backend_wait(struct loop *lp, int wait_ms, double budget) {
+double llm_backend_wait(struct loop *lp, int wait_ms, double budget) {
   struct kevent evs[MAX_KEVENTS];
   struct timespec ts;
   int n, i, running, acted = 0;
-  double stop;
+  double work, stop, before, cost = 0;
   ts.tv_sec = wait_ms / 1000;
   ts.tv_nsec = (long)(wait_ms % 1000) * 1000000L;
   n = kevent(lp->fd, NULL, 0, evs, MAX_KEVENTS, &ts);
-  stop = llm_now() + budget;
+  work = llm_now();
+  stop = work + budget;
   lp->io_left = 0;
   for (i = 0; i < n; i++) {
     int mask = 0;
     if (evs[i].filter == EVFILT_TIMER) { lp->armed_at = -1; continue; }
     if (evs[i].filter == EVFILT_USER) continue;
-    if (acted > 0 && llm_now() >= stop) { lp->io_left = 1; continue; }   /* level-triggered */
+    if (acted > 0 && llm_now() + cost >= stop) { lp->io_left = 1; continue; }   /* level-triggered */
     if (evs[i].filter == EVFILT_READ) mask |= CURL_CSELECT_IN;
     if (evs[i].filter == EVFILT_WRITE) mask |= CURL_CSELECT_OUT;
     if (evs[i].flags & EV_ERROR) mask |= CURL_CSELECT_ERR;
     lp->events++;
     acted++;
+    before = llm_now();
     curl_multi_socket_action(lp->multi, (curl_socket_t)evs[i].ident, mask, &running);
+    cost = llm_now() - before;   /* the next one may cost as much: stop before overshooting */
   }
   if (lp->curl_deadline >= 0 && llm_now() >= lp->curl_deadline) {
     lp->curl_deadline = -1;
     curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   }
+  return work;
 }
 
 void llm_backend_kick(struct loop *lp) {

@@ -21,12 +21,15 @@ void llm_backend_signal(struct loop *lp) { curl_multi_wakeup(lp->multi); }
 void llm_backend_clear(struct loop *lp) { (void)lp; }
 
 /* curl_multi_perform serves every ready socket at once: the budget cannot cut it. */
-void llm_backend_wait(struct loop *lp, int wait_ms, double budget) {
+double llm_backend_wait(struct loop *lp, int wait_ms, double budget) {
   int numfds = 0, running;
+  double work;
   (void)budget;
   if (wait_ms > 0) curl_multi_poll(lp->multi, NULL, 0, wait_ms, &numfds);
+  work = llm_now();
   lp->events += numfds;
   curl_multi_perform(lp->multi, &running);
+  return work;
 }
 
 /* The next curl_multi_perform starts what was added. */

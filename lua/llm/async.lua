@@ -22,7 +22,10 @@ return function(loop, clock)
   local M = {}
   local WAIT = setmetatable({}, { __name = "llm.async.WAIT" })
 
-  local ready = queue.new() -- tasks to resume: { task, packed values }, in order
+  local ready = queue.new() -- tasks to resume, in order ...
+  local ready_values = queue.new()   -- ... and the packed values each resumes with
+  local NOTHING = pack()    -- shared, never modified: a resumption with no values
+  local TRUE = pack(true)   -- shared, never modified: a future resolved with `true`
   local inbox = queue.new() -- the loop's records not yet handed out (a step ran out of budget)
   local budget = 0.001      -- seconds of work per step; 0: one unit of progress per step
   local blocking = true     -- false: a wait outside any task raises
@@ -43,7 +46,8 @@ return function(loop, clock)
 
   -- Queue a task to resume; outside a step the loop's descriptor must show the new work.
   local function make_ready(task, values)
-    ready:push({ task, values })
+    ready:push(task)
+    ready_values:push(values)
     if not stepping then loop:wake() end
   end
 
@@ -67,7 +71,7 @@ return function(loop, clock)
   Future.__index = Future
 
   function M.future()
-    return setmetatable({ done = false, waiters = {} }, Future)
+    return setmetatable({ done = false }, Future)   -- waiters: a list, made by the first
   end
 
   --- Settle the future with values and wake its waiters. A second resolve is ignored.
@@ -76,9 +80,10 @@ return function(loop, clock)
   function Future:resolve(...)
     if self.done then return end
     self.done = true
-    self.values = pack(...)
+    if select("#", ...) == 1 and ... == true then self.values = TRUE else self.values = pack(...) end
     local waiters = self.waiters
-    self.waiters = {}
+    if waiters == nil then return end
+    self.waiters = nil
     for _, task in ipairs(waiters) do
       if task.waiting == self then
         task.waiting, task.on_cancel = nil, nil
@@ -117,6 +122,7 @@ return function(loop, clock)
     task.done_future:resolve()
   end
 
+  local after_resume   -- below
   local function resume(task, values)
     if task.status == "done" then return end
     if task.cancelled and not task.started then   -- cancelled before it ever ran
@@ -128,23 +134,31 @@ return function(loop, clock)
     current = task
     task.status = "running"
     task.step_units = 0
-    local res = pack(coroutine.resume(task.co, unpack(values, 1, values.n)))
+    after_resume(task, prev, coroutine.resume(task.co, unpack(values, 1, values.n)))
+  end
+
+  -- What a resumption came back with: an error, the task's end, or a wait (no table is
+  -- built for the common case, a wait).
+  after_resume = function(task, prev, ok, ...)
     current = prev
-    if not res[1] then
-      task.traceback = compat.traceback(task.co, tostring(res[2]))
-      finish(task, false, res[2])
-      if #task.done_future.waiters == 0 and not task.observed then report_unobserved(task) end
+    local what, fut, on_cancel = ...
+    if not ok then
+      task.traceback = compat.traceback(task.co, tostring(what))
+      finish(task, false, what)
+      local w = task.done_future.waiters
+      if (w == nil or #w == 0) and not task.observed then report_unobserved(task) end
     elseif coroutine.status(task.co) == "dead" then
-      finish(task, true, pack(unpack(res, 2, res.n)))
-    elseif res[2] == WAIT and res[3] == CHECKPOINT then   -- out of budget: next step
+      finish(task, true, pack(...))
+    elseif what == WAIT and fut == CHECKPOINT then   -- out of budget: next step
       task.status = "ready"
-      ready:push({ task, pack() })
-    elseif res[2] == WAIT then
-      local fut = res[3]
+      ready:push(task)
+      ready_values:push(NOTHING)
+    elseif what == WAIT then
       task.status = "waiting"
       task.waiting = fut
-      task.on_cancel = res[4]
-      fut.waiters[#fut.waiters + 1] = task
+      task.on_cancel = on_cancel
+      local w = fut.waiters
+      if w == nil then fut.waiters = { task } else w[#w + 1] = task end
     else
       task.traceback = "a task yielded a value that is not an llm wait (use llm.spawn for nested coroutines)"
       finish(task, false, task.traceback)
@@ -154,10 +168,10 @@ return function(loop, clock)
   -- Resume ready tasks, oldest first, until the budget is spent.
   local function run_ready()
     while ready:len() > 0 and not over() do
-      local item = ready:pop()
+      local task, values = ready:pop(), ready_values:pop()
       units = units + 1
       stats.resumes = stats.resumes + 1
-      resume(item[1], item[2])
+      resume(task, values)
     end
   end
 

@@ -101,7 +101,12 @@ return function(async)
     if self.fut then error("stream already has a reader", 4) end
     local fut = async.future()
     self.fut = fut
-    local ok, err = async.wait(fut, function() self.t:cancel() end)
+    local cancel = self.cancel_transfer
+    if not cancel then
+      cancel = function() self.t:cancel() end   -- one per stream, not one per wait
+      self.cancel_transfer = cancel
+    end
+    local ok, err = async.wait(fut, cancel)
     if self.fut == fut then self.fut = nil end
     if self.closed then return nil, closed_error() end
     if not ok then
