@@ -19,7 +19,7 @@ PORT       ?= 0
 # Debian packages the project needs: BUILD_DEBS to build the
 # module and llm-mock, TEST_DEBS for `make test`, DEBS for everything (`make deps`).
 # lua-socket serves the specs only: a listener whose accept queue is full (connect timeouts)
-# and free-port probes. lua-cjson: the specs' oracle, and llm.json's optional fast path.
+# and free-port probes. lua-cjson: the specs' JSON oracle (spec/support/json_oracle.lua).
 # lua-ldoc and lua-discount (its Markdown): a spec builds the reference as `make docs` does;
 # lua-check: a spec runs luacheck as `make lint` does.
 # LUA_DEBS: the other Luas (`make build LUA=...`, `make test-all`), with compat-5.3 for 5.1

@@ -153,6 +153,25 @@ describe("llm.json.encode", function()
     assert.is_false(ok)
   end)
 
+  it("builds no path string for a value that encodes (only when it raises)", function()
+    -- 800 levels of { key_name_of_some_length = ... }: a path per value would be
+    -- "$.key_name_of_some_length.key_..." at every level, megabytes of strings in all.
+    local deep = "leaf"
+    for _ = 1, 800 do deep = { key_name_of_some_length = deep } end
+    collectgarbage(); collectgarbage()
+    collectgarbage("stop")
+    local before = collectgarbage("count")
+    local text = json.encode(deep)
+    local used = collectgarbage("count") - before
+    collectgarbage("restart")
+    assert.are.equal(800 * 28 + 6, #text)
+    assert.is_true(used < 2048, ("%.0f KiB allocated"):format(used))   -- a path per value: 8 MiB
+    local bad = { a = { { b = 1 }, { b = { c = 0 / 0 } } } }
+    local ok, err = pcall(json.encode, bad)
+    assert.is_false(ok)
+    assert.truthy(err:find("$.a[2].b.c is not a finite number", 1, true), err)
+  end)
+
   it("raises on functions and cycles", function()
     assert.has_error(function() json.encode({ f = print }) end)
     local t = {}; t.self = t

@@ -6,7 +6,7 @@
 --
 -- Oracles
 -- * json: core.json_decode never raises; it accepts exactly what the exact Lua decoder
---   (llm.json's test oracle) accepts and both give the same value (strings are compared
+--   (spec/support/json_oracle.lua) accepts and both give the same value (strings are compared
 --   when both are valid UTF-8); an accepted value re-encodes, and decode(encode(v)) encodes
 --   to the same text (a fixed point).
 -- * stream_<provider>: no Lua error escapes the decoders; the result is a normalized
@@ -16,6 +16,7 @@
 --   an HTTP error body; a small event cap; response_format) and the piece size (or status).
 local core = require("llm.core")
 local json = require("llm.json")
+local oracle = require("support.json_oracle")
 local errors = require("llm.errors")
 
 local M = {}
@@ -130,7 +131,7 @@ function M.json(data)
   if core_replaces and v ~= nil then all_strings_valid(v, {}) end
   -- the exact Lua decoder has no nesting limit and recurses; keep it to moderate depth
   if depth_of(data) < 150 then
-    local r = json._decode_exact(data)
+    local r = oracle.exact(data)
     if (v == nil) ~= (r == nil) then
       fail("core %s, Lua decoder %s", v == nil and ("rejects (" .. err .. ")") or "accepts",
            r == nil and "rejects" or "accepts")

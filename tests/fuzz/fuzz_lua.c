@@ -74,7 +74,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   lua_setfield(L, -2, "llm.core");
   lua_pop(L, 1);
   lua_getglobal(L, "package");
-  lua_pushstring(L, FUZZ_ROOT "/lua/?.lua;" FUZZ_ROOT "/lua/?/init.lua;" FUZZ_ROOT "/tests/fuzz/?.lua");
+  lua_pushstring(L, FUZZ_ROOT "/lua/?.lua;" FUZZ_ROOT "/lua/?/init.lua;" FUZZ_ROOT "/tests/fuzz/?.lua;" FUZZ_ROOT "/spec/?.lua");
   lua_setfield(L, -2, "path");
   lua_pushstring(L, "");
   lua_setfield(L, -2, "cpath");
