@@ -321,15 +321,20 @@ describe("core.json_decode", function()
 end)
 
 describe("llm.json without the core", function()
-  it("does not load: the core's decoder is the only one", function()
+  it("encodes, and decoding names the missing core: its decoder is the only one", function()
     local saved_json, saved_core = package.loaded["llm.json"], package.loaded["llm.core"]
     local saved_preload = package.preload["llm.core"]
     package.loaded["llm.json"], package.loaded["llm.core"] = nil, nil
     package.preload["llm.core"] = function() error("no core here") end
-    local ok, err = pcall(require, "llm.json")
+    local ok, j = pcall(require, "llm.json")
+    local enc_ok, text = pcall(function() return j.encode({ a = 1 }) end)
+    local dec_ok, err = pcall(function() return j.decode("[]") end)
     package.loaded["llm.json"], package.loaded["llm.core"] = saved_json, saved_core
     package.preload["llm.core"] = saved_preload
-    assert.is_false(ok)
+    assert.is_true(ok, tostring(j))
+    assert.is_true(enc_ok, tostring(text))
+    assert.are.equal('{"a":1}', text)
+    assert.is_false(dec_ok)
     assert.is_truthy(tostring(err):find("no core here", 1, true))
   end)
 end)

@@ -79,8 +79,10 @@ end
 ---------------------------------------------------------------------------------------
 
 -- The one decoder is the core's (csrc/json.c, DESIGN "JSON"); the Lua decoders that used to
--- stand in for it are test oracles now (spec/support/json_oracle.lua).
-local core_decode = require("llm.core").json_decode
+-- stand in for it are test oracles now (spec/support/json_oracle.lua). The core is loaded at
+-- the first decode, not with this module: `require("llm")` checks first that the core was
+-- built for the running Lua and says so plainly when it was not.
+local core_decode
 
 --- Decodes a JSON text. Returns the value, or nil and a message (never raises).
 -- Integers stay integers, `null` is `llm.json.null`, and arrays and objects are marked
@@ -90,6 +92,7 @@ local core_decode = require("llm.core").json_decode
 ---@return string? err why the text is not JSON
 function M.decode(s)
   if type(s) ~= "string" then return nil, "JSON: expected a string, got " .. type(s) end
+  if core_decode == nil then core_decode = require("llm.core").json_decode end
   return core_decode(s, ARRAY, OBJECT, null)
 end
 
