@@ -23,6 +23,8 @@ local s = assert(c:stream("streamed in the sandbox"))
 local parts = {}
 for t in s:text() do parts[#parts + 1] = t end
 print("stream: " .. table.concat(parts))
+local job = assert(c:batch({ "batched in the sandbox" }, { poll_interval = 0 }))
+print("batch: " .. assert(job:wait())[1].response.text)
 local ok, err = pcall(llm.client, "openai", { model = "gpt-test", base_url = url .. "/v1" })
 print("no key: " .. tostring(ok) .. " " .. tostring(err))
 if require("llm.compat").tasks then
@@ -51,6 +53,7 @@ describe("a sandbox without os, io and debug", function()
     os.remove(path)
     assert.matches("chat: [^\n]*from the sandbox", out)
     assert.matches("stream: [^\n]*streamed in the sandbox", out)
+    assert.matches("batch: [^\n]*batched in the sandbox", out)   -- a multipart upload without os
     -- no os.getenv to fall back on: the missing key is reported, not an indexing error
     assert.matches("no key: false [^\n]*no API key for provider 'openai'", out)
     if require("llm.compat").tasks then

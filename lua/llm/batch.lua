@@ -45,7 +45,8 @@ local function multipart(fields)
   local boundary
   repeat
     boundary_seq = boundary_seq + 1
-    boundary = string.format("llm-%d-%d-%06d", os.time(), boundary_seq, math.random(0, 999999))
+    -- no `os` here: sandboxed hosts may have removed it (API §11)
+    boundary = string.format("llm-batch-%d-%06d%06d", boundary_seq, math.random(0, 999999), math.random(0, 999999))
     local clash = false
     for _, f in ipairs(fields) do
       if f.data:find(boundary, 1, true) then clash = true end
