@@ -311,6 +311,34 @@ describe("client:batch on OpenAI (Files + Batch API)", function()
     assert.equal(3, job.raw.errors.data[2].line)
   end)
 
+  it("the mock refuses what the API refuses: a part missing, a batch file not .jsonl, a cut body", function()
+    local c = m:client("openai", { max_retries = 0 })
+    local function upload(body)
+      return c:request("POST", "/files", body, { headers = { ["content-type"] = "multipart/form-data; boundary=B" } })
+    end
+    local file = '--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n\r\n{}\r\n'
+    local _, err = upload(file .. "--B--\r\n")
+    assert.matches("Missing required parameter: 'purpose'", err.message)
+    _, err = upload('--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+      .. file:gsub("x%.jsonl", "x.txt") .. "--B--\r\n")
+    assert.matches("Must be %.jsonl", err.message)
+    _, err = upload(file)   -- no closing delimiter
+    assert.matches("Invalid multipart body", err.message)
+    assert.equal(400, err.status)
+    -- a finished batch cannot be cancelled
+    local job = assert(c:batch({ "x" }, { poll_interval = 0 }))
+    assert(job:wait())
+    local state, cerr = job:cancel()
+    assert.is_nil(state)
+    assert.equal(400, cerr.status)
+    -- Anthropic: custom ids outside [A-Za-z0-9_-]{1,64} are refused when the batch is created
+    local a = m:client("anthropic", { max_retries = 0 })
+    local none, aerr = a:batch({ { custom_id = "no spaces", messages = { { role = "user", content = "x" } } } })
+    assert.is_nil(none)
+    assert.matches("custom_id", aerr.message)
+    assert.equal("bad_request", aerr.kind)
+  end)
+
   it("the mock parses the multipart body itself: a JSON body to /files is refused", function()
     local c = m:client("openai", { max_retries = 0 })
     local body, err = c:request("POST", "/files", { purpose = "batch" })

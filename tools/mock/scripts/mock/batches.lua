@@ -377,7 +377,7 @@ local function openai(req, path)
     end
     if action == "/cancel" and m == "POST" then
       if b.status ~= "validating" and b.status ~= "in_progress" and b.status ~= "finalizing" then
-        return oa_error(409, "Cannot cancel a batch with status '" .. b.status .. "'.")
+        return oa_error(400, "Cannot cancel a batch with status '" .. b.status .. "'.")
       end
       b.status, b.cancelling_at = "cancelling", os.time()
       return json_plan(200, batch_object(b))
