@@ -858,9 +858,54 @@ static int scan_responses(lua_State *L, const char *s, size_t len) {
   return 1;
 }
 
+/* scan_ollama: core.fast_ollama_text(s) -> text | nothing. An Ollama chat line whose only
+ * news is text: `message` an object with a non-empty string `content` and null (or absent)
+ * thinking and tool_calls; `done` false, null or absent; no error (null is fine). */
+static int scan_ollama(lua_State *L, const char *s, size_t len) {
+  const char *p, *key;
+  size_t klen;
+  int first = 1, r, seen = 0, base = lua_gettop(L);
+  FAST_INIT(L, s, len);
+  lua_pushnil(L);                 /* base + 1: the text */
+  p = skip_ws(s);
+  if (*p++ != '{')
+    return 0;
+  while ((r = member(&p, &first, &key, &klen)) == 1) {
+    if (KEY_IS("message")) {
+      int mfirst = 1, mseen = 0;
+      if (seen & 1) return 0;
+      seen |= 1;
+      if (*p++ != '{') return 0;
+      while ((r = member(&p, &mfirst, &key, &klen)) == 1) {
+        if (KEY_IS("content")) {
+          if (mseen++ || !push_string(&jp, &p)) return 0;
+          lua_replace(L, base + 1);
+        } else if (KEY_IS("thinking") || KEY_IS("tool_calls")) {
+          if (!null_at(&jp, &p)) return 0;
+        } else {
+          SKIP(p, 2);
+        }
+      }
+      if (r < 0 || !mseen) return 0;
+    } else if (KEY_IS("done")) {
+      if (seen & 2) return 0;
+      seen |= 2;
+      if (jp.end - p >= 5 && memcmp(p, "false", 5) == 0) p += 5;
+      else if (!null_at(&jp, &p)) return 0;
+    } else if (KEY_IS("error")) {
+      if (!null_at(&jp, &p)) return 0;
+    } else {
+      SKIP(p, 1);
+    }
+  }
+  if (r < 0 || !(seen & 1) || skip_ws(p) != jp.end || lua_rawlen(L, base + 1) == 0)
+    return 0;
+  return 1;
+}
+
 typedef int (*scan_fn)(lua_State *L, const char *s, size_t len);
-enum { FAST_CHAT, FAST_ANTHROPIC, FAST_RESPONSES };
-static const scan_fn scanners[] = { scan_chat, scan_anthropic, scan_responses };
+enum { FAST_CHAT, FAST_ANTHROPIC, FAST_RESPONSES, FAST_OLLAMA };
+static const scan_fn scanners[] = { scan_chat, scan_anthropic, scan_responses, scan_ollama };
 
 /* The Lua functions core.fast_*_text(s): the scanner's values, or nothing. The scanners
  * push their values on success; on failure whatever they pushed is dropped here. */
@@ -876,9 +921,10 @@ static int fast_text(lua_State *L, int kind) {
 static int fast_chat_text(lua_State *L) { return fast_text(L, FAST_CHAT); }
 static int fast_anthropic_text(lua_State *L) { return fast_text(L, FAST_ANTHROPIC); }
 static int fast_responses_text(lua_State *L) { return fast_text(L, FAST_RESPONSES); }
+static int fast_ollama_text(lua_State *L) { return fast_text(L, FAST_OLLAMA); }
 
 /* The list in `target` that a text delta is appended to, pushed: the target itself (chat:
- * choice 0's text list; responses: the output text list), or for anthropic the text list
+ * choice 0's text list; responses and ollama: the output text list), or for anthropic the text list
  * of block `index` (the value below the text) when that block is a text block. 0 when
  * there is none: the event is not a common one. */
 static int push_text_list(lua_State *L, int kind, int target) {
@@ -974,9 +1020,9 @@ static int fast_batch(lua_State *L) {
 }
 
 /* core.fast_batch(kind, event_mt, lazy) -> decode: a batch decoder (fast_batch) for "chat",
- * "anthropic" or "responses". */
+ * "anthropic", "responses" or "ollama". */
 static int fast_batch_new(lua_State *L) {
-  static const char *const kinds[] = { "chat", "anthropic", "responses", NULL };
+  static const char *const kinds[] = { "chat", "anthropic", "responses", "ollama", NULL };
   int kind = luaL_checkoption(L, 1, NULL, kinds);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
@@ -997,6 +1043,8 @@ void llm_json_register(lua_State *L) {
   lua_setfield(L, -2, "fast_anthropic_text");
   lua_pushcfunction(L, fast_responses_text);
   lua_setfield(L, -2, "fast_responses_text");
+  lua_pushcfunction(L, fast_ollama_text);
+  lua_setfield(L, -2, "fast_ollama_text");
   lua_pushcfunction(L, fast_batch_new);
   lua_setfield(L, -2, "fast_batch");
 }

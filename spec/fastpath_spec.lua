@@ -116,6 +116,12 @@ local SHAPES = {
     base = '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi \\"there\\""}}',
     full = function(obj) return type(obj.delta) == "table" and obj.delta.text or nil end,
   },
+  ollama = {
+    fast = function(s) return core.fast_ollama_text(s) end,
+    base = '{"model":"llama3.2","created_at":"2024-07-01T10:00:00.5Z","message":{"role":"assistant",'
+      .. '"content":"Hi \\u00e9","images":null},"done":false}',
+    full = function(obj) return type(obj.message) == "table" and obj.message.content or nil end,
+  },
   responses = {
     fast = function(s) return core.fast_responses_text(s) end,
     base = '{"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_1","output_index":0,'
@@ -171,6 +177,15 @@ describe("core.fast_*_text", function()
       '{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}',
     }
     for _, s in ipairs(anth) do assert.is_nil((core.fast_anthropic_text(s)), s) end
+    local ollama = {
+      '{"model":"m","message":{"content":"a"},"done":true}',                       -- the last line
+      '{"model":"m","message":{"content":"a","thinking":"b"}}',                      -- reasoning too
+      '{"model":"m","message":{"content":"a","tool_calls":[]}}',                     -- tool calls
+      '{"model":"m","message":{"content":"a"},"error":"x"}',                         -- an error
+      '{"model":"m","message":{"content":""}}',                                      -- no text
+      '{"model":"m","message":{"content":"a"},"message":{"content":"b"}}',           -- repeated key
+    }
+    for _, s in ipairs(ollama) do assert.is_nil(core.fast_ollama_text(s), s) end
     assert.is_nil(core.fast_responses_text('{"type":"response.output_text.delta","delta":""}'))
     assert.is_nil(core.fast_responses_text('{"type":"response.output_text.done","delta":"a"}'))
   end)
@@ -201,6 +216,31 @@ describe("core.fast_*_text", function()
       end
     end
     assert.is_true(accepted > 100)   -- the mutations also reach the accepting side
+  end)
+end)
+
+describe("the ollama fast path (no fixture streams: lines built here)", function()
+  it("gives the events, state and final response of the full decode", function()
+    local P = require("llm.providers.ollama")
+    local lines = { '{"model":"llama3.2","created_at":"t0","message":{"role":"assistant","content":""},"done":false}' }
+    for i = 1, 20 do
+      lines[#lines + 1] = '{"model":"llama3.2","created_at":"t' .. i .. '","message":{"role":"assistant",'
+        .. '"content":"w' .. i .. ' \\n"},"done":false}'
+    end
+    lines[#lines + 1] = '{"model":"llama3.2","created_at":"t","message":{"role":"assistant","content":""},'
+      .. '"done":true,"done_reason":"stop","prompt_eval_count":3,"eval_count":20}'
+    local events = {}
+    for i, l in ipairs(lines) do events[i] = { data = l } end
+    local fast_evs, fast_resp, _, hits = run(P, events, false)
+    local full_evs, full_resp = run(P, events, true)
+    assert.equal(20, hits)
+    assert.equal(#full_evs, #fast_evs)
+    for i = 1, #full_evs do
+      assert.is_true(F.same(full_evs[i], fast_evs[i]), "event " .. i)
+      assert.is_true(F.same(fast_evs[i], full_evs[i]), "event " .. i)
+    end
+    assert.is_true(F.same(full_resp, fast_resp))
+    assert.equal("w1 \nw2 \n", fast_resp.text:sub(1, 8))   -- the escapes decoded
   end)
 end)
 

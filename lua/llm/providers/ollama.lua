@@ -31,6 +31,8 @@ local C = require("llm.providers.common")
 local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
 local null = json.null
 local val, str = C.val, C.str
+local fast_ollama_text = require("llm.core").fast_ollama_text
+local lazy_text_event = C.lazy_text_event
 
 local PROVIDER = "ollama"
 
@@ -259,8 +261,30 @@ function P.new_stream_state(req)
            model = nil, error = nil }
 end
 
+--- The common line, a text delta once the model is known, without decoding its tables (its
+-- `raw` is decoded on first read); nil for any other line, which decode_event then decodes
+-- in full. Same state change and event.
+function P.decode_fast(state, data, name)
+  if state.model == nil then return nil end
+  local t = fast_ollama_text(data)
+  if not t then return nil end
+  state.text[#state.text + 1] = t
+  return lazy_text_event("text", t, data, name)
+end
+
+local text_batch = C.fast_batch("ollama")
+
+--- decode_fast over a batch of the core: queues the events of the common records from index
+-- `i` on into `queue`; returns the index of the first other record and how many it queued.
+function P.decode_batch(state, batch, i, queue)
+  if state.model == nil then return i, 0 end
+  return text_batch(batch, i, state.text, queue)
+end
+
 function P.decode_event(state, ev)
   local name = ev.name
+  local fe = P.decode_fast(state, ev.data, name)
+  if fe then return { fe } end
   local obj, derr = json.decode(ev.data)
   if type(obj) ~= "table" or obj == null then return C.bad_json(state, ev, derr, "line") end
   if val(obj.error) ~= nil then
