@@ -21,7 +21,8 @@ PORT       ?= 0
 # lua-socket serves the specs only: a listener whose accept queue is full (connect timeouts)
 # and free-port probes. lua-cjson: the specs' JSON oracle (spec/support/json_oracle.lua).
 # lua-ldoc and lua-discount (its Markdown): a spec builds the reference as `make docs` does;
-# lua-check: a spec runs luacheck as `make lint` does.
+# lua-check: a spec runs luacheck as `make lint` does. nghttp2-server: nghttpd, the HTTP/2
+# server of spec/http2_spec.lua.
 # LUA_DEBS: the other Luas (`make build LUA=...`, `make test-all`), with compat-5.3 for 5.1
 # and LuaJIT; Debian's busted, lua-cjson and lua-socket ship for each of them.
 LUA_DEBS   = lua5.3 liblua5.3-dev luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua-compat53-dev
@@ -29,14 +30,18 @@ BUILD_DEBS = build-essential cmake pkg-config lua5.4 liblua5.4-dev libcurl4-open
              $(if $(filter lua5.4,$(LUA)),,$(LUA_DEBS))
 # lua-luv: examples/luv.lua, which the examples spec runs. LUA_DEBS: the specs load the
 # library into each of the other Luas even on 5.4.
-TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates lua-luv \
+TEST_DEBS  = $(BUILD_DEBS) lua-cjson lua-busted lua-socket luarocks openssl curl ca-certificates lua-luv nghttp2-server \
              lua-ldoc lua-discount lua-check $(LUA_DEBS)
 # HOST_DEBS for `make test-hosts`: Neovim 0.7 and LÖVE 11 (both on LuaJIT), and xvfb-run
 # (xvfb, xauth) to give LÖVE an OpenGL window without a display.
 HOST_DEBS  = neovim love xvfb xauth lua-luv
 # FUZZ_DEBS for `make fuzz`: dpkg-dev unpacks Debian's Lua source for the instrumented Lua.
 FUZZ_DEBS  = clang libclang-rt-14-dev dpkg-dev
-DEBS = $(TEST_DEBS) $(FUZZ_DEBS) $(HOST_DEBS) valgrind $(LUA_DEBS)
+# BENCH_DEBS for `make bench`: cJSON for the C reference's --json, the pure-Lua peer's
+# LuaSocket and lua-cjson, nghttpd for the HTTP/2 case, gnuplot for the chart; linux-perf
+# and valgrind to profile (bench/NOTES.md).
+BENCH_DEBS = libcjson-dev lua-socket lua-cjson nghttp2-server openssl curl gnuplot-nox linux-perf valgrind
+DEBS = $(TEST_DEBS) $(FUZZ_DEBS) $(HOST_DEBS) $(BENCH_DEBS) valgrind $(LUA_DEBS)
 
 FUZZ_SECONDS ?= 60
 
@@ -187,7 +192,9 @@ demo: build
 mock: build
 	$(BUILD)/llm-mock --port $(PORT)
 
-bench: build
+bench:
+	@sh tools/deps.sh ensure $(BENCH_DEBS)
+	@$(MAKE) --no-print-directory build
 	@sh bench/run.sh $(BUILD)
 
 # luacheck over the library, the specs, the examples and the scripts in bin/ (.luacheckrc

@@ -1,5 +1,6 @@
 --- Fan-out: many concurrent streams in one llm.run, one llm.spawn task per stream.
 --   lua5.4 bench/fanout.lua --layer client|http --url BASE --streams K --events N --delay-ms D
+--                           [--ca-file PEM]   (an https BASE: HTTP/2 against nghttpd)
 -- Every task is spawned before the first one runs, so all K requests start together.
 -- Retries are off (max_retries = 0): a failed stream counts as an error, never as a retry.
 -- Prints one RESULT line (bench/common.lua).
@@ -14,9 +15,10 @@ local nev = assert(tonumber(a.events), "--events N")
 local delay = tonumber(a["delay-ms"]) or 0
 local body = a.body or
   '{"messages":[{"content":"hi","role":"user"}],"model":"m","stream":true,"stream_options":{"include_usage":true}}'
+local ca_file = a["ca-file"]
 local mock_headers = { ["x-mock-events"] = tostring(nev), ["x-mock-delay-ms"] = tostring(delay) }
 
-local c = llm.client("openai", { base_url = base, api_key = "bench", model = "m",
+local c = llm.client("openai", { base_url = base, api_key = "bench", model = "m", ca_file = ca_file,
                                  headers = mock_headers, max_retries = 0 })
 
 local function one_client()
@@ -36,7 +38,7 @@ local function one_http()
     headers = { ["content-type"] = "application/json", ["accept"] = "text/event-stream",
                 ["authorization"] = "Bearer bench", ["x-mock-events"] = mock_headers["x-mock-events"],
                 ["x-mock-delay-ms"] = mock_headers["x-mock-delay-ms"] },
-    timeout = 600, connect_timeout = 30, idle_timeout = 120,
+    timeout = 600, connect_timeout = 30, idle_timeout = 120, ca_file = ca_file,
   }
   local ok, err = s:wait_headers()
   if not ok or s.status ~= 200 then s:close(); return nil, err or ("status " .. tostring(s.status)) end
@@ -67,4 +69,4 @@ end)
 local t1 = llm.loop:now()
 if first_err then io.stderr:write("first error: ", tostring(first_err), "\n") end
 common.report{ name = "fanout-" .. layer, events = total, streams = k - errs, errors = errs,
-               wall = t1 - t0 }
+               wall = t1 - t0, extra = { connections = llm.loop:stats().new_connections } }
