@@ -13,6 +13,7 @@
 #define LLM_DEFAULT_MAX_EVENT (16u * 1024u * 1024u)
 #define LLM_REPORT_PIECE 64u   /* stream events per "events" record: a step stops between pieces */
 #define LLM_DEFAULT_MAX_BODY (64u * 1024u * 1024u)
+#define LLM_SPARE_EASY 64   /* easy handles a loop keeps for reuse (about 6 KiB each) */
 
 struct transfer;
 
@@ -42,6 +43,10 @@ struct loop {
   int in_step;
   int io_left;            /* the last wait left ready sockets for the next step */
   lua_Alloc alloc; void *alloc_ud;
+  /* Easy handles of closed transfers, reset and kept for the next ones: curl_easy_init
+   * callocs a large block (and glibc consolidates its free lists for it) on every request. */
+  CURL *spare[LLM_SPARE_EASY];
+  int nspare;
   /* counters for loop:stats() */
   lua_Integer waits, blocking_waits, events, new_connections, reused;
   lua_Integer deferred;   /* steps that left reports for the next step (budget reached) */
@@ -67,6 +72,8 @@ void llm_backend_kick(struct loop *lp);              /* let libcurl start what w
 double llm_backend_curl_deadline(struct loop *lp);   /* libcurl's own next timeout; < 0 none */
 
 /* loop.c, for the backends and transfers */
+CURL *llm_loop_easy(struct loop *lp);                /* a spare easy handle, or a new one; NULL: OOM */
+void llm_loop_release_easy(struct loop *lp, CURL *easy);  /* detached: keep it (reset) or clean up */
 void llm_loop_rearm(struct loop *lp);                /* the earliest deadline changed */
 void llm_loop_signal(struct loop *lp);               /* work is ready: wake the host */
 void llm_loop_schedule(struct loop *lp, struct transfer *t, double at);  /* never allocates */

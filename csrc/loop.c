@@ -158,6 +158,24 @@ void llm_loop_unschedule(struct loop *lp, struct transfer *t) {
   if (*idx != SIZE_MAX) heap_remove(lp, *idx);   /* an earlier wake-up stays armed: spurious, never late */
 }
 
+/* A handle for a new transfer: the last one released (its options reset), or a new one. */
+CURL *llm_loop_easy(struct loop *lp) {
+  if (lp->nspare > 0) return lp->spare[--lp->nspare];
+  return curl_easy_init();
+}
+
+/* A closed transfer's handle, already out of the multi handle. curl_easy_reset restores
+ * every option to its default and keeps only caches (DNS, TLS sessions), which the multi
+ * handle's shared connection pool holds anyway. */
+void llm_loop_release_easy(struct loop *lp, CURL *easy) {
+  if (lp != NULL && lp->multi != NULL && lp->nspare < LLM_SPARE_EASY) {
+    curl_easy_reset(easy);
+    lp->spare[lp->nspare++] = easy;
+  } else {
+    curl_easy_cleanup(easy);
+  }
+}
+
 /* loop:timer(delay) -> id; fires a { type = "timer", id } record. */
 static int loop_timer(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
@@ -329,7 +347,7 @@ static int loop_now(lua_State *L) {
 /* loop:stats() -> counters for tests and benchmarks. */
 static int loop_stats(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
-  lua_createtable(L, 0, 14);
+  lua_createtable(L, 0, 15);
   lua_pushinteger(L, (lua_Integer)lp->ntransfers); lua_setfield(L, -2, "transfers");
   lua_pushinteger(L, (lua_Integer)lp->nlua); lua_setfield(L, -2, "timers");
   lua_pushinteger(L, (lua_Integer)(lp->ntimers - lp->nlua)); lua_setfield(L, -2, "deadlines");
@@ -343,6 +361,7 @@ static int loop_stats(lua_State *L) {
   lua_pushinteger(L, lp->deadline_checks); lua_setfield(L, -2, "deadline_checks");
   lua_pushinteger(L, lp->signals); lua_setfield(L, -2, "signals");
   lua_pushinteger(L, lp->rearms); lua_setfield(L, -2, "rearms");
+  lua_pushinteger(L, lp->nspare); lua_setfield(L, -2, "spare_handles");
   return 1;
 }
 
@@ -367,6 +386,7 @@ static int loop_close(lua_State *L) {
   if (lp->multi != NULL) {
     CURLM *multi = lp->multi;
     llm_transfer_detach_all(lp);
+    while (lp->nspare > 0) curl_easy_cleanup(lp->spare[--lp->nspare]);
     lp->multi = NULL;
     curl_multi_cleanup(multi);
     llm_backend_close(lp);

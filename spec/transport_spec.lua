@@ -61,6 +61,30 @@ describe("transfers", function()
     assert.is_true(n >= 5)
   end)
 
+  it("reuses a closed transfer's easy handle, with none of its options", function()
+    local lib = llm.new()                     -- a loop of its own: no handle kept from other tests
+    assert.equal(0, lib.loop:stats().spare_handles)
+    local first = chat_spec({ ["x-first"] = "1", ["x-mock-text"] = "one" })
+    first.timeout = 7
+    assert.equal(200, assert(lib.http.request(first)).status)
+    assert.equal(1, lib.loop:stats().spare_handles)    -- kept, not cleaned up
+    local res = assert(lib.http.request{ url = mock.url .. "/__mock/stats" })   -- a GET, no body
+    assert.equal(200, res.status)
+    assert.equal(1, lib.loop:stats().spare_handles)    -- taken and given back: still one
+    local s = lib.http.stream(chat_spec({ ["x-mock-text"] = "two" }, true))
+    assert.equal(0, lib.loop:stats().spare_handles)    -- in use by the stream
+    assert.is_true(s:wait_headers())
+    while s:next_event() do end
+    s:close()
+    assert.equal(1, lib.loop:stats().spare_handles)
+    local reqs = mock:requests()
+    assert.equal(2, #reqs)                    -- the GET of /__mock/stats is not logged
+    assert.equal("1", reqs[1].headers["x-first"])
+    assert.is_nil(reqs[2].headers["x-first"])  -- the reset handle kept no header of the first
+    assert.equal("POST", reqs[2].method)
+    assert.matches('"stream":true', reqs[2].body)
+  end)
+
   it("accepts a compressed response and hands over the decoded body", function()
     local res = assert(http.request(chat_spec({ ["x-mock-gzip"] = "1", ["x-mock-text"] = "zipped" })))
     assert.equal("gzip", res.headers["content-encoding"])
