@@ -596,6 +596,7 @@ static int transfer_content(lua_State *L) {
 /* One idempotent close for __gc, __close and :close(): detach, then release (STYLE §6). */
 static int transfer_close(lua_State *L) {
   struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
+  struct loop *lp = t->loop;           /* NULL once the loop has closed */
   if (t->state == ST_CLOSED) return 0;
   detach(t);
   unlink_dirty(t);
@@ -606,7 +607,7 @@ static int transfer_close(lua_State *L) {
     t->loop = NULL;
   }
   t->state = ST_CLOSED;
-  if (t->easy) { curl_easy_cleanup(t->easy); t->easy = NULL; }
+  if (t->easy) { llm_loop_release_easy(lp, t->easy); t->easy = NULL; }
   if (t->headers) { curl_slist_free_all(t->headers); t->headers = NULL; }
   sse_free(&t->sse);
   sse_queue_free(&t->queue);
@@ -749,7 +750,7 @@ int llm_transfer_new(lua_State *L) {
   lua_setfield(L, -2, "loop");
   lua_setiuservalue(L, -2, 1);
   t->state = ST_IDLE;
-  if ((t->easy = curl_easy_init()) == NULL) { t->state = ST_CLOSED; return luaL_error(L, "curl_easy_init failed"); }
+  if ((t->easy = llm_loop_easy(lp)) == NULL) { t->state = ST_CLOSED; return luaL_error(L, "curl_easy_init failed"); }
 
   url = optfield_string(L, spec, "url");
   if (url == NULL) return luaL_error(L, "transfer needs a url");
@@ -824,7 +825,13 @@ int llm_transfer_new(lua_State *L) {
   curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(t->easy, CURLOPT_ACCEPT_ENCODING, "");      /* any encoding libcurl can decode */
+  /* HTTP/2 where TLS offers it (ALPN), HTTP/1.1 otherwise; the loop multiplexes (CURLMOPT_
+   * PIPELINING). PIPEWAIT: a transfer started while a connection to the same host is still
+   * being set up waits to learn whether it can share it, instead of opening its own; many
+   * requests started at once then share a few HTTP/2 connections. Plain http:// never
+   * multiplexes, and waiting there would only serialize the starts. */
   curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  if (strncasecmp(url, "https:", 6) == 0) curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
   curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);      /* redirects are decided in Lua */
   curl_easy_setopt(t->easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
