@@ -263,48 +263,55 @@ function M.client_options(name, opts, what)
 end
 
 -- One message part (content[j] of messages[i]).
-local function check_part(where, part, p, pname)
+-- Its place, for a message (built only when there is something to say).
+local function part_at(mwhere, j) return format("%s.content[%d]", mwhere, j) end
+
+local function check_part(mwhere, j, part, p, pname)
   if type(part) == "string" then return nil end
   if type(part) ~= "table" then
-    return format("%s must be a part table ({ type = \"text\", text = ... }) or a string, got %s", where, type(part))
+    return format("%s must be a part table ({ type = \"text\", text = ... }) or a string, got %s",
+      part_at(mwhere, j), type(part))
   end
   local ty = part.type
-  if type(ty) ~= "string" then return where .. " has no type (e.g. { type = \"text\", text = ... })" end
+  if type(ty) ~= "string" then return part_at(mwhere, j) .. " has no type (e.g. { type = \"text\", text = ... })" end
   local takes = p.part_types or { text = true, image = true }
   if part.cache ~= nil and type(part.cache) ~= "boolean" then
-    return where .. ": cache must be true or false (a cache breakpoint after this part)"
+    return part_at(mwhere, j) .. ": cache must be true or false (a cache breakpoint after this part)"
   end
   if ty == "reasoning" or takes[ty] then
     if ty == "text" and type(part.text) ~= "string" then
-      return where .. ": a text part needs a string `text`"
+      return part_at(mwhere, j) .. ": a text part needs a string `text`"
     end
     if MEDIA[ty] then
       local n = (part.url ~= nil and 1 or 0) + (part.data ~= nil and 1 or 0) + (part.path ~= nil and 1 or 0)
       if n ~= 1 then
-        return format("%s: %s %s part needs exactly one of `path`, `data` (base64) or `url`", where,
+        return format("%s: %s %s part needs exactly one of `path`, `data` (base64) or `url`", part_at(mwhere, j),
           ty == "image" and "an" or "a", ty)
       end
       for _, k in ipairs({ "url", "data", "path", "mime_type", "name" }) do
         if part[k] ~= nil and type(part[k]) ~= "string" then
-          return format("%s: %s must be a string, got %s", where, k, type(part[k]))
+          return format("%s: %s must be a string, got %s", part_at(mwhere, j), k, type(part[k]))
         end
       end
     end
     return nil
   end
-  if M.PART_TYPES[ty] then return format("%s: %s parts are not supported (%s)", pname, ty, where) end
-  return format("%s: unknown part type %q%s", where, ty,
+  if M.PART_TYPES[ty] then return format("%s: %s parts are not supported (%s)", pname, ty, part_at(mwhere, j)) end
+  return format("%s: unknown part type %q%s", part_at(mwhere, j), ty,
     M.suggest(ty, M.PART_TYPES) and format(" (did you mean '%s'?)", M.suggest(ty, M.PART_TYPES)) or "")
 end
 
 -- One message.
 local function check_message(i, m, p, pname)
-  local where = "messages[" .. i .. "]"
+  local role = type(m) == "table" and m.role
+  local c = role and m.content
+  if type(c) == "string" and M.ROLES[role] and role ~= "tool" then return nil end  -- the common case
+  local where = "messages[" .. i .. "]"      -- built only to check further (or to complain)
   if type(m) ~= "table" then
     return format("%s must be a message table, e.g. { role = \"user\", content = %s }, got %s", where,
       type(m) == "string" and format("%q", m) or "...", type(m))
   end
-  local role = m.role
+  role = m.role
   if role == nil then
     if m.type ~= nil and p.wire_items then return nil end  -- an item in the API's own form
     return where .. " has no role (\"user\", \"assistant\", \"system\" or \"tool\")"
@@ -315,7 +322,7 @@ local function check_message(i, m, p, pname)
       where, type(role) == "string" and format("%q", role) or tostring(role),
       s and format(" (did you mean '%s'?)", s) or "")
   end
-  local c = m.content
+  c = m.content
   if role == "tool" then
     if m.tool_call_id == nil and m.name == nil then
       return where .. ": a tool message needs tool_call_id (the id of the call it answers)"
@@ -335,7 +342,7 @@ local function check_message(i, m, p, pname)
       .. "got a table with named fields", where)
   end
   for j, part in ipairs(c) do
-    local e = check_part(format("%s.content[%d]", where, j), part, p, pname)
+    local e = check_part(where, j, part, p, pname)
     if e then return e end
   end
   if role == "assistant" and m.tool_calls ~= nil and not is_list(m.tool_calls) then
@@ -460,6 +467,44 @@ function M.tools(what, tools)
   return nil
 end
 
+-- The checks of a request's fields, in the order their errors are reported (the same order
+-- as the client options' check_common first). Each takes the field's value, never nil.
+local function num(k, min, integer, above)
+  return { k, function(v) return check_number("request", k, v, min, integer, above) end }
+end
+local function typ(k, a, b)
+  if b then return { k, function(v) return check_type("request", k, v, a, b) end } end
+  return { k, function(v) return check_type("request", k, v, a) end }
+end
+local REQUEST_CHECKS = {
+  num("timeout", 0, false, true), num("connect_timeout", 0, false, true),
+  num("idle_timeout", 0, false, true), num("first_token_timeout", 0, false, true),
+  num("max_retries", 0, true),
+  { "retry", function(v)
+      if type(v) ~= "table" then
+        return format("request: retry must be a retry policy (llm.retry.policy{...}), got %s", type(v))
+      end
+    end },
+  { "api", function(v)
+      if v ~= "responses" and v ~= "chat" then
+        return format("request: api must be \"responses\" or \"chat\", got %s", tostring(v))
+      end
+    end },
+  typ("model", "string"),
+  num("max_tokens", 1, true), num("priority"), num("temperature", 0), num("top_p", 0), num("n", 1, true),
+  num("seed", nil, true), num("top_k", 1, true), num("presence_penalty"), num("frequency_penalty"),
+  num("top_logprobs", 0, true),
+  typ("logprobs", "boolean"), typ("user", "string"), typ("metadata", "table"),
+  typ("service_tier", "string"), typ("store", "boolean"), typ("cache", "boolean"),
+  typ("prompt_cache_key", "string"), typ("background", "boolean"), typ("parallel_tool_calls", "boolean"),
+  typ("system", "string", "table"), typ("stop", "string", "table"), typ("extra", "table"),
+  typ("extra_query", "table"), typ("reasoning", "table", "boolean"),
+  typ("response_format", "table", "string"), typ("tool_choice", "string", "table"),
+  typ("input", "string", "table"),
+  { "extra_headers", function(v) return M.check_headers("request", "extra_headers", v) end },
+  { "tools", function(v) return M.tools("request", v) end },
+}
+
 --- The request `req` (already a copy) for provider table `p`, served by client `pname`;
 --- nil or a message. `extra_ok` is a set of further field names the caller handles.
 function M.request(req, p, pname, extra_ok)
@@ -479,38 +524,16 @@ function M.request(req, p, pname, extra_ok)
       end
     end
   end
-  local what = "request"
-  local e = check_common(what, req)
-    or check_number(what, "max_tokens", req.max_tokens, 1, true)
-    or check_number(what, "priority", req.priority)
-    or check_number(what, "temperature", req.temperature, 0)
-    or check_number(what, "top_p", req.top_p, 0)
-    or check_number(what, "n", req.n, 1, true)
-    or check_number(what, "seed", req.seed, nil, true)
-    or check_number(what, "top_k", req.top_k, 1, true)
-    or check_number(what, "presence_penalty", req.presence_penalty)
-    or check_number(what, "frequency_penalty", req.frequency_penalty)
-    or check_number(what, "top_logprobs", req.top_logprobs, 0, true)
-    or check_type(what, "logprobs", req.logprobs, "boolean")
-    or check_type(what, "user", req.user, "string")
-    or check_type(what, "metadata", req.metadata, "table")
-    or check_type(what, "service_tier", req.service_tier, "string")
-    or check_type(what, "store", req.store, "boolean")
-    or check_type(what, "cache", req.cache, "boolean")
-    or check_type(what, "prompt_cache_key", req.prompt_cache_key, "string")
-    or check_type(what, "background", req.background, "boolean")
-    or check_type(what, "parallel_tool_calls", req.parallel_tool_calls, "boolean")
-    or check_type(what, "system", req.system, "string", "table")
-    or check_type(what, "stop", req.stop, "string", "table")
-    or check_type(what, "extra", req.extra, "table")
-    or check_type(what, "extra_query", req.extra_query, "table")
-    or check_type(what, "reasoning", req.reasoning, "table", "boolean")
-    or check_type(what, "response_format", req.response_format, "table", "string")
-    or check_type(what, "tool_choice", req.tool_choice, "string", "table")
-    or check_type(what, "input", req.input, "string", "table")
-    or M.check_headers(what, "extra_headers", req.extra_headers)
-    or M.tools(what, req.tools)
-    or M.messages(req.messages, p, pname)
+  local e
+  for i = 1, #REQUEST_CHECKS do   -- in a fixed order; a field that is absent costs one lookup
+    local c = REQUEST_CHECKS[i]
+    local v = req[c[1]]
+    if v ~= nil then
+      e = c[2](v)
+      if e then return e end
+    end
+  end
+  e = M.messages(req.messages, p, pname)
   if e then return e end
   e = M.response_format(req.response_format)
   if e then return e end
