@@ -88,6 +88,16 @@ describe("retry policies against the mock server", function()
     assert.is_true(gap < 5)                 -- the server's value, not the fallback
   end)
 
+  it("a max_retries other than 2 builds its built-in policy once, not on every call", function()
+    local llm = require("llm")
+    local c = client(llm)
+    local p0 = c:policy({ max_retries = 0 })
+    assert.equal(p0, c:policy({ max_retries = 0 }))
+    assert.not_equal(p0, c:policy({ max_retries = 1 }))
+    assert.equal(c:policy({ max_retries = 1 }), c:policy({ max_retries = 1 }))
+    assert.equal(llm.retry.default, c:policy({ max_retries = 2 }))
+  end)
+
   it("the built-in retry is llm.retry.default: one engine, not two", function()
     local llm = require("llm")
     local c = client(llm)

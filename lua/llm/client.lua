@@ -239,6 +239,8 @@ return function(env)
     return errors.new(fields)
   end
 
+  local builtin_policies = {}   -- max_retries -> R.builtin(max_retries)
+
   --- The retry policy of a call: its own, the client's, or the built-in one.
   ---@private
   ---@param req table the request (its retry, max_retries)
@@ -248,7 +250,12 @@ return function(env)
     if p then return p end
     local n = req.max_retries or self.max_retries
     if n == 2 then return R.default end
-    return R.builtin(n)
+    local b = builtin_policies[n]      -- built once per count, like R.default, not per call
+    if not b then
+      b = R.builtin(n)
+      builtin_policies[n] = b
+    end
+    return b
   end
 
   ---------------------------------------------------------------------------------------
@@ -375,13 +382,16 @@ return function(env)
   ---@return llm.Error? err
   function Client:send(spec, call, p, slot)
     for _ = 0, MAX_REDIRECTS do
-      local t0 = now()
+      local debug = log_enabled("debug")   -- the log lines are formatted only when written
+      local t0 = debug and now()
       local res, err = http.request(spec, env.debug_sink)
       if not res then
-        log("debug", string.format("%s %s failed: %s", spec.method, spec.url, tostring(err)))
+        if debug then log("debug", string.format("%s %s failed: %s", spec.method, spec.url, tostring(err))) end
         return nil, err
       end
-      log("debug", string.format("%s %s -> %d in %.3f s", spec.method, spec.url, res.status, now() - t0))
+      if debug then
+        log("debug", string.format("%s %s -> %d in %.3f s", spec.method, spec.url, res.status, now() - t0))
+      end
       local rid = request_id(res.headers)
       if res.status >= 300 and res.status < 400 and res.headers["location"] then
         if call then self:hook("on_response", call, { status = res.status, request_id = rid }) end
