@@ -47,6 +47,7 @@ struct loop {
    * callocs a large block (and glibc consolidates its free lists for it) on every request. */
   CURL *spare[LLM_SPARE_EASY];
   int nspare;
+  size_t queued, queued_peak;  /* bytes of framed events waiting in transfers' queues; the most */
   /* counters for loop:stats() */
   lua_Integer waits, blocking_waits, events, new_connections, reused;
   lua_Integer deferred;   /* steps that left reports for the next step (budget reached) */

@@ -347,7 +347,7 @@ static int loop_now(lua_State *L) {
 /* loop:stats() -> counters for tests and benchmarks. */
 static int loop_stats(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
-  lua_createtable(L, 0, 15);
+  lua_createtable(L, 0, 17);
   lua_pushinteger(L, (lua_Integer)lp->ntransfers); lua_setfield(L, -2, "transfers");
   lua_pushinteger(L, (lua_Integer)lp->nlua); lua_setfield(L, -2, "timers");
   lua_pushinteger(L, (lua_Integer)(lp->ntimers - lp->nlua)); lua_setfield(L, -2, "deadlines");
@@ -362,6 +362,8 @@ static int loop_stats(lua_State *L) {
   lua_pushinteger(L, lp->signals); lua_setfield(L, -2, "signals");
   lua_pushinteger(L, lp->rearms); lua_setfield(L, -2, "rearms");
   lua_pushinteger(L, lp->nspare); lua_setfield(L, -2, "spare_handles");
+  lua_pushinteger(L, (lua_Integer)lp->queued); lua_setfield(L, -2, "queued_bytes");
+  lua_pushinteger(L, (lua_Integer)lp->queued_peak); lua_setfield(L, -2, "queued_bytes_peak");
   return 1;
 }
 

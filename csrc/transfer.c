@@ -17,9 +17,13 @@ enum framing { FR_NONE, FR_SSE, FR_NDJSON };
 enum fail { F_NONE, F_CANCELLED, F_T_HEADERS, F_T_FIRST, F_T_IDLE, F_TOOBIG, F_NOMEM, F_BODY,
             F_HEADERS };
 
-/* Bytes of framed events waiting for step before the transfer stops reading: bounds one
- * step's batch (and memory) however much libcurl has buffered for a fast stream. */
+/* Bytes of framed events waiting for step, summed over the loop's transfers, before a
+ * transfer with events of its own waiting stops reading: bounds one step's batch, and the
+ * memory of many streams whose events arrive faster than Lua takes them (1,000 streams each
+ * held up to this much on their own). A transfer whose queue is empty always reads on. */
 #define QUEUE_HIGH_WATER (1u << 20)
+/* A drained queue keeps its buffer up to this size; a larger one (a burst) is freed. */
+#define QUEUE_KEEP (4u << 10)
 
 struct transfer {
   struct loop *loop;                /* NULL once the loop is closed */
@@ -47,6 +51,7 @@ struct transfer {
   struct sse sse;
   struct sse_queue queue;
   size_t qpos;                      /* where the queue's unreported events begin */
+  size_t qcounted;                  /* the queue's bytes as counted in loop->queued */
   struct buf body, hdrs, debug;
   size_t max_body;
   int verbose;
@@ -146,17 +151,28 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* Bring the loop's count of queued bytes up to date with t's queue. */
+static void queue_sync(struct transfer *t) {
+  struct loop *lp = t->loop;
+  if (lp == NULL) { t->qcounted = 0; return; }
+  lp->queued -= t->qcounted;
+  t->qcounted = t->queue.b.len;
+  lp->queued += t->qcounted;
+  if (lp->queued > lp->queued_peak) lp->queued_peak = lp->queued;
+}
+
 /* CURLOPT_WRITEFUNCTION: feed the framer, or buffer the body (also an error body of a stream). */
 static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   struct transfer *t = ud;
   size_t len = size * n;
   if (t->framing_on) {
     size_t before = t->queue.count;
-    if (t->queue.b.len >= QUEUE_HIGH_WATER) {   /* libcurl keeps these bytes and re-delivers them */
-      t->held = 1;
+    if (t->queue.b.len > 0 && t->loop != NULL && t->loop->queued >= QUEUE_HIGH_WATER) {
+      t->held = 1;                  /* libcurl keeps these bytes and re-delivers them */
       return CURL_WRITEFUNC_PAUSE;
     }
     int rc = sse_feed(&t->sse, p, len);
+    queue_sync(t);
     if (rc != SSE_OK) {
       t->fail = rc == SSE_ETOOBIG ? F_TOOBIG : F_NOMEM;
       if (rc == SSE_EEMIT && t->queue.err == BUF_ETOOBIG) t->fail = F_TOOBIG;
@@ -194,6 +210,7 @@ static void reset_response(struct transfer *t) {
   sse_reset(&t->sse);
   sse_queue_clear(&t->queue);
   t->qpos = 0;
+  queue_sync(t);
   buf_reset(&t->body);
   buf_reset(&t->hdrs);
   t->status = 0;
@@ -514,8 +531,10 @@ int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n, s
     lua_settop(L, rec);
     lua_rawseti(L, records, ++*n);
     if (t->queue.count == 0) {
-      sse_queue_clear(&t->queue);
+      if (t->queue.b.cap > QUEUE_KEEP) sse_queue_free(&t->queue);
+      else sse_queue_clear(&t->queue);
       t->qpos = 0;
+      queue_sync(t);
     }
   }
   if (t->held && t->queue.count == 0 && t->state == ST_RUNNING) {   /* the batch is out: read on */
@@ -604,6 +623,8 @@ static int transfer_close(lua_State *L) {
     if (t->prev) t->prev->next = t->next; else t->loop->head = t->next;
     if (t->next) t->next->prev = t->prev;
     t->loop->ntransfers--;
+    t->loop->queued -= t->qcounted;
+    t->qcounted = 0;
     t->loop = NULL;
   }
   t->state = ST_CLOSED;
@@ -637,7 +658,7 @@ void llm_transfer_detach_all(struct loop *lp) {
 
 /* __index: a method from the methods table (upvalue 1), else a field by its number in the
  * fields table (upvalue 2): two table lookups, no string comparison. */
-enum { FIELD_ID = 1, FIELD_STATUS, FIELD_PENDING };
+enum { FIELD_ID = 1, FIELD_STATUS, FIELD_PENDING, FIELD_HELD };
 static int transfer_index(lua_State *L) {
   struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
   lua_settop(L, 2);
@@ -649,6 +670,7 @@ static int transfer_index(lua_State *L) {
     case FIELD_ID: lua_pushinteger(L, t->id); return 1;
     case FIELD_STATUS: lua_pushinteger(L, t->status); return 1;
     case FIELD_PENDING: lua_pushinteger(L, (lua_Integer)t->queue.count); return 1;   /* events queued in C */
+    case FIELD_HELD: lua_pushboolean(L, t->held); return 1;   /* stopped reading until step drains it */
     default: lua_pushnil(L); return 1;
   }
 }
@@ -872,10 +894,11 @@ void llm_transfer_register(lua_State *L) {
   luaL_newlib(L, transfer_methods);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "methods");
-  lua_createtable(L, 0, 3);                       /* the fields __index answers */
+  lua_createtable(L, 0, 4);                       /* the fields __index answers */
   lua_pushinteger(L, FIELD_ID); lua_setfield(L, -2, "id");
   lua_pushinteger(L, FIELD_STATUS); lua_setfield(L, -2, "status");
   lua_pushinteger(L, FIELD_PENDING); lua_setfield(L, -2, "pending");
+  lua_pushinteger(L, FIELD_HELD); lua_setfield(L, -2, "held");
   lua_pushcclosure(L, transfer_index, 2);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);

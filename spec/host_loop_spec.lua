@@ -281,6 +281,66 @@ describe("a bounded step", function()
     t:close()
   end)
 
+  it("bounds the events waiting in C over all of a loop's transfers, not per transfer", function()
+    -- Four streams of 3,003 events (about 0.5 MiB each) that nobody takes: together they
+    -- stop reading once about 1 MiB waits in the loop, each after at most one read of its own.
+    local L = llm.new()
+    local words = {}
+    for i = 1, 3000 do words[i] = "w" .. i end
+    local ts = {}
+    for i = 1, 4 do
+      ts[i] = L.loop:transfer({ method = "POST", url = mock.url .. "/v1/chat/completions",
+        body = '{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}',
+        headers = { ["content-type"] = "application/json", ["x-mock-events"] = "3000",
+                    ["x-mock-text"] = table.concat(words, " ") }, framing = "sse" })
+    end
+    local recs = {}
+    local function take(max)
+      for _, rec in ipairs((L.loop:step(0.01, 1, max))) do recs[#recs + 1] = rec end
+    end
+    local function settled()            -- every transfer stopped reading or has it all
+      for _, t in ipairs(ts) do
+        if not (t.held or t.pending == 3003) then return false end
+      end
+      return true
+    end
+    local guard = 0
+    while not settled() and guard < 100000 do take(0); guard = guard + 1 end
+    assert.is_true(settled())
+    local st = L.loop:stats()
+    local held, pending = 0, 0
+    for _, t in ipairs(ts) do
+      if t.held then held = held + 1 end
+      pending = pending + t.pending
+    end
+    assert.is_true(held >= 1)
+    assert.is_true(pending < 4 * 3003)
+    -- 1 MiB, then at most one 16 KiB read per transfer framed into records (a few dozen
+    -- bytes of record header per event of about 150 bytes)
+    local bound = 1024 * 1024 + 4 * 24 * 1024
+    assert.is_true(st.queued_bytes >= 1024 * 1024, "queued " .. st.queued_bytes)
+    assert.is_true(st.queued_bytes <= bound, "queued " .. st.queued_bytes)
+    -- Taking the events lets every transfer read on; all of them arrive, and the queues
+    -- are empty (and their buffers given back) at the end.
+    local done = 0
+    guard = 0
+    while done < 4 and guard < 100000 do
+      local before = #recs
+      take()
+      for j = before + 1, #recs do if recs[j].type == "done" then done = done + 1 end end
+      guard = guard + 1
+    end
+    local counts = {}
+    for _, rec in ipairs(recs) do
+      if rec.type == "events" then counts[rec.id] = (counts[rec.id] or 0) + rec.n end
+    end
+    for _, t in ipairs(ts) do assert.equal(3003, counts[t.id]) end
+    st = L.loop:stats()
+    assert.equal(0, st.queued_bytes)
+    assert.is_true(st.queued_bytes_peak <= bound, "peak " .. st.queued_bytes_peak)
+    for _, t in ipairs(ts) do t:close() end
+  end)
+
   it("stops before a unit of work that would overshoot the budget, not after it", function()
     -- A scheduler on a stand-in loop whose clock moves only when a record is handled (0.3 s
     -- each, budget 1 s): the fourth record of a step would end at 1.2 s, so a step takes three.
