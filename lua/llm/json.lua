@@ -146,6 +146,10 @@ local encode_value -- forward
 
 local function key_less(a, b) return a < b end
 
+-- The keys of a table are walked with explicit next() calls, not `for k in pairs(t)`: in this
+-- recursive function the JIT of LuaJIT 2.1 as Debian 12 ships it (2.1.0-beta3, 2022) now and
+-- then compiles the specialised pairs loop so that it sees no key, and a nested object came
+-- out as `{}` (spec/json_spec.lua, "builds no path string", caught it in about one run in eight).
 local function encode_table(t, buf, n, seen, stack, depth)
   if seen[t] then error(format("llm.json.encode: %s is a cycle", path_of(stack, depth)), 0) end
   seen[t] = true
@@ -158,7 +162,8 @@ local function encode_table(t, buf, n, seen, stack, depth)
   else
     -- classify an unmarked table by its keys
     local count, nstr, maxn = 0, 0, 0
-    for k in pairs(t) do
+    local k = next(t)
+    while k ~= nil do
       count = count + 1
       local tk = type(k)
       if tk == "string" then
@@ -168,6 +173,7 @@ local function encode_table(t, buf, n, seen, stack, depth)
       else
         error(format("llm.json.encode: %s has a key of type %s (%s)", path_of(stack, depth), tk, tostring(k)), 0)
       end
+      k = next(t, k)
     end
     if count == 0 then
       as_array = false
@@ -192,12 +198,14 @@ local function encode_table(t, buf, n, seen, stack, depth)
     n = n + 1; buf[n] = "]"
   else
     local keys, nk = {}, 0
-    for k in pairs(t) do
-      if type(k) ~= "string" then
+    local key = next(t)
+    while key ~= nil do
+      if type(key) ~= "string" then
         error(format("llm.json.encode: %s is an object with a non-string key (%s)", path_of(stack, depth),
-          tostring(k)), 0)
+          tostring(key)), 0)
       end
-      nk = nk + 1; keys[nk] = k
+      nk = nk + 1; keys[nk] = key
+      key = next(t, key)
     end
     table.sort(keys, key_less)
     n = n + 1; buf[n] = "{"
