@@ -9,6 +9,7 @@
 -- order, for the next step. Whatever is left, or made ready between steps, signals the
 -- loop's descriptor (loop:wake), so a host that steps only when it is readable never stalls.
 -- @module llm.async
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 local queue = require("llm.queue")
 local compat = require("llm.compat")
@@ -427,7 +428,7 @@ return function(loop, clock)
   local function inflight()
     -- the weak table may have lost entries to collection; recount when it matters
     local n = 0
-    for _ in pairs(watchers) do n = n + 1 end
+    for _ in each(watchers) do n = n + 1 end
     nwatch = n
     return n
   end
@@ -561,7 +562,7 @@ return function(loop, clock)
   ---@return table counters
   function M.stats()
     local st = loop:stats()
-    for k, v in pairs(stats) do st[k] = v end
+    for k, v in each(stats) do st[k] = v end
     st.ready = ready:len()
     st.inbox = inbox:len()
     return st
@@ -577,12 +578,12 @@ return function(loop, clock)
     if type(fn) ~= "function" then error("llm.run expects a function", 2) end
     if not compat.tasks then error(compat.NO_TASKS, 2) end
     local before = {}
-    for t in pairs(live) do before[t] = true end
+    for t in each(live) do before[t] = true end
     local main = M.spawn(fn, ...)
     main.observed = true   -- llm.run waits even with blocking = false: the host asked for it
     while main.status ~= "done" do M.step(SLICE) end
     local leftovers = {}
-    for t in pairs(live) do
+    for t in each(live) do
       if not before[t] then leftovers[#leftovers + 1] = t end
     end
     for _, t in ipairs(leftovers) do t:cancel() end

@@ -20,6 +20,7 @@
 -- response and `llm.Error` of a chat call. Other providers have no batch API: `client:batch`
 -- returns `nil, err` with kind "unsupported" (as `embed` does where there is no such API).
 -- @module llm.batch
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 local json = require("llm.json")
 local validate = require("llm.validate")
@@ -98,7 +99,7 @@ return function(env)
 
   local function item_error(kind, message, fields)
     local f = { kind = kind, message = message, retryable = false }
-    for k, v in pairs(fields or {}) do f[k] = v end
+    for k, v in each(fields or {}) do f[k] = v end
     return errors.new(f)
   end
 
@@ -454,7 +455,7 @@ return function(env)
       local req = r
       if type(r) == "table" then
         req = {}
-        for k, v in pairs(r) do req[k] = v end
+        for k, v in each(r) do req[k] = v end
         if req.custom_id ~= nil then
           if type(req.custom_id) ~= "string" or req.custom_id == "" then
             error("client:batch: requests[" .. i .. "].custom_id must be a non-empty string", 2)

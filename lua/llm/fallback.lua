@@ -4,6 +4,7 @@
 -- `cooldown` seconds and the call moves to the next one. `resp.provider` names the answering
 -- client's provider.
 -- @module llm.fallback
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 
 local DEFAULT_ON = { "overloaded", "server", "rate_limit", "timeout", "connection" }
@@ -38,7 +39,7 @@ return function(env)
   function F.new(opts)
     if type(opts) ~= "table" then error("llm.fallback expects a table { client1, client2, ..., on, cooldown }", 3) end
     local clients = {}
-    for k, v in pairs(opts) do
+    for k, v in each(opts) do
       if type(k) == "number" then
         if not is_client(v) then
           error("llm.fallback: item [" .. tostring(k) .. "] is not a client (llm.client(...)), got " .. type(v), 3)

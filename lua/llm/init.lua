@@ -3,6 +3,7 @@
 -- The module is one instance built on one event loop; `llm.new{ clock = ... }` builds
 -- another (specs use it with a fake clock).
 -- @module llm
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local compat = require("llm.compat")
 if not compat.supported then
   error(compat.SUPPORTED .. ": this is " .. tostring(_VERSION), 2)
@@ -153,8 +154,8 @@ local function build(opts)
     if p.base then
       local base = resolve(p.base, seen)
       local out = {}
-      for k, v in pairs(base) do out[k] = v end
-      for k, v in pairs(p) do out[k] = v end
+      for k, v in each(base) do out[k] = v end
+      for k, v in each(p) do out[k] = v end
       -- A provider that names its own host keeps its key there: the base's environment
       -- variables (OPENAI_BASE_URL, OPENAI_API_KEY) describe the base's host, so they are
       -- not inherited over the provider's own base_url (API §9).
@@ -201,8 +202,8 @@ local function build(opts)
         name, name, type(copts) == "string" and string.format("%q", copts) or "...", type(copts)), 2)
     end
     local merged = {}
-    for k, v in pairs(defaults.options) do merged[k] = v end
-    for k, v in pairs(copts or {}) do merged[k] = v end
+    for k, v in each(defaults.options) do merged[k] = v end
+    for k, v in each(copts or {}) do merged[k] = v end
     local p = resolve(name)
     return clients.new(p, merged)
   end
@@ -218,15 +219,15 @@ local function build(opts)
       cfg = chunk()
     end
     if type(cfg) ~= "table" then error("llm.configure expects a table or a file returning one", 2) end
-    for name, p in pairs(cfg.providers or {}) do M.providers[name] = p end
+    for name, p in each(cfg.providers or {}) do M.providers[name] = p end
     if cfg.defaults ~= nil then
       if type(cfg.defaults) ~= "table" then error("llm.configure: defaults must be a table", 2) end
       local o = {}
-      for k, v in pairs(cfg.defaults) do if k ~= "provider" then o[k] = v end end
+      for k, v in each(cfg.defaults) do if k ~= "provider" then o[k] = v end end
       local bad = validate.client_options(cfg.defaults.provider, o, "llm.configure defaults")
       if bad then error(bad, 2) end
       defaults.provider = cfg.defaults.provider or defaults.provider
-      for k, v in pairs(cfg.defaults) do
+      for k, v in each(cfg.defaults) do
         if k ~= "provider" then defaults.options[k] = v end
       end
       if cfg.defaults.insecure then env.warn_insecure() end
@@ -245,8 +246,8 @@ local function build(opts)
   local tools = require("llm.tools")(env, M)
   M.tool = tools.tool
   M.schema = tools.schema
-  for name, fn in pairs(tools.methods or {}) do clients.Client[name] = fn end
-  for name, fn in pairs(require("llm.batch")(env).methods) do clients.Client[name] = fn end
+  for name, fn in each(tools.methods or {}) do clients.Client[name] = fn end
+  for name, fn in each(require("llm.batch")(env).methods) do clients.Client[name] = fn end
 
   local fallbacks = require("llm.fallback")({ clock = clock, Client = clients.Client,
                                               run_tools = tools.methods.run_tools })

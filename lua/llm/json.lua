@@ -27,14 +27,15 @@
 -- integral float keeps a ".0" (2.0 -> "2.0") so it reads back as a float. NaN and the
 -- infinities raise, as JSON cannot express them.
 -- @module llm.json
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local M = {}
 
 local char, find, format, concat = string.char, string.find, string.format, table.concat
 local compat = require("llm.compat")
 local mtype = compat.math_type
-local getmetatable, setmetatable, type, pairs, tostring, tonumber =
-  getmetatable, setmetatable, type, pairs, tostring, tonumber
+local getmetatable, setmetatable, type, tostring, tonumber =
+  getmetatable, setmetatable, type, tostring, tonumber
 
 local ARRAY = { __name = "llm.json.array" }
 local OBJECT = { __name = "llm.json.object" }
@@ -69,7 +70,7 @@ function M.is_array(t)
   local n = #t
   if n == 0 then return false end
   local count = 0
-  for _ in pairs(t) do count = count + 1 end
+  for _ in each(t) do count = count + 1 end
   return count == n
 end
 
@@ -146,10 +147,6 @@ local encode_value -- forward
 
 local function key_less(a, b) return a < b end
 
--- The keys of a table are walked with explicit next() calls, not `for k in pairs(t)`: in this
--- recursive function the JIT of LuaJIT 2.1 as Debian 12 ships it (2.1.0-beta3, 2022) now and
--- then compiles the specialised pairs loop so that it sees no key, and a nested object came
--- out as `{}` (spec/json_spec.lua, "builds no path string", caught it in about one run in eight).
 local function encode_table(t, buf, n, seen, stack, depth)
   if seen[t] then error(format("llm.json.encode: %s is a cycle", path_of(stack, depth)), 0) end
   seen[t] = true
@@ -162,8 +159,7 @@ local function encode_table(t, buf, n, seen, stack, depth)
   else
     -- classify an unmarked table by its keys
     local count, nstr, maxn = 0, 0, 0
-    local k = next(t)
-    while k ~= nil do
+    for k in each(t) do
       count = count + 1
       local tk = type(k)
       if tk == "string" then
@@ -173,7 +169,6 @@ local function encode_table(t, buf, n, seen, stack, depth)
       else
         error(format("llm.json.encode: %s has a key of type %s (%s)", path_of(stack, depth), tk, tostring(k)), 0)
       end
-      k = next(t, k)
     end
     if count == 0 then
       as_array = false
@@ -198,14 +193,12 @@ local function encode_table(t, buf, n, seen, stack, depth)
     n = n + 1; buf[n] = "]"
   else
     local keys, nk = {}, 0
-    local key = next(t)
-    while key ~= nil do
-      if type(key) ~= "string" then
+    for k in each(t) do
+      if type(k) ~= "string" then
         error(format("llm.json.encode: %s is an object with a non-string key (%s)", path_of(stack, depth),
-          tostring(key)), 0)
+          tostring(k)), 0)
       end
-      nk = nk + 1; keys[nk] = key
-      key = next(t, key)
+      nk = nk + 1; keys[nk] = k
     end
     table.sort(keys, key_less)
     n = n + 1; buf[n] = "{"

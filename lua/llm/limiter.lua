@@ -8,6 +8,7 @@
 -- a request costing more tokens than that goes once the bucket is full and leaves it in
 -- debt), so queued requests are spread evenly rather than sent in bursts.
 -- @module llm.limiter
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local compat = require("llm.compat")
 
 local M = {}
@@ -152,7 +153,7 @@ function M.bind(async)
   function L.new(opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("llm.limiter expects a table { rpm, tpm, concurrency }", 2) end
-    for k, v in pairs(opts) do
+    for k, v in each(opts) do
       if not OPTIONS[k] then
         local s = require("llm.validate").suggest(k, OPTIONS)
         error(string.format("llm.limiter: unknown option %s%s", tostring(k),

@@ -10,9 +10,10 @@
 -- request = bytes, encoded = bool }`: per part and for all media of one request together,
 -- in decoded bytes, or in base64 bytes when `encoded` (as Anthropic counts them).
 -- @module llm.media
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local M = {}
 
-local type, ipairs, pairs, format = type, ipairs, pairs, string.format
+local type, ipairs, format = type, ipairs, string.format
 
 --- Mime types by file extension (lower case).
 M.MIME = {
@@ -157,7 +158,7 @@ function M.resolve(part, where, level)
     return hit.part
   end
   local out = {}
-  for k, v in pairs(part) do out[k] = v end
+  for k, v in each(part) do out[k] = v end
   if part.path ~= nil then
     if type(part.path) ~= "string" then error(where .. ": path must be a string", level) end
     if not io or not io.open then
@@ -193,7 +194,7 @@ end
 
 local function copy(t)
   local out = {}
-  for k, v in pairs(t) do out[k] = v end
+  for k, v in each(t) do out[k] = v end
   return out
 end
 
@@ -211,7 +212,7 @@ local function refusal(pname, part, takes, where)
   end
   if rule.mime and part.mime_type and not rule.mime[part.mime_type] then
     local names = {}
-    for m in pairs(rule.mime) do names[#names + 1] = m end
+    for m in each(rule.mime) do names[#names + 1] = m end
     table.sort(names)
     return format("%s: %s parts of type %s are not supported (%s); it takes %s", pname, ty,
       part.mime_type, where, table.concat(names, ", "))

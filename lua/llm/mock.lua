@@ -14,6 +14,7 @@
 -- `m:stop()`, when the Lua state closes (`__gc`, `__close`), or when this process exits,
 -- however it exits. See docs/mock.md.
 -- @module llm.mock
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local json = require("llm.json")
 
 local M = {}
@@ -178,7 +179,7 @@ end
 function Mock:client(provider, opts)
   if type(provider) ~= "string" then error("m:client: expected a provider name", 2) end
   local o = {}
-  for k, v in pairs(opts or {}) do o[k] = v end
+  for k, v in each(opts or {}) do o[k] = v end
   local llm = o.llm or require("llm")
   o.llm = nil
   local name, seen = provider, {}
@@ -201,7 +202,7 @@ end
 ---@return llm.Mock self the mock, for chaining
 function Mock:push(reply)
   if type(reply) ~= "table" then error("m:push: expected a table", 2) end
-  for k in pairs(reply) do
+  for k in each(reply) do
     if not PUSH_FIELDS[k] then error("m:push: unknown field '" .. tostring(k) .. "'", 2) end
   end
   local t = reply.text
@@ -213,7 +214,7 @@ function Mock:push(reply)
   end
   if reply.json ~= nil and type(reply.json) ~= "string" then   -- sent as its JSON text
     local r = {}
-    for k, v in pairs(reply) do r[k] = v end
+    for k, v in each(reply) do r[k] = v end
     r.json = json.encode(reply.json)
     reply = r
   end
@@ -235,7 +236,7 @@ local OUTCOMES = { completed = true, failed = true, expired = true }
 ---@return llm.Mock self the mock, for chaining
 function Mock:batch_plan(plan)
   if type(plan) ~= "table" then error("m:batch_plan: expected a table", 2) end
-  for k in pairs(plan) do
+  for k in each(plan) do
     if not PLAN_FIELDS[k] then error("m:batch_plan: unknown field '" .. tostring(k) .. "'", 2) end
   end
   if plan.outcome ~= nil and not OUTCOMES[plan.outcome] then
@@ -274,7 +275,7 @@ local LIMIT_FIELDS = { rpm = true, tpm = true, burst = true, burst_tokens = true
 ---@return llm.Mock self the mock, for chaining
 function Mock:limits(limits)
   if type(limits) ~= "table" then error("m:limits: expected a table", 2) end
-  for k, v in pairs(limits) do
+  for k, v in each(limits) do
     if not LIMIT_FIELDS[k] then error("m:limits: unknown field '" .. tostring(k) .. "'", 2) end
     if k ~= "per" and (type(v) ~= "number" or v <= 0) then
       error("m:limits: " .. k .. " must be a positive number", 2)

@@ -5,12 +5,13 @@
 -- root is the first `{` or `[` (a code fence or prose before it is skipped); anything that
 -- is not JSON after that stops the parse, and the value stays what it was.
 -- @module llm.partial_json
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local json = require("llm.json")
 local compat = require("llm.compat")
 
 local M = {}
 
-local type, pairs, setmetatable, getmetatable = type, pairs, setmetatable, getmetatable
+local type, setmetatable, getmetatable = type, setmetatable, getmetatable
 local sub, byte, find, concat = string.sub, string.byte, string.find, table.concat
 local null = json.null
 
@@ -67,7 +68,7 @@ local function snapshot(frozen, v)
   local f = frozen[v]
   if f then return f end
   local out = {}
-  for k, x in pairs(v) do out[k] = snapshot(frozen, x) end
+  for k, x in each(v) do out[k] = snapshot(frozen, x) end
   return setmetatable(out, getmetatable(v))
 end
 

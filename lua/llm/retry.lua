@@ -8,6 +8,7 @@
 -- fake clock. The built-in retry behaviour of the client is one of these policies
 -- (`R.default`), so there is one retry engine, not two.
 -- @module llm.retry
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 
 local compat = require("llm.compat")
@@ -621,7 +622,7 @@ return function(clock)
 
   local function build(opts)
     local p = { statistics = { attempts = 0, idle = 0, start_time = nil, delay_since_first_attempt = 0 } }
-    for k in pairs(opts) do
+    for k in each(opts) do
       if not OPTIONS[k] then error("unknown retry policy option '" .. tostring(k) .. "'", 3) end
     end
     p.stop = opts.stop == nil and default_stop or to_stop(opts.stop)
@@ -651,8 +652,8 @@ return function(clock)
   function methods:with(opts)
     if opts ~= nil and type(opts) ~= "table" then error("policy:with{...} takes a table", 2) end
     local merged = {}
-    for k in pairs(OPTIONS) do merged[k] = self[k] end
-    for k, v in pairs(opts or {}) do
+    for k in each(OPTIONS) do merged[k] = self[k] end
+    for k, v in each(opts or {}) do
       if not OPTIONS[k] then error("unknown retry policy option '" .. tostring(k) .. "'", 2) end
       merged[k] = v
     end

@@ -26,11 +26,12 @@
 -- Empty tables: llm.json marks decoded arrays and objects, so `[]` and `{}` are told apart;
 -- an unmarked empty table (built in Lua) counts as both an empty array and an empty object.
 -- @module llm.schema
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local json = require("llm.json")
 
 local M = {}
 
-local type, pairs, ipairs, tostring, concat = type, pairs, ipairs, tostring, table.concat
+local type, ipairs, tostring, concat = type, ipairs, tostring, table.concat
 local compat = require("llm.compat")
 local mtype, floor, huge = compat.math_type, math.floor, math.huge
 local null = json.null
@@ -93,10 +94,10 @@ local function deep_equal(a, b)
   if a == b then return true end
   if type(a) == "number" and type(b) == "number" then return a == b end
   if type(a) ~= "table" or type(b) ~= "table" or a == null or b == null then return false end
-  for k, v in pairs(a) do
+  for k, v in each(a) do
     if not deep_equal(v, b[k]) then return false end
   end
-  for k in pairs(b) do
+  for k in each(b) do
     if a[k] == nil then return false end
   end
   return true
@@ -402,7 +403,7 @@ function validate(v, s, ctx, path, depth)
         end
       end
       local names = {}
-      for k in pairs(v) do names[#names + 1] = k end
+      for k in each(v) do names[#names + 1] = k end
       table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
       local pprops = type(s.patternProperties) == "table" and s.patternProperties or nil
       for _, k in ipairs(names) do
@@ -413,7 +414,7 @@ function validate(v, s, ctx, path, depth)
           validate(v[k], props[k], ctx, kp, depth + 1)
         end
         if pprops and type(k) == "string" then
-          for pat, sch in pairs(pprops) do
+          for pat, sch in each(pprops) do
             local lp = M.lua_pattern(pat)
             if lp and k:find(lp) then
               known = true
@@ -425,7 +426,7 @@ function validate(v, s, ctx, path, depth)
           local ap = s.additionalProperties
           if ap == false then
             local allowed = {}
-            for name in pairs(props) do allowed[#allowed + 1] = tostring(name) end
+            for name in each(props) do allowed[#allowed + 1] = tostring(name) end
             table.sort(allowed)
             fail(#allowed > 0 and ("unknown property (expected one of: " .. concat(allowed, ", ") .. ")")
                  or "unknown property (no properties are allowed)", kp)
@@ -510,7 +511,7 @@ local function check(s, path, depth)
       if not TYPES[t] then return nil, path .. ".type: unknown type " .. show(t) end
     end
   end
-  for k in pairs(NUMBERS) do
+  for k in each(NUMBERS) do
     if s[k] ~= nil and type(s[k]) ~= "number" then return nil, path .. "." .. k .. ": expected a number" end
   end
   if s.required ~= nil then
@@ -523,17 +524,17 @@ local function check(s, path, depth)
     return nil, path .. ".enum: expected a list"
   end
   if s.pattern ~= nil and type(s.pattern) ~= "string" then return nil, path .. ".pattern: expected a string" end
-  for k in pairs(SCHEMA_MAPS) do
+  for k in each(SCHEMA_MAPS) do
     local m = s[k]
     if m ~= nil then
       if type(m) ~= "table" then return nil, path .. "." .. k .. ": expected a table of schemas" end
-      for name, sub in pairs(m) do
+      for name, sub in each(m) do
         local ok, err = check(sub, key_path(path .. "." .. k, name), depth + 1)
         if not ok then return nil, err end
       end
     end
   end
-  for k in pairs(SCHEMA_LISTS) do
+  for k in each(SCHEMA_LISTS) do
     local l = s[k]
     if l ~= nil then
       if type(l) ~= "table" then return nil, path .. "." .. k .. ": expected a list of schemas" end
@@ -543,7 +544,7 @@ local function check(s, path, depth)
       end
     end
   end
-  for k in pairs(SCHEMA_ONE) do
+  for k in each(SCHEMA_ONE) do
     if s[k] ~= nil then
       local ok, err = check(s[k], path .. "." .. k, depth + 1)
       if not ok then return nil, err end

@@ -16,6 +16,7 @@
 -- Errors raised by the application's own hooks (`before_tool_call`, `on_tool_call`,
 -- `on_event`) are not the model's business: they propagate out of run_tools.
 -- @module llm.tools
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local json = require("llm.json")
 local schema = require("llm.schema")
 local errors = require("llm.errors")
@@ -23,7 +24,7 @@ local validate = require("llm.validate")
 local compat = require("llm.compat")
 local pack = compat.pack
 
-local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
+local type, ipairs, tostring = type, ipairs, tostring
 
 -- Names every provider accepts: OpenAI and Anthropic take [a-zA-Z0-9_-], Gemini wants a
 -- letter or '_' first and at most 64 characters.
@@ -51,7 +52,7 @@ end
 local function define(def, level)
   level = level + 1
   local d = {}
-  for k, v in pairs(def) do d[k] = v end
+  for k, v in each(def) do d[k] = v end
   if def.type == "function" and type(def["function"]) == "table" then
     -- the OpenAI wire shape { type = "function", function = { name, ... } }
     local fn = def["function"]
@@ -187,7 +188,7 @@ return function(env, llm)
       local t = registry[call.name]
       if not t then
         local names = {}
-        for n in pairs(registry) do names[#names + 1] = n end
+        for n in each(registry) do names[#names + 1] = n end
         table.sort(names)
         result = error_result(call, string.format("unknown tool %q; the available tools are: %s",
           tostring(call.name), #names > 0 and table.concat(names, ", ") or "(none)"))
@@ -309,14 +310,14 @@ return function(env, llm)
     end
 
     local base = {}
-    for k, v in pairs(req) do
+    for k, v in each(req) do
       if not LOOP_KEYS[k] and k ~= "input" then base[k] = v end
     end
     base.tools = wire
     base.messages = messages
     do -- the request the rounds send must be valid before the first is sent
       local r = {}
-      for k, v in pairs(base) do r[k] = v end
+      for k, v in each(base) do r[k] = v end
       r.tool_choice = req.tool_choice
       self:normalize(r, 2)
     end
@@ -332,7 +333,7 @@ return function(env, llm)
 
     local function call_model(round)
       local r = {}
-      for k, v in pairs(base) do r[k] = v end
+      for k, v in each(base) do r[k] = v end
       if tc ~= nil and (round == 1 or not forcing) then r.tool_choice = tc end
       if not req.stream then return self:chat(r) end
       local s, err = self:stream(r)

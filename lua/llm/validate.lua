@@ -5,9 +5,10 @@
 -- fields and part types a provider takes is data in its table (`request_fields`,
 -- `part_types`); this module only reads it. Pure functions: each check returns nil, or the
 -- message to raise with the caller's level.
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local M = {}
 
-local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, string.format
+local type, ipairs, tostring, format = type, ipairs, tostring, string.format
 
 local function set(list)
   local s = {}
@@ -82,7 +83,7 @@ function M.suggest(name, ...)
   local lname = name:lower()
   local best, best_d
   for i = 1, select("#", ...) do
-    for cand in pairs((select(i, ...))) do
+    for cand in each((select(i, ...))) do
       local d = distance(lname, cand)
       if d < (best_d or math.huge) or (d == best_d and cand < best) then best, best_d = cand, d end
     end
@@ -128,7 +129,7 @@ end
 local function is_list(t)
   if type(t) ~= "table" then return false end
   local n = #t
-  for k in pairs(t) do
+  for k in each(t) do
     if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then return false end
   end
   return true
@@ -161,7 +162,7 @@ function M.check_headers(what, k, h)
     return format("%s: %s must be a table of header names to values (e.g. { [\"x-team\"] = \"a\" }), got %s",
       what, k, type(h) == "string" and format("the string %q", h) or type(h))
   end
-  for name, v in pairs(h) do
+  for name, v in each(h) do
     if type(name) ~= "string" then
       return format("%s: %s must map header names to values (e.g. { [\"x-team\"] = \"a\" }); found %s = %s",
         what, k, show(name), tostring(v))
@@ -182,7 +183,7 @@ function M.check_hooks(what, hooks)
   if type(hooks) ~= "table" then
     return format("%s: hooks must be a table such as { on_request = function(info) end }, got %s", what, type(hooks))
   end
-  for k, fn in pairs(hooks) do
+  for k, fn in each(hooks) do
     if not M.HOOKS[k] then return unknown(what .. ": hooks", k, "hook", M.HOOKS) end
     if type(fn) ~= "function" then
       return format("%s: hooks.%s must be a function, got %s", what, tostring(k), type(fn))
@@ -199,7 +200,7 @@ function M.check_prices(what, prices)
     return format("%s: prices must be a table of models to prices, "
       .. "e.g. { [\"gpt-4.1-mini\"] = { input = 0.4, output = 1.6 } }, got %s", what, type(prices))
   end
-  for model, price in pairs(prices) do
+  for model, price in each(prices) do
     if type(model) ~= "string" then
       return format("%s: prices must be keyed by model name, found %s", what, show(model))
     end
@@ -207,7 +208,7 @@ function M.check_prices(what, prices)
       return format("%s: prices[%q] must be a table such as { input = 0.4, output = 1.6 }, got %s",
         what, model, type(price))
     end
-    for k, v in pairs(price) do
+    for k, v in each(price) do
       if not M.PRICE_FIELDS[k] then
         return unknown(format("%s: prices[%q]", what, model), k, "price", M.PRICE_FIELDS)
       end
@@ -241,7 +242,7 @@ end
 --- the message (default `llm.client("name")`).
 function M.client_options(name, opts, what)
   what = what or ("llm.client(\"" .. tostring(name) .. "\")")
-  for k in pairs(opts) do
+  for k in each(opts) do
     if not M.CLIENT_OPTIONS[k] then return unknown(what, k, "option", M.CLIENT_OPTIONS) end
   end
   local e = check_common(what, opts)
@@ -396,7 +397,7 @@ end
 M.REQUEST_OPTIONS = set{ "headers", "query", "timeout", "raw", "max_retries", "retry" }
 function M.request_options(opts)
   if type(opts) ~= "table" then return "client:request: opts must be a table, got " .. type(opts) end
-  for k in pairs(opts) do
+  for k in each(opts) do
     if not M.REQUEST_OPTIONS[k] then return unknown("client:request", k, "option", M.REQUEST_OPTIONS) end
   end
   return check_common("client:request", opts) or M.check_headers("client:request", "headers", opts.headers)
@@ -408,7 +409,7 @@ M.BATCH_OPTIONS = set{ "completion_window", "poll_interval", "metadata" }
 function M.batch_options(opts, what)
   what = what or "client:batch"
   if type(opts) ~= "table" then return what .. ": opts must be a table, got " .. type(opts) end
-  for k in pairs(opts) do
+  for k in each(opts) do
     if not M.BATCH_OPTIONS[k] then return unknown(what, k, "option", M.BATCH_OPTIONS) end
   end
   return check_number(what, "poll_interval", opts.poll_interval, 0)
@@ -431,7 +432,7 @@ function M.embed(texts, opts)
     return format("%s: texts must be a string or a list of strings, got %s", what, type(texts))
   end
   if type(opts) ~= "table" then return what .. ": opts must be a table, got " .. type(opts) end
-  for k in pairs(opts) do
+  for k in each(opts) do
     if not M.EMBED_OPTIONS[k] then return unknown(what, k, "option", M.EMBED_OPTIONS) end
   end
   return check_common(what, opts)
@@ -446,7 +447,7 @@ M.STREAM_RESPONSE_OPTIONS = set{ "starting_after", "timeout", "idle_timeout", "f
 function M.stream_response(opts)
   local what = "client:stream_response"
   if type(opts) ~= "table" then return what .. ": opts must be a table, got " .. type(opts) end
-  for k in pairs(opts) do
+  for k in each(opts) do
     if not M.STREAM_RESPONSE_OPTIONS[k] then return unknown(what, k, "option", M.STREAM_RESPONSE_OPTIONS) end
   end
   return check_common(what, opts)
@@ -509,7 +510,7 @@ local REQUEST_CHECKS = {
 --- nil or a message. `extra_ok` is a set of further field names the caller handles.
 function M.request(req, p, pname, extra_ok)
   local takes = p.request_fields or {}
-  for k in pairs(req) do
+  for k in each(req) do
     if not (M.REQUEST_FIELDS[k] or (extra_ok and extra_ok[k])) then
       if M.OPTIONAL_FIELDS[k] then
         if not takes[k] then
@@ -543,7 +544,7 @@ function M.request(req, p, pname, extra_ok)
     end
   end
   if type(req.extra_query) == "table" then
-    for k, v in pairs(req.extra_query) do
+    for k, v in each(req.extra_query) do
       if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean") then
         return "request: extra_query must map names (strings) to strings or numbers"
       end

@@ -24,6 +24,7 @@
 --   4096, or budget + 4096 when thinking is on (the API wants max_tokens > budget).
 -- * finish_stream's `raw` is a reconstructed Message object (id, model, role, content
 --   blocks, stop_reason, stop_sequence, usage), the shape a non-streamed call returns.
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
@@ -167,7 +168,7 @@ local function cache_breakpoints(body, req)
     end
     if body.tools and #body.tools > 0 then
       local last = {}   -- a copy: a hosted tool is the user's own table
-      for k, v in pairs(body.tools[#body.tools]) do last[k] = v end
+      for k, v in each(body.tools[#body.tools]) do last[k] = v end
       last.cache_control = { type = "ephemeral" }
       body.tools[#body.tools] = last
     end
@@ -277,7 +278,7 @@ function P.build_request(req)
   body.service_tier = req.service_tier
   if req.metadata ~= nil or req.user ~= nil then   -- `user` is Anthropic's metadata.user_id
     local md = {}
-    for k, v in pairs(req.metadata or {}) do md[k] = v end
+    for k, v in each(req.metadata or {}) do md[k] = v end
     if req.user ~= nil then md.user_id = req.user end
     body.metadata = md
   end
@@ -318,7 +319,7 @@ local COUNT_FIELDS = { model = true, messages = true, system = true, tools = tru
 function P.build_count_tokens(req)
   local built = P.build_request(req)
   local body = {}
-  for k, v in pairs(built.body) do
+  for k, v in each(built.body) do
     if COUNT_FIELDS[k] then body[k] = v end
   end
   built.body, built.path = body, "/v1/messages/count_tokens"
@@ -656,7 +657,7 @@ function P.finish_stream(state)
       calls_by_block[blk] = b.call
     elseif b.type == "server_tool_use" and b.got_delta then
       blk = {}   -- a hosted tool's call, with the input its deltas carried
-      for k, v in pairs(b.start) do blk[k] = v end
+      for k, v in each(b.start) do blk[k] = v end
       local input = json.decode(concat(b.args))
       if type(input) == "table" then blk.input = input end
     else

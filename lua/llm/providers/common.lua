@@ -1,5 +1,6 @@
 -- llm.providers.common: helpers shared by the provider translation modules.
 -- Pure functions only (no I/O, no clock), like the providers themselves.
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")
 local schema = require("llm.schema")
@@ -7,7 +8,7 @@ local schema = require("llm.schema")
 local M = {}
 
 local null = json.null
-local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
+local type, ipairs, concat = type, ipairs, table.concat
 local tointeger = require("llm.compat").tointeger
 
 --- nil for JSON null (and for nil); the value otherwise.
@@ -91,7 +92,7 @@ function M.header(headers, name)
   if type(headers) ~= "table" then return nil end
   local v = headers[name]
   if v ~= nil then return v end
-  for k, val in pairs(headers) do
+  for k, val in each(headers) do
     if type(k) == "string" and k:lower() == name then return val end
   end
   return nil
@@ -191,7 +192,7 @@ function M.usage(input, output, total, extra)
     u.total_tokens = u.input_tokens + u.output_tokens
   end
   if extra then
-    for k, v in pairs(extra) do u[k] = M.int(M.val(v)) end
+    for k, v in each(extra) do u[k] = M.int(M.val(v)) end
   end
   return u
 end
@@ -199,14 +200,14 @@ end
 --- A fresh copy of a usage table (events carry their own copy).
 function M.copy_usage(u)
   local c = {}
-  for k, v in pairs(u) do c[k] = v end
+  for k, v in each(u) do c[k] = v end
   return c
 end
 
 --- True when two usage tables differ.
 function M.usage_changed(a, b)
-  for k, v in pairs(a) do if b[k] ~= v then return true end end
-  for k, v in pairs(b) do if a[k] ~= v then return true end end
+  for k, v in each(a) do if b[k] ~= v then return true end end
+  for k, v in each(b) do if a[k] ~= v then return true end end
   return false
 end
 
@@ -231,7 +232,7 @@ function M.schema(s)
   if type(s) ~= "table" or s == null then return s end
   if getmetatable(s) then return s end -- already marked (decoded or built with json.*)
   local out = {}
-  for k, v in pairs(s) do
+  for k, v in each(s) do
     if type(v) ~= "table" or v == null or getmetatable(v) then
       out[k] = v
     elseif LIST_KEYS[k] or (k == "type") then
@@ -242,7 +243,7 @@ function M.schema(s)
       out[k] = l
     elseif SCHEMA_MAP_KEYS[k] then
       local m = json.object()
-      for name, sub in pairs(v) do m[name] = M.schema(sub) end
+      for name, sub in each(v) do m[name] = M.schema(sub) end
       out[k] = m
     elseif SCHEMA_KEYS[k] then
       if v[1] ~= nil then
@@ -262,7 +263,7 @@ end
 --- Shallow merge of `extra` into body, last (API.md §2: provider fields verbatim).
 function M.merge_extra(body, extra)
   if type(extra) == "table" then
-    for k, v in pairs(extra) do body[k] = v end
+    for k, v in each(extra) do body[k] = v end
   end
   return body
 end

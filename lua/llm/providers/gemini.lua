@@ -27,12 +27,13 @@
 --   ("34.4s") becomes `retry_after` seconds.
 -- * A stream is complete iff a finishReason (or a blockReason) arrived. finish_stream's
 --   `raw` is a rebuilt GenerateContentResponse (one candidate with all parts merged).
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
 local media = require("llm.media")
 
-local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
+local type, ipairs, concat = type, ipairs, table.concat
 local null = json.null
 local val, str = C.val, C.str
 
@@ -137,7 +138,7 @@ local DROP_SCHEMA_KEYS = { additionalProperties = true, ["$schema"] = true, ["$i
 local function gemini_schema(s)
   if type(s) ~= "table" or s == null then return s end
   local out = {}
-  for k, v in pairs(s) do
+  for k, v in each(s) do
     if not (type(k) == "string" and DROP_SCHEMA_KEYS[k]) then
       out[k] = type(v) == "table" and gemini_schema(v) or v
     end
@@ -165,7 +166,7 @@ local function tools_out(tools)
     elseif type(t.type) == "string" then
       -- hosted tool { type = "google_search", ... } -> { google_search = { ... } }
       local cfg = json.object()
-      for k, v in pairs(t) do if k ~= "type" then cfg[k] = v end end
+      for k, v in each(t) do if k ~= "type" then cfg[k] = v end end
       out[#out + 1] = { [t.type] = cfg }
     else
       out[#out + 1] = t -- already wire-shaped ({ googleSearch = {} } ...)

@@ -24,11 +24,12 @@
 -- * usage: input = prompt_eval_count, output = eval_count.
 -- * finish_stream's `raw` is the final (`done: true`) line with the whole message
 --   (content, thinking, tool_calls) filled in, the shape a non-streamed call returns.
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
 
-local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
+local type, ipairs, concat = type, ipairs, table.concat
 local null = json.null
 local val, str = C.val, C.str
 local fast_ollama_text = require("llm.core").fast_ollama_text
@@ -324,7 +325,7 @@ function P.finish_stream(state)
   local text = concat(state.text)
   local thinking = #state.thinking > 0 and concat(state.thinking) or nil
   local raw = {}
-  for k, v in pairs(final) do raw[k] = v end
+  for k, v in each(final) do raw[k] = v end
   local rmsg = { role = "assistant", content = text }
   if thinking then rmsg.thinking = thinking end
   if #state.calls > 0 then

@@ -48,12 +48,13 @@
 --
 -- finish_stream's `raw` is a reconstructed `chat.completion` object (id, model, created,
 -- choices with message and finish_reason, usage), the shape a non-streamed call returns.
+local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
 local media = require("llm.media")
 
-local type, pairs, ipairs, concat = type, pairs, ipairs, table.concat
+local type, ipairs, concat = type, ipairs, table.concat
 local null = json.null
 local val, str = C.val, C.str
 local fast_chat_text = require("llm.core").fast_chat_text
@@ -79,8 +80,8 @@ local P = {
 --- A copy of this provider with some fields replaced (OpenAI-compatible servers).
 function P.derive(fields)
   local d = {}
-  for k, v in pairs(P) do d[k] = v end
-  for k, v in pairs(fields or {}) do d[k] = v end
+  for k, v in each(P) do d[k] = v end
+  for k, v in each(fields or {}) do d[k] = v end
   -- a provider with its own host does not take OPENAI_BASE_URL / OPENAI_API_KEY (API §9)
   if fields and fields.base_url ~= nil then
     if fields.base_url_env == nil then d.base_url_env = nil end
