@@ -361,13 +361,16 @@ describe("a bounded step", function()
     local A = require("llm.async")(fake_loop, require("llm.clock").fake(0))
     A.configure{ step_budget = 1 }
     local seen = {}
-    A.watch({ id = 1 }, { on_record = function(_, rec) t = t + 0.3; seen[#seen + 1] = rec.n end })
+    -- watchers are held weakly (a dropped stream is collected): the spec keeps its own
+    local watcher = { on_record = function(_, rec) t = t + 0.3; seen[#seen + 1] = rec.n end }
+    A.watch({ id = 1 }, watcher)
     local ends = {}
     for _ = 1, 4 do
       local t0 = t
       A.step(0)
       ends[#ends + 1] = t - t0
     end
+    assert.is_table(watcher)
     assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, seen)   -- in order, none lost
     for i = 1, 3 do assert.is_true(ends[i] <= 1, "step " .. i .. " took " .. ends[i]) end
     assert.near(0.9, ends[1], 1e-9)             -- three records, then the step stopped

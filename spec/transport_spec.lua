@@ -155,8 +155,9 @@ describe("transfers", function()
       held.t:cancel()
       local _, err = llm.await(held.t)
       assert.equal("cancelled", err.kind)
-      local st = wait_stats(function(s) return s.open_connections == base end)
-      assert.equal(base, st.open_connections)
+      -- its connection is closed (an idle one from an earlier test may be gone too)
+      local st = wait_stats(function(s) return s.open_connections <= base end)
+      assert.is_true(st.open_connections <= base, "open " .. st.open_connections .. ", before " .. base)
       held.t = nil
       for _ = 1, 50 do                        -- the detached transfer object goes with its task,
                                               -- once the step that reports its end has run
