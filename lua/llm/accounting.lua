@@ -7,6 +7,7 @@
 -- `client.usage` is all input, cached and cache-written tokens included; a provider table
 -- says which convention it reports with `usage_input_excludes_cache = true`.
 -- @module llm.accounting
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local M = {}
 
 local COUNTS = { "input_tokens", "output_tokens", "cached_input_tokens",

@@ -9,6 +9,7 @@
 -- order, for the next step. Whatever is left, or made ready between steps, signals the
 -- loop's descriptor (loop:wake), so a host that steps only when it is readable never stalls.
 -- @module llm.async
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 local queue = require("llm.queue")

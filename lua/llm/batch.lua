@@ -20,6 +20,7 @@
 -- response and `llm.Error` of a chat call. Other providers have no batch API: `client:batch`
 -- returns `nil, err` with kind "unsupported" (as `embed` does where there is no such API).
 -- @module llm.batch
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 local json = require("llm.json")

@@ -2,6 +2,7 @@
 -- sends it through `llm.http` under a retry policy, and normalizes what comes back.
 -- Providers translate; this module decides (retries, redirects, errors, event hold-back).
 -- @module llm.client
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 local json = require("llm.json")

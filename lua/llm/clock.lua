@@ -1,5 +1,6 @@
 --- Clocks for the scheduler: the real one runs on the loop's timers; a fake one keeps
 -- virtual time, so specs can check pacing and backoff without waiting.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local M = {}
 
 local Real = { __name = "llm.clock.Real" }

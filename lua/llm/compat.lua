@@ -1,6 +1,7 @@
 --- What differs between the Lua versions llm runs on (5.4, 5.3, LuaJIT 2.1, PUC 5.1), and
 -- the guarded access to `os`, `io` and `debug` that sandboxed hosts remove. Every other
 -- file takes these from here instead of testing versions itself (API §11).
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see below
 local M = {}
 
 local floor, char, byte = math.floor, string.char, string.byte
@@ -13,6 +14,11 @@ local select, type, error, tostring = select, type, error, tostring
 -- despecialised (LuaJIT issue 827, fixed upstream in 2022-04): the JSON encoder then wrote a
 -- nested object as `{}` and request bodies lost keys. Under another name the loop is a plain
 -- call of next; spec/compat_spec.lua checks both the rule and the pattern.
+-- The same snapshots also miscompiled the encoder's key count with `each` now and then (a
+-- two-element list counted as sparse), so on every LuaJIT that calls itself 2.1.0-beta3
+-- (its snapshots of 2017 to 2023; later ones carry a rolling version) each library file
+-- starts with jit.off(true, true): its functions run in LuaJIT's interpreter, while the
+-- host's own code keeps its JIT.
 
 -- Standard libraries a sandbox may have removed: read once, indexed only when present.
 local os_lib, io_lib, debug_lib = os, io, debug

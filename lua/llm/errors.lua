@@ -2,6 +2,7 @@
 -- Every failure the library returns is built here, so key redaction and the
 -- retryable defaults live in one place.
 -- @module llm.errors
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local M = {}
 

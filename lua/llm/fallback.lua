@@ -4,6 +4,7 @@
 -- `cooldown` seconds and the call moves to the next one. `resp.provider` names the answering
 -- client's provider.
 -- @module llm.fallback
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 

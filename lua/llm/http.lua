@@ -1,5 +1,6 @@
 --- Generic HTTP for the providers: request / response and request / event stream, both
 -- awaitable inside tasks and blocking outside them. Built on `llm.core` transfers.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local errors = require("llm.errors")
 local queue = require("llm.queue")
 

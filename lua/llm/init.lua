@@ -3,6 +3,7 @@
 -- The module is one instance built on one event loop; `llm.new{ clock = ... }` builds
 -- another (specs use it with a fake clock).
 -- @module llm
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local compat = require("llm.compat")
 if not compat.supported then

@@ -27,6 +27,7 @@
 -- integral float keeps a ".0" (2.0 -> "2.0") so it reads back as a float. NaN and the
 -- infinities raise, as JSON cannot express them.
 -- @module llm.json
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local M = {}

@@ -8,6 +8,7 @@
 -- a request costing more tokens than that goes once the bucket is full and leaves it in
 -- debt), so queued requests are spread evenly rather than sent in bursts.
 -- @module llm.limiter
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local compat = require("llm.compat")
 

@@ -10,6 +10,7 @@
 -- request = bytes, encoded = bool }`: per part and for all media of one request together,
 -- in decoded bytes, or in base64 bytes when `encoded` (as Anthropic counts them).
 -- @module llm.media
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local M = {}
 

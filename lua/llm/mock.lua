@@ -14,6 +14,7 @@
 -- `m:stop()`, when the Lua state closes (`__gc`, `__close`), or when this process exits,
 -- however it exits. See docs/mock.md.
 -- @module llm.mock
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local json = require("llm.json")
 

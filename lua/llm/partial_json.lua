@@ -5,6 +5,7 @@
 -- root is the first `{` or `[` (a code fence or prose before it is skipped); anything that
 -- is not JSON after that stops the parse, and the value stays what it was.
 -- @module llm.partial_json
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local json = require("llm.json")
 local compat = require("llm.compat")

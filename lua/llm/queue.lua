@@ -1,5 +1,6 @@
 --- A first-in first-out queue with explicit head and tail counters (no reliance on `#`,
 -- whose border is unspecified once the front of a sequence has been cleared).
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local M = {}
 
 local Queue = { __name = "llm.Queue" }

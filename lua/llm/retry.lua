@@ -8,6 +8,7 @@
 -- fake clock. The built-in retry behaviour of the client is one of these policies
 -- (`R.default`), so there is one retry engine, not two.
 -- @module llm.retry
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local errors = require("llm.errors")
 

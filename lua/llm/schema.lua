@@ -26,6 +26,7 @@
 -- Empty tables: llm.json marks decoded arrays and objects, so `[]` and `{}` are told apart;
 -- an unmarked empty table (built in Lua) counts as both an empty array and an empty object.
 -- @module llm.schema
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local json = require("llm.json")
 

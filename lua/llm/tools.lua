@@ -16,6 +16,7 @@
 -- Errors raised by the application's own hooks (`before_tool_call`, `on_tool_call`,
 -- `on_event`) are not the model's business: they propagate out of run_tools.
 -- @module llm.tools
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local json = require("llm.json")
 local schema = require("llm.schema")

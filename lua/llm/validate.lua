@@ -5,6 +5,7 @@
 -- fields and part types a provider takes is data in its table (`request_fields`,
 -- `part_types`); this module only reads it. Pure functions: each check returns nil, or the
 -- message to raise with the caller's level.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 local M = {}
 

@@ -24,6 +24,7 @@
 --   4096, or budget + 4096 when thinking is on (the API wants max_tokens > budget).
 -- * finish_stream's `raw` is a reconstructed Message object (id, model, role, content
 --   blocks, stop_reason, stop_sequence, usage), the shape a non-streamed call returns.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")

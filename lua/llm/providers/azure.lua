@@ -8,6 +8,7 @@
 --   (`https://NAME.openai.azure.com`, to which `/openai/v1` is added) or the full URL. There
 --   is no default host, so a key is never sent anywhere the user did not name.
 -- * `model` is the deployment name.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 
 local openai = require("llm.providers.openai")
 

@@ -1,5 +1,6 @@
 -- llm.providers.common: helpers shared by the provider translation modules.
 -- Pure functions only (no I/O, no clock), like the providers themselves.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")

@@ -27,6 +27,7 @@
 --   ("34.4s") becomes `retry_after` seconds.
 -- * A stream is complete iff a finishReason (or a blockReason) arrived. finish_stream's
 --   `raw` is a rebuilt GenerateContentResponse (one candidate with all parts merged).
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")

@@ -24,6 +24,7 @@
 -- * usage: input = prompt_eval_count, output = eval_count.
 -- * finish_stream's `raw` is the final (`done: true`) line with the whole message
 --   (content, thinking, tool_calls) filled in, the shape a non-streamed call returns.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")

@@ -48,6 +48,7 @@
 --
 -- finish_stream's `raw` is a reconstructed `chat.completion` object (id, model, created,
 -- choices with message and finish_reason, usage), the shape a non-streamed call returns.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local json = require("llm.json")

@@ -26,6 +26,7 @@
 --   normalized meaning come out as `{ type = "raw" }`.
 -- * finish_stream's `raw` is the response object of the terminal event (the shape a
 --   non-streamed call returns); text, reasoning and tool calls are the streamed ones.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
