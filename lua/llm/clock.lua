@@ -51,9 +51,14 @@ end
 function Fake:now() return self.t end
 function Fake:wall() return self.epoch + self.t end
 
-local function less(a, b) return a.at < b.at or (a.at == b.at and a.seq < b.seq) end
+local function by_time(a, b) return a.at < b.at or (a.at == b.at and a.seq < b.seq) end
 
-local function push(heap, item)
+--- Push `item` on the binary min-heap `heap` ordered by `less` (shared with llm.limiter).
+---@private
+---@param heap table the heap's array
+---@param item any the value to add
+---@param less function less(a, b): a comes out first
+function M.heap_push(heap, item, less)
   heap[#heap + 1] = item
   local i = #heap
   while i > 1 do
@@ -64,7 +69,12 @@ local function push(heap, item)
   end
 end
 
-local function pop(heap)
+--- Remove and return the first item of the heap ordered by `less`.
+---@private
+---@param heap table the heap's array
+---@param less function the order the heap was built with
+---@return any item the first item, or nil when empty
+function M.heap_pop(heap, less)
   local top, n = heap[1], #heap
   heap[1] = heap[n]
   heap[n] = nil
@@ -80,6 +90,9 @@ local function pop(heap)
   end
   return top
 end
+
+local function push(heap, item) M.heap_push(heap, item, by_time) end
+local function pop(heap) return M.heap_pop(heap, by_time) end
 
 function Fake:timer(delay, fn)
   self.seq = self.seq + 1

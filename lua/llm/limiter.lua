@@ -81,33 +81,9 @@ local function before(a, b)
   return a.seq < b.seq
 end
 
-local function heap_push(h, x)
-  local i = #h + 1
-  h[i] = x
-  while i > 1 do
-    local p = math.floor(i / 2)
-    if not before(h[i], h[p]) then break end
-    h[i], h[p] = h[p], h[i]
-    i = p
-  end
-end
-
-local function heap_pop(h)
-  local top, n = h[1], #h
-  h[1] = h[n]
-  h[n] = nil
-  n = n - 1
-  local i = 1
-  while true do
-    local l, r, m = 2 * i, 2 * i + 1, i
-    if l <= n and before(h[l], h[m]) then m = l end
-    if r <= n and before(h[r], h[m]) then m = r end
-    if m == i then break end
-    h[i], h[m] = h[m], h[i]
-    i = m
-  end
-  return top
-end
+local clockmod = require("llm.clock")
+local function heap_push(h, x) clockmod.heap_push(h, x, before) end
+local function heap_pop(h) return clockmod.heap_pop(h, before) end
 
 local function bucket(per_minute, now)
   local rate = per_minute / 60
