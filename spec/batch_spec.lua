@@ -462,6 +462,29 @@ describe("client:batch on Anthropic (Message Batches)", function()
     assert.equal("bad_request", err.kind)
     assert.equal(400, err.status)
   end)
+
+  it("a reply that is not a JSON object is a protocol error, on create and on a poll", function()
+    -- under /x the paths are no batch routes of the mock, so its plain faults answer them
+    local function faulty(p, fault)
+      return m:client(p, { max_retries = 0, base_url = m.url .. "/x" .. (p == "openai" and "/v1" or ""),
+                           headers = { ["x-mock-fault"] = fault } })
+    end
+    for _, p in ipairs{ "anthropic", "openai" } do
+      local job, err = faulty(p, "not-object"):batch(requests_of(2))
+      assert.is_nil(job)
+      assert.equal("protocol", err.kind)
+      assert.equal("response is a number, not a JSON object", err.message)
+      local state
+      state, err = faulty(p, "not-object=[]"):batch_job("batch_1"):status()
+      assert.is_nil(state)
+      assert.equal("response is an array, not a JSON object", err.message)
+      local paths = {}
+      for i, r in ipairs(m:requests()) do paths[i] = r.method .. " " .. r.path end
+      assert.same(p == "anthropic" and { "POST /x/v1/messages/batches", "GET /x/v1/messages/batches/batch_1" }
+        or { "POST /x/v1/files", "GET /x/v1/batches/batch_1" }, paths)
+      m:reset()
+    end
+  end)
 end)
 
 describe("client:batch, the rest of the contract", function()

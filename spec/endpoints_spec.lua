@@ -191,6 +191,37 @@ end)
 
 ---------------------------------------------------------------------------------------------
 
+describe("a reply that is JSON but not an object", function()
+  local function fault(provider, text)
+    return client(provider, { embedding_model = "e",
+      headers = { ["x-mock-fault"] = "not-object" .. (text and ("=" .. text) or "") } })
+  end
+
+  it("is a protocol error naming what came, on every endpoint, before any decoder reads it", function()
+    for _, call in ipairs{
+      function() return fault("openai"):embed("a") end,
+      function() return fault("anthropic"):count_tokens("a") end,
+      function() return fault("gemini", "[1,2]"):models() end,
+      function() return fault("openai", '"text"'):chat("a") end,
+      function() return fault("openai", "null"):response("resp_1") end,
+    } do
+      local r, err = call()
+      assert.is_nil(r)
+      assert.are.equal("protocol", err.kind)
+      assert.is_truthy(err.message:find("not a JSON object", 1, true), err.message)
+    end
+    local _, err = fault("openai", "[1,2]"):embed("a")
+    assert.are.equal("response is an array, not a JSON object", err.message)
+  end)
+
+  it("is returned as it came by client:request, which takes any JSON", function()
+    assert.are.equal(9, fault("openai"):request("GET", "/anything"))
+    assert.are.same({ 1, 2 }, fault("openai", "[1,2]"):request("GET", "/anything"))
+  end)
+end)
+
+---------------------------------------------------------------------------------------------
+
 describe("client:count_tokens", function()
   local REQ = { system = "Be brief.", max_tokens = 100, temperature = 0.5,
                 messages = { { role = "user", content = "How many tokens is this?" } } }

@@ -57,6 +57,8 @@ local FAULTS = {
   { name = "200 with HTML", fault = "html-200", chat = "protocol", stream = "protocol" },
   { name = "200 with invalid JSON", fault = "invalid-json", stream_fault = "malformed-json",
     chat = "protocol", stream = "protocol" },
+  { name = "200 with a JSON number", fault = "not-object", chat = "protocol" },
+  { name = "200 with a JSON array", fault = "not-object=[1,2]", chat = "protocol" },
   { name = "oversized header", fault = "big-header=1048576", chat = "protocol", stream = "protocol" },
   { name = "oversized event", stream_fault = "big-event=20000", opts = { max_event_size = 8192 },
     stream = "protocol" },

@@ -104,6 +104,12 @@ return function(env)
     return errors.new(f)
   end
 
+  -- One call to a batch endpoint: its reply must be a JSON object (Client:call_json, under the
+  -- client's retry policy); returns it and its meta, or nil, err.
+  local function api(c, method, path, body, headers)
+    return c:call_json({ method = method, path = path, body = body }, { headers = headers })
+  end
+
   -- OpenAI: a JSONL file through /files, then /batches.
 
   -- Per-item errors without an HTTP status (`error = { code, message }`).
@@ -126,13 +132,13 @@ return function(env)
       { name = "file", filename = "batch.jsonl", content_type = "application/jsonl",
         data = table.concat(lines, "\n") .. "\n" },
     }
-    local file, err = c:request("POST", "/files", body, { headers = { ["content-type"] = ctype } })
+    local file, err = api(c, "POST", "/files", body, { ["content-type"] = ctype })
     if not file then return nil, err end
     if not str(file.id) then
       return nil, errors.new{ kind = "protocol", message = "the file upload returned no id", body = file,
                               retryable = false }
     end
-    return c:request("POST", "/batches", { input_file_id = file.id, endpoint = endpoint,
+    return api(c, "POST", "/batches", { input_file_id = file.id, endpoint = endpoint,
       completion_window = opts.completion_window or DEFAULT_WINDOW, metadata = opts.metadata })
   end
 
@@ -222,7 +228,7 @@ return function(env)
     for i, it in ipairs(items) do
       reqs[i] = { custom_id = it.custom_id, params = it.built.body }
     end
-    return job.client:request("POST", "/v1/messages/batches", { requests = reqs })
+    return api(job.client, "POST", "/v1/messages/batches", { requests = reqs })
   end
 
   function ANTHROPIC.path(job, action)
@@ -321,7 +327,7 @@ return function(env)
   ---@return string? state
   ---@return llm.Error? err
   function Job:status()
-    local obj, err = self.client:request("GET", self.flow.path(self))
+    local obj, err = api(self.client, "GET", self.flow.path(self))
     if not obj then return nil, err end
     return take(self, obj)
   end
@@ -424,7 +430,7 @@ return function(env)
   ---@return string? state
   ---@return llm.Error? err
   function Job:cancel()
-    local obj, err = self.client:request("POST", self.flow.path(self, "/cancel"))
+    local obj, err = api(self.client, "POST", self.flow.path(self, "/cancel"))
     if not obj then return nil, err end
     return take(self, obj)
   end

@@ -414,10 +414,20 @@ return function(env)
     return nil, errors.new{ kind = "protocol", message = "too many redirects", retryable = false }
   end
 
-  local function decode_json(body)
+  local JSON_KIND = { number = "a number", string = "a string", boolean = "a boolean" }
+
+  -- The decoded body, or nil and a protocol error. A provider's reply is a JSON object;
+  -- anything else is refused here, before a decoder indexes it (`any`: the caller takes
+  -- whatever JSON the endpoint sends, as client:request does).
+  local function decode_json(body, any)
     local v, err = json.decode(body)
     if v == nil then
       return nil, errors.new{ kind = "protocol", message = "response is not valid JSON: " .. tostring(err),
+                              body = body, retryable = false }
+    end
+    if not any and getmetatable(v) ~= json.OBJECT_MT then
+      local got = v == json.null and "null" or JSON_KIND[type(v)] or "an array"
+      return nil, errors.new{ kind = "protocol", message = "response is " .. got .. ", not a JSON object",
                               body = body, retryable = false }
     end
     return v
@@ -527,7 +537,7 @@ return function(env)
       error("client:request: " .. errors.redact(path) .. " is not on the provider's origin "
         .. errors.redact(origin(self.base_url) or self.base_url) .. "; pass a path relative to base_url", 2)
     end
-    local built = { method = method:upper(), path = path, body = body, query = opts.query }
+    local built = { method = method:upper(), path = path, body = body, query = opts.query, any_json = true }
     return self:call_json(built, opts, nil, opts.raw)
   end
 
@@ -538,7 +548,7 @@ return function(env)
   -- Returns the decoded body (the text when `raw`) and its meta, or nil, err. With `decode`,
   -- returns `decode(body, meta)` instead, and a result's `usage` is accounted.
   ---@private
-  ---@param built table method, path, body (a table, a string or nil), query, model
+  ---@param built table method, path, body (a table, a string or nil), query, model, any_json (any JSON reply, not only an object)
   ---@param opts table headers, timeout, max_retries, retry
   ---@param p? table the provider table (default: the client's)
   ---@param raw? boolean return the body text undecoded
@@ -563,7 +573,7 @@ return function(env)
         local meta = { status = res.status, headers = res.headers, request_id = request_id(res.headers) }
         if raw then return res.body, meta end
         if res.body == "" then return json.object(), meta end
-        local v, jerr = decode_json(res.body)
+        local v, jerr = decode_json(res.body, built.any_json)
         if v == nil then return nil, jerr end
         if decode then return decode(v, meta) end
         return v, meta

@@ -293,7 +293,7 @@ end
 -- The one-shot path, as Client:chat does it.
 local function run_body(P, req, body)
   local v = json.decode(body)
-  if v == nil then return end
+  if getmetatable(v) ~= json.OBJECT_MT then return end   -- refused before decoding, as chat does
   local resp = P.decode_response(v, req)
   check_response(resp, "decode_response")
 end

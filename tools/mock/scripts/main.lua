@@ -456,6 +456,8 @@ local function handle(req)
     if r.stream then r.events = { r.body } end
   elseif f["invalid-json"] and not ctx.stream then
     r = text_plan(200, '{"id": "broken", "choices": [', "application/json")
+  elseif f["not-object"] and not ctx.stream then
+    r = text_plan(200, f["not-object"] == true and "9" or f["not-object"], "application/json")
   elseif f.quota then
     r = shape.error(429, ctx, "quota")
   elseif f["spend-limit"] then   -- Anthropic: a 429 whose details name a spend limit
