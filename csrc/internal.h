@@ -30,6 +30,7 @@ struct loop {
   int fd;                 /* the backend's pollable descriptor (epoll, kqueue); -1: none */
   int tfd, efd;           /* epoll backend: its timerfd and eventfd */
   int signalled;          /* the backend's wake-up is pending (fd readable for ready work) */
+  int exposed;            /* loop:fd() handed the descriptor out: timer and wake-up follow */
   double armed_at;        /* the deadline the backend's timer is armed for; < 0: none */
   double curl_deadline;   /* when libcurl wants CURL_SOCKET_TIMEOUT; < 0: none */
   struct transfer *head;  /* every transfer created on this loop and not closed */

@@ -179,6 +179,29 @@ describe("llm.pollfd() tells the truth", function()
       assert.equal(1, #socket.select({ pollable(L) }, nil, CAP))
       s:close()
     end)
+
+    it("costs a blocking script no timer or wake-up calls until it is handed out, then shows a due start as a wake-up", function()
+      local L = llm.new()
+      local spec = { method = "POST", url = mock.url .. "/v1/chat/completions", framing = "sse",
+                     body = '{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}',
+                     headers = { ["content-type"] = "application/json" }, timeout = 30, idle_timeout = 30 }
+      local s = L.http.stream(spec)                 -- blocking: the loop is stepped by the reads
+      local n = 0
+      while s:next_event() do n = n + 1 end
+      s:close()
+      assert.is_true(n > 0)
+      local st = L.loop:stats()
+      assert.equal(0, st.signals)                   -- nobody holds the descriptor: no eventfd write
+      assert.equal(0, st.rearms)                    -- ... and no timerfd_settime
+
+      assert.is_false(readable_now(L))              -- handed out from here on
+      s = L.http.stream(spec)                       -- set up from host code: due at once
+      assert.is_true(readable_now(L))
+      st = L.loop:stats()
+      assert.equal(1, st.signals)                   -- a wake-up ...
+      assert.equal(0, st.rearms)                    -- ... not a timer armed for a time already past
+      s:close()
+    end)
   end
 
   it("leaves work a step could not finish visible: next_timeout() is 0 and the fd readable", function()
