@@ -4,11 +4,8 @@
 -- this run. The connection counts come from the loop's counters (libcurl's
 -- CURLINFO_NUM_CONNECTS per finished transfer), never from time.
 local llm = require("llm")
-local socket = require("socket")
 
-local dir, port, pid
-
-local function sh(cmd) return os.execute(cmd) end
+local server, dir
 
 -- A streamed OpenAI chat reply: role, three text deltas, finish, [DONE].
 local function sse_body()
@@ -25,33 +22,19 @@ local function sse_body()
 end
 
 setup(function()
-  dir = os.tmpname(); os.remove(dir)
-  assert(sh("mkdir -p " .. dir .. "/htdocs/v1/chat"))
-  assert(sh(("cd %s && env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-    .. "-addext subjectAltName=IP:127.0.0.1 -keyout key.pem -out cert.pem >/dev/null 2>&1"):format(dir)))
-  local f = assert(io.open(dir .. "/htdocs/v1/chat/completions", "w")); f:write(sse_body()); f:close()
-  f = assert(io.open(dir .. "/htdocs/hello.txt", "w")); f:write("hello over h2"); f:close()
-  f = assert(io.open(dir .. "/mime.types", "w")); f:write("text/event-stream\tcompletions\ntext/plain\ttxt\n"); f:close()
-  port = require("support.net").closed_port()
-  assert(sh(("cd %s && env -u LD_PRELOAD nghttpd -a 127.0.0.1 -d htdocs --mime-types-file=mime.types %d key.pem cert.pem "
-    .. ">nghttpd.log 2>&1 & echo $! > %s/pid"):format(dir, port, dir)))
-  local pf = assert(io.open(dir .. "/pid")); pid = pf:read("*n"); pf:close()
-  for _ = 1, 100 do           -- wait until it accepts
-    local c = socket.tcp()
-    c:settimeout(0.1)
-    local ok = c:connect("127.0.0.1", port)
-    c:close()
-    if ok then break end
-    sh("sleep 0.05")
-  end
+  server = require("support.net").tls_server({
+    ["htdocs/v1/chat/completions"] = sse_body(),
+    ["htdocs/hello.txt"] = "hello over h2",
+    ["mime.types"] = "text/event-stream\tcompletions\ntext/plain\ttxt\n",
+  }, function(port)
+    return ("nghttpd -a 127.0.0.1 -d htdocs --mime-types-file=mime.types %d key.pem cert.pem"):format(port)
+  end)
+  dir = server.dir
 end)
 
-teardown(function()
-  if pid then sh("kill " .. pid .. " 2>/dev/null") end
-  if dir then sh("rm -rf " .. dir) end
-end)
+teardown(function() if server then server.stop() end end)
 
-local function base() return ("https://127.0.0.1:%d"):format(port) end
+local function base() return server.url end
 
 -- Connections opened and reused while fn(lib) runs, on a library instance of its own (its
 -- own loop, so no connection is left over from another test). Its step budget is large, so

@@ -3,35 +3,17 @@
 -- certificate made for this run) fails verification, is trusted through ca_file, and is
 -- reached with insecure = true.
 local llm = require("llm")
-local socket = require("socket")
 
-local dir, port, pid
-
-local function sh(cmd) return os.execute(cmd) end
+local server, port
 
 setup(function()
-  dir = os.tmpname(); os.remove(dir); assert(sh("mkdir -p " .. dir))
-  assert(sh(("cd %s && env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-    .. "-addext subjectAltName=IP:127.0.0.1 -keyout key.pem -out cert.pem >/dev/null 2>&1"):format(dir)))
-  local f = assert(io.open(dir .. "/hello.txt", "w")); f:write("hello over tls"); f:close()
-  port = require("support.net").closed_port()
-  assert(sh(("cd %s && env -u LD_PRELOAD openssl s_server -quiet -accept 127.0.0.1:%d -cert cert.pem -key key.pem -WWW "
-    .. ">/dev/null 2>&1 & echo $! > %s/pid"):format(dir, port, dir)))
-  local pf = assert(io.open(dir .. "/pid")); pid = pf:read("*n"); pf:close()
-  for _ = 1, 100 do           -- wait until it accepts
-    local c = socket.tcp()
-    c:settimeout(0.1)
-    local ok = c:connect("127.0.0.1", port)
-    c:close()
-    if ok then break end
-    sh("sleep 0.05")
-  end
+  server = require("support.net").tls_server({ ["hello.txt"] = "hello over tls" }, function(p)
+    return ("openssl s_server -quiet -accept 127.0.0.1:%d -cert cert.pem -key key.pem -WWW"):format(p)
+  end)
+  port = server.port
 end)
 
-teardown(function()
-  if pid then sh("kill " .. pid .. " 2>/dev/null") end
-  if dir then sh("rm -rf " .. dir) end
-end)
+teardown(function() if server then server.stop() end end)
 
 local function get(opts)
   local spec = { url = ("https://127.0.0.1:%d/hello.txt"):format(port), timeout = 10 }
@@ -49,7 +31,7 @@ describe("TLS", function()
   end)
 
   it("trusts a server through ca_file", function()
-    local res = assert(get{ ca_file = dir .. "/cert.pem" })
+    local res = assert(get{ ca_file = server.dir .. "/cert.pem" })
     assert.equal(200, res.status)
     assert.equal("hello over tls", res.body)
   end)

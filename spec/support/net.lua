@@ -1,4 +1,5 @@
---- Loopback sockets for the specs that need a port in a particular state (LuaSocket).
+--- Loopback sockets for the specs that need a port in a particular state (LuaSocket), and
+--- TLS servers made for a run.
 local socket = require("socket")
 
 local M = {}
@@ -29,6 +30,43 @@ function M.full_listener()
     for _, c in ipairs(fillers) do c:close() end
     srv:close()
   end
+end
+
+local function sh(cmd) return os.execute(cmd) end
+
+--- A TLS server on 127.0.0.1 with a self-signed certificate made for this run (CN and
+--- subjectAltName 127.0.0.1) in a fresh folder: `files` (`{ [relative path] = content }`) are
+--- written there, then `command(port)` (run in that folder, with `key.pem` and `cert.pem`
+--- beside the files) is started in the background. Returns `{ dir, port, url, stop }` once
+--- the server accepts connections; `stop()` kills it and removes the folder.
+---@param files table<string, string> the files to write, by path relative to the folder
+---@param command fun(port: integer): string the shell command that starts the server
+---@return table server
+function M.tls_server(files, command)
+  local dir = os.tmpname(); os.remove(dir)
+  assert(sh("mkdir -p " .. dir))
+  assert(sh(("cd %s && env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+    .. "-addext subjectAltName=IP:127.0.0.1 -keyout key.pem -out cert.pem >/dev/null 2>&1"):format(dir)))
+  for path, content in pairs(files) do
+    local sub = path:match("^(.*)/[^/]*$")
+    if sub then assert(sh("mkdir -p " .. dir .. "/" .. sub)) end
+    local f = assert(io.open(dir .. "/" .. path, "w")); f:write(content); f:close()
+  end
+  local port = M.closed_port()
+  assert(sh(("cd %s && env -u LD_PRELOAD %s >server.log 2>&1 & echo $! > %s/pid"):format(dir, command(port), dir)))
+  local pf = assert(io.open(dir .. "/pid")); local pid = pf:read("*n"); pf:close()
+  for _ = 1, 100 do           -- wait until it accepts
+    local c = socket.tcp()
+    c:settimeout(0.1)
+    local ok = c:connect("127.0.0.1", port)
+    c:close()
+    if ok then break end
+    sh("sleep 0.05")
+  end
+  return { dir = dir, port = port, url = ("https://127.0.0.1:%d"):format(port), stop = function()
+    if pid then sh("kill " .. pid .. " 2>/dev/null") end
+    sh("rm -rf " .. dir)
+  end }
 end
 
 return M
