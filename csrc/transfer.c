@@ -299,23 +299,34 @@ int llm_transfer_fire(struct transfer *t, double now) {
 
 /* ---- records for Lua ---- */
 
-/* [-0, +1] the response headers as a table of lower-case names; repeats joined with ", ". */
+/* [-0, +1] the response headers as a table of lower-case names; repeats joined with ", ".
+ * The table is made at its size (one slot per line) and a name is lower-cased on the C
+ * stack: no rehash and no Lua buffer per header. */
 static void push_headers(lua_State *L, struct transfer *t) {
-  const char *p = t->hdrs.data, *end = p + t->hdrs.len;
-  luaL_Buffer name;
-  lua_newtable(L);
+  const char *p = t->hdrs.data, *end = p + t->hdrs.len, *q;
+  int lines = 0;
+  if (p != NULL)
+    for (q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) lines++;
+  lua_createtable(L, 0, lines + 1);
   while (p != NULL && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *line_end = eol ? eol : end;
     const char *colon = memchr(p, ':', (size_t)(line_end - p));
     if (colon != NULL && colon > p) {
       const char *v = colon + 1, *ve = line_end;
-      const char *c;
+      size_t i, nlen = (size_t)(colon - p);
+      char small[64];
       while (v < ve && (*v == ' ' || *v == '\t')) v++;
       while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-      luaL_buffinit(L, &name);
-      for (c = p; c < colon; c++) luaL_addchar(&name, (char)tolower((unsigned char)*c));
-      luaL_pushresult(&name);                     /* headers name */
+      if (nlen <= sizeof small) {
+        for (i = 0; i < nlen; i++) small[i] = (char)tolower((unsigned char)p[i]);
+        lua_pushlstring(L, small, nlen);          /* headers name */
+      } else {
+        luaL_Buffer name;
+        luaL_buffinit(L, &name);
+        for (i = 0; i < nlen; i++) luaL_addchar(&name, (char)tolower((unsigned char)p[i]));
+        luaL_pushresult(&name);
+      }
       lua_pushvalue(L, -1);
       if (lua_rawget(L, -3) == LUA_TSTRING) {     /* headers name old */
         lua_pushliteral(L, ", ");
@@ -547,9 +558,11 @@ int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n, s
     push_record(L, t, "done");
     rec = lua_gettop(L);
     if (t->status) { lua_pushinteger(L, t->status); lua_setfield(L, rec, "status"); }
-    push_headers(L, t);
-    set_retry_fields(L, rec);
-    lua_setfield(L, rec, "headers");
+    if (!t->headers_reported) {   /* a stream's headers record already carried them */
+      push_headers(L, t);
+      set_retry_fields(L, rec);
+      lua_setfield(L, rec, "headers");
+    }
     if (!t->framing_on && t->body.len > 0) {
       lua_pushlstring(L, t->body.data, t->body.len);
       lua_setfield(L, rec, "body");
@@ -716,6 +729,7 @@ static void add_header(lua_State *L, struct transfer *t, const char *line) {
 }
 
 static void set_headers(lua_State *L, struct transfer *t, int spec) {
+  char line[512];
   if (lua_getfield(L, spec, "headers") == LUA_TTABLE) {
     int h = lua_gettop(L);
     lua_pushnil(L);
@@ -732,9 +746,16 @@ static void set_headers(lua_State *L, struct transfer *t, int spec) {
         check_header_text(L, k, klen);
         check_header_text(L, v, vlen);
         if (memchr(k, ':', klen)) luaL_error(L, "header name contains ':'");
-        lua_pushfstring(L, vlen ? "%s: %s" : "%s;", k, v);   /* "Name;" sends an empty value */
-        add_header(L, t, lua_tostring(L, -1));
-        lua_pop(L, 1);
+        if (klen + vlen + 3 <= sizeof line) {        /* "Name: value" or "Name;" (an empty value) */
+          memcpy(line, k, klen);
+          if (vlen) { line[klen] = ':'; line[klen + 1] = ' '; memcpy(line + klen + 2, v, vlen); line[klen + 2 + vlen] = '\0'; }
+          else { line[klen] = ';'; line[klen + 1] = '\0'; }
+          add_header(L, t, line);                    /* curl_slist_append copies it */
+        } else {
+          lua_pushfstring(L, vlen ? "%s: %s" : "%s;", k, v);
+          add_header(L, t, lua_tostring(L, -1));
+          lua_pop(L, 1);
+        }
       }
       lua_pop(L, 1);
     }

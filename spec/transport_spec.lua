@@ -85,6 +85,60 @@ describe("transfers", function()
     assert.matches('"stream":true', reqs[2].body)
   end)
 
+  it("reports a stream's headers once (its done record has none) and a request's on its done record", function()
+    local lib = llm.new()
+    local long = "X-" .. string.rep("Long-Name-", 8)  -- a name over 64 bytes, lower-cased all the same
+    mock.server:push{ text = "hi", headers = { [long] = "v", ["X-Mixed-Case"] = "w" } }
+    local function records(spec)
+      local t, out = lib.loop:transfer(spec), {}
+      for _ = 1, 500 do
+        local recs = lib.loop:step(0.05)
+        for _, rec in ipairs(recs) do if rec.id == t.id then out[#out + 1] = rec end end
+        if out[#out] and out[#out].type == "done" then break end
+      end
+      t:close()
+      return out
+    end
+    local recs = records(chat_spec(nil, true))
+    assert.equal("headers", recs[1].type)
+    assert.equal("v", recs[1].headers[long:lower()])
+    assert.equal("w", recs[1].headers["x-mixed-case"])
+    local done = recs[#recs]
+    assert.equal("done", done.type)
+    assert.equal(200, done.status)
+    assert.is_nil(done.headers)                     -- not built a second time
+    recs = records(chat_spec({ ["x-mock-text"] = "one" }))
+    assert.equal(1, #recs)
+    assert.equal("done", recs[1].type)
+    assert.matches("application/json", recs[1].headers["content-type"])
+  end)
+
+  it("keeps a stream's unread events as the core's batches: an event's table is made when it is read", function()
+    local lib = llm.new()
+    local spec = chat_spec({ ["x-mock-events"] = "3000" }, true)
+    collectgarbage("collect")
+    collectgarbage("stop")                          -- the heap's growth is what the stream holds
+    local ok, err = pcall(function()
+      local before = collectgarbage("count")
+      local s = lib.http.stream(spec)
+      assert(s:wait_headers())
+      while not s.done do assert(s:wait()) end      -- the whole reply waits, unread
+      local held = (collectgarbage("count") - before) * 1024
+      local n, data = 0, 0
+      while true do
+        local ev = s:next_event()
+        if not ev then break end
+        n, data = n + 1, data + #ev.data
+      end
+      assert.equal(3003, n)
+      -- The data strings, the batches and the stream; a table per queued event would add
+      -- more than 100 bytes each.
+      assert.is_true(held < data + 64 * n, string.format("%.0f bytes held for %.0f bytes of data", held, data))
+    end)
+    collectgarbage("restart")
+    assert(ok, err)
+  end)
+
   it("accepts a compressed response and hands over the decoded body", function()
     local res = assert(http.request(chat_spec({ ["x-mock-gzip"] = "1", ["x-mock-text"] = "zipped" })))
     assert.equal("gzip", res.headers["content-encoding"])

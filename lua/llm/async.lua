@@ -508,6 +508,9 @@ return function(loop, clock)
     end
   end
 
+  local step_wait = 0   -- M.step's timeout, for step_body (no closure made per step)
+  local function step_body() return step_once(step_wait) end
+
   --- Do the ready I/O, fire due timers, resume tasks, within the step budget; wait at most
   -- `timeout` seconds when nothing is ready (0: never blocks). Returns the number of live tasks.
   ---@param timeout? number seconds to wait at most (0: never blocks)
@@ -518,8 +521,8 @@ return function(loop, clock)
     stepping = true
     step_start, units = loop:now(), 0
     last_check, last_units, unit_cost = 0, 0, 0
-    local wait = timeout or 0
-    local ok, err = xpcall(function() return step_once(wait) end, compat.handler)   -- 5.1: no xpcall args
+    step_wait = timeout or 0
+    local ok, err = xpcall(step_body, compat.handler)   -- 5.1: no xpcall args
     stepping = false
     stats.steps = stats.steps + 1
     if units > stats.max_units then stats.max_units = units end

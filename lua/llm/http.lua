@@ -56,11 +56,13 @@ return function(async)
       if self.sink then
         self.sink:on_events(rec)
       else
-        local q, names, ids = self.queue, rec.names, rec.ids
-        for i = 1, rec.n do
-          q:push({ name = names and names[i], data = rec[i], id = ids and ids[i] })
+        local n = rec.n
+        if n > 0 then
+          self.queue:push(rec)   -- the core's batch as it is: an event's table is made when read
+          n = self.nqueued + n
+          self.nqueued = n
+          if n >= HIGH_WATER then self:pause(true) end
         end
-        if q:len() >= HIGH_WATER then self:pause(true) end
       end
     elseif kind == "headers" then
       self.status, self.headers = rec.status, rec.headers
@@ -128,24 +130,28 @@ return function(async)
   end
 
   --- From now on hand each batch of raw events to `sink:on_events(batch)` and the end of
-  -- the transfer to `sink:on_end(done_record)`; events queued so far go to it first. A batch
-  -- is `{ n = count, data1, ..., datan, names = { [i] = name }?, ids = { [i] = id }? }`, as
-  -- the core reports it (no table per event).
+  -- the transfer to `sink:on_end(done_record)`; events queued so far go to it first, in the
+  -- batches they came in. A batch is `{ n = count, data1, ..., datan, names = { [i] = name }?,
+  -- ids = { [i] = id }? }`, as the core reports it (no table per event).
   ---@private
   function Stream:set_sink(sink)
     self.sink = sink
-    if self.queue:len() > 0 then
-      local batch, n = {}, 0
-      while self.queue:len() > 0 do
-        local ev = self.queue:pop()
+    local q = self.queue
+    if self.pos > 0 then           -- the oldest batch was partly read: the rest of it
+      local rec, batch, n = q:pop(), {}, 0
+      local names, ids = rec.names, rec.ids
+      for i = self.pos + 1, rec.n do
         n = n + 1
-        batch[n] = ev.data
-        if ev.name then batch.names = batch.names or {}; batch.names[n] = ev.name end
-        if ev.id then batch.ids = batch.ids or {}; batch.ids[n] = ev.id end
+        batch[n] = rec[i]
+        if names and names[i] then batch.names = batch.names or {}; batch.names[n] = names[i] end
+        if ids and ids[i] then batch.ids = batch.ids or {}; batch.ids[n] = ids[i] end
       end
       batch.n = n
+      self.pos = 0
       sink:on_events(batch)
     end
+    while q:len() > 0 do sink:on_events(q:pop()) end
+    self.nqueued = 0
     if self.done and not self.closed then sink:on_end(self.done) end
   end
 
@@ -156,7 +162,7 @@ return function(async)
     async.check_blocking("an llm stream", 2)
     async.checkpoint()
     local t = loop:transfer(spec)
-    local s = setmetatable({ t = t, queue = queue.new(), on_debug = on_debug }, Stream)
+    local s = setmetatable({ t = t, queue = queue.new(), nqueued = 0, pos = 0, on_debug = on_debug }, Stream)
     async.watch(t, s)
     return s
   end
@@ -189,10 +195,17 @@ return function(async)
   function Stream:next_event()
     while true do
       if self.closed then return nil, closed_error() end
-      if self.queue:len() > 0 then async.checkpoint() end   -- one event handed out
-      local ev = self.queue:pop()
-      if ev then
-        if self.paused and self.queue:len() < LOW_WATER then self:pause(false) end
+      if self.nqueued > 0 then async.checkpoint() end   -- one event handed out
+      if self.nqueued > 0 then
+        -- The queue holds the core's batches; `pos` events of the oldest are already out.
+        local q = self.queue
+        local rec, i = q:peek(), self.pos + 1
+        local names, ids = rec.names, rec.ids
+        local ev = { name = names and names[i], data = rec[i], id = ids and ids[i] }
+        if i >= rec.n then q:pop(); self.pos = 0 else self.pos = i end
+        local n = self.nqueued - 1
+        self.nqueued = n
+        if self.paused and n < LOW_WATER then self:pause(false) end
         return ev
       end
       if self.done then

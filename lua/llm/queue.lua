@@ -24,6 +24,9 @@ function Queue:pop()
   return v
 end
 
+--- The oldest item without taking it, or nil when empty.
+function Queue:peek() return self[self.first] end
+
 function Queue:len() return self.last - self.first + 1 end
 
 return M
