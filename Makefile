@@ -45,7 +45,7 @@ DEBS = $(TEST_DEBS) $(FUZZ_DEBS) $(HOST_DEBS) $(BENCH_DEBS) valgrind $(LUA_DEBS)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build-deps test-deps build test test-all test-asan test-valgrind test-hosts fuzz fuzz-deps fuzz-force fuzz-smoke fuzz-merge demo bench mock clean lint docs
+.PHONY: all deps build-deps test-deps build test test-all test-asan test-valgrind test-hosts fuzz fuzz-deps fuzz-force fuzz-smoke fuzz-merge demo bench bench-limiter mock clean lint docs
 
 all: build
 
@@ -196,6 +196,12 @@ bench:
 	@sh tools/deps.sh ensure $(BENCH_DEBS)
 	@$(MAKE) --no-print-directory build
 	@sh bench/run.sh $(BUILD)
+
+# Case 4 (the limiter against a rate-limited mock, about 35 s): its own run, apart from the table.
+bench-limiter:
+	@sh tools/deps.sh ensure $(BENCH_DEBS)
+	@$(MAKE) --no-print-directory build
+	@BENCH_CASES=limiter sh bench/run.sh $(BUILD)
 
 # luacheck over the library, the specs, the examples and the scripts in bin/ (.luacheckrc
 # says what and why).

@@ -7,7 +7,7 @@
 # Builds nothing: BUILD_DIR must hold llm/core.so, llm-mock and bench_ref_client.
 # Environment (defaults in brackets):
 #   BENCH_RUNS [3]            repetitions; the median of each figure is reported
-#   BENCH_CASES [stream fanout small ttft h2 frame limiter]
+#   BENCH_CASES [stream fanout small ttft h2 frame]   (and limiter: make bench-limiter)
 #   BENCH_EVENTS [200000]     (a) text deltas in the one throughput stream
 #   BENCH_STREAMS [1000], BENCH_FANOUT_EVENTS [200], BENCH_FANOUT_DELAY_MS [5]   (b)
 #   BENCH_SMALL_REQUESTS [20000], BENCH_SMALL_CONCURRENCY [64]                  (c)
@@ -44,7 +44,7 @@ H2_STREAMS=${BENCH_H2_STREAMS:-$STREAMS}
 FSTREAMS=${BENCH_FRAME_STREAMS:-100}
 FRAME_EVENTS=${BENCH_FRAME_EVENTS:-300}
 FRAME_DELAY=${BENCH_FRAME_DELAY_MS:-20}
-CASES=${BENCH_CASES:-stream fanout small ttft h2 frame limiter}
+CASES=${BENCH_CASES:-stream fanout small ttft h2 frame}
 CHART=${BENCH_CHART-$ROOT/bench/chart.png}
 BASELINE=${BENCH_BASELINE:-}
 if [ -n "$BASELINE" ]; then
