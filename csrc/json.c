@@ -20,7 +20,10 @@
  * longjmps over frames that hold nothing to release. Parse errors never raise: each
  * parse function returns NULL and the message is built once the recursion has unwound.
  */
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "compat.h"
@@ -1033,8 +1036,598 @@ static int fast_batch_new(lua_State *L) {
   return 1;
 }
 
+/* ---- The encoder: core.json_encoder(array_mt, object_mt, null, tostring, format) -> encode ----
+ *
+ *   local encode = core.json_encoder(json.ARRAY_MT, json.OBJECT_MT, json.null, tostring,
+ *                                    string.format)
+ *   local text = encode(v)          -- raises "llm.json.encode: $.path ..." on a bad value
+ *
+ * What llm.json.encode writes (lua/llm/json.lua has the rules; spec/support/json_oracle.lua
+ * the Lua encoder this one replaced, which spec/json_encode_spec.lua checks it against):
+ * tables with array_mt are arrays (1..#t), with object_mt objects; an unmarked table is an
+ * object when empty or when all its keys are strings, an array when its keys are exactly
+ * 1..n, and an error otherwise. Object keys are sorted by their bytes. Integers are written
+ * as integers (on 5.1 and LuaJIT: integral numbers up to 2^53); floats with the shortest of
+ * %.15g, %.16g and %.17g that strtod reads back exactly, plus ".0" when that looks like an
+ * integer. Strings escape '"', '\\', the control characters and DEL, and keep every other
+ * byte as it is. A table that has some other metatable is read as Lua reads it: __eq (for
+ * `== null`), __metatable, __pairs and __len (5.3 and 5.4), __index.
+ *
+ * Errors name the path of the bad value ($.messages[2].content), built only then from a
+ * chain of frames on the C stack; `tostring` (upvalue 4) writes the bad value or key in
+ * the message, as the Lua encoder's `tostring` did. Nesting deeper than JSON_MAX_DEPTH is an
+ * error, so whatever is written also decodes.
+ *
+ * Floats are formatted by snprintf, which is what string.format calls on PUC Lua; on LuaJIT,
+ * whose string.format has digits of its own, by string.format itself (upvalue 6).
+ *
+ * Memory: the output and the object-key lists grow in C memory (from the state's allocator)
+ * owned by a buffer userdata (ENC_BUFFER, with __gc), never by a C frame: any raise (a bad
+ * value, a metamethod's error, out of memory) leaves it to the collector. One buffer is
+ * kept in upvalue 5 between calls; a call takes it out while it runs (false there), so a
+ * nested call from a metamethod, or the call after a raise, makes a fresh one. Key strings
+ * are kept alive on the Lua stack (or, past ENC_KEYS_ON_STACK keys in one object, in a
+ * table) while their pointers are in use. */
+
+#define ENC_BUFFER "llm.json.EncodeBuffer"
+#define ENC_KEYS_ON_STACK 64            /* keys of one object anchored on the stack; more: a table */
+#define ENC_KEEP_BYTES (64 * 1024)      /* a larger output buffer is released after the call */
+#define ENC_KEEP_KEYS 1024              /* and a larger key list */
+#define ENC_NULL lua_upvalueindex(3)
+#define ENC_TOSTRING lua_upvalueindex(4)
+#define ENC_CACHE lua_upvalueindex(5)
+#define ENC_FORMAT lua_upvalueindex(6)
+
+struct enc_key {
+  const char *s;
+  size_t len;
+  int slot;                  /* > 0: its stack index; <= 0: -slot is its index in the anchor table */
+};
+
+struct enc_buffer {
+  lua_Alloc alloc;
+  void *ud;
+  char *p;                   /* the text so far: n bytes of cap */
+  size_t n, cap;
+  struct enc_key *keys;      /* the keys of the objects being written, outermost first */
+  size_t nkeys, kcap;
+};
+
+/* One step of the path from the root to the value being written: the table that holds it
+ * (for cycles) and its index or key there. */
+struct enc_frame {
+  const struct enc_frame *up;
+  const void *table;
+  lua_Integer index;         /* the array index, or 0 for an object key */
+  const char *key;
+  size_t klen;
+};
+
+struct enc {
+  lua_State *L;
+  struct enc_buffer *b;
+};
+
+static void enc_buffer_release(struct enc_buffer *b) {
+  if (b->p != NULL) b->alloc(b->ud, b->p, b->cap, 0);
+  if (b->keys != NULL) b->alloc(b->ud, b->keys, b->kcap * sizeof *b->keys, 0);
+  b->p = NULL;
+  b->keys = NULL;
+  b->n = b->cap = b->nkeys = b->kcap = 0;
+}
+
+static int enc_buffer__gc(lua_State *L) {
+  enc_buffer_release(luaL_checkudata(L, 1, ENC_BUFFER));
+  return 0;
+}
+
+/* [-0, +1] A new, empty buffer. */
+static struct enc_buffer *enc_buffer_new(lua_State *L) {
+  struct enc_buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->alloc = lua_getallocf(L, &b->ud);
+  b->p = NULL;
+  b->keys = NULL;
+  b->n = b->cap = b->nkeys = b->kcap = 0;
+  luaL_setmetatable(L, ENC_BUFFER);
+  return b;
+}
+
+/* Room for `need` more bytes: where to write them. Raises on out of memory (the buffer
+ * stays valid and owned by its userdata). */
+static JSON_NOINLINE char *enc_grow(struct enc *e, size_t need) {
+  struct enc_buffer *b = e->b;
+  size_t cap = b->cap ? b->cap : 1024;
+  char *p;
+  while (cap - b->n < need) {
+    if (cap > (size_t)-1 / 4) luaL_error(e->L, "not enough memory");
+    cap *= 2;
+  }
+  if ((p = b->alloc(b->ud, b->p, b->cap, cap)) == NULL)
+    luaL_error(e->L, "not enough memory");
+  b->p = p;
+  b->cap = cap;
+  return p + b->n;
+}
+
+static inline char *enc_reserve(struct enc *e, size_t need) {
+  struct enc_buffer *b = e->b;
+  return b->cap - b->n >= need ? b->p + b->n : enc_grow(e, need);
+}
+
+static inline void enc_put(struct enc *e, const char *s, size_t len) {
+  memcpy(enc_reserve(e, len), s, len);
+  e->b->n += len;
+}
+
+static inline void enc_putc(struct enc *e, char c) {
+  *enc_reserve(e, 1) = c;
+  e->b->n++;
+}
+
+/* [-0, +0] The path of the value that `f` leads to, from the root: $, [i] or .key per step. */
+static void enc_add_path(luaL_Buffer *B, const struct enc_frame *f) {
+  char num[32];
+  if (f == NULL) {
+    luaL_addchar(B, '$');
+    return;
+  }
+  enc_add_path(B, f->up);
+  if (f->key != NULL) {
+    luaL_addchar(B, '.');
+    luaL_addlstring(B, f->key, f->klen);
+  } else {
+    luaL_addlstring(B, num, (size_t)snprintf(num, sizeof num, "[%lld]", (long long)f->index));
+  }
+}
+
+/* Raises "llm.json.encode: <path><what><what2>", plus " (<tostring(value)>)" when `detail`
+ * is a stack index (0: none). Never returns. */
+static JSON_NOINLINE void enc_raise(struct enc *e, const struct enc_frame *path, const char *what,
+                                    const char *what2, int detail) {
+  lua_State *L = e->L;
+  luaL_Buffer B;
+  int shown = 0;
+  luaL_checkstack(L, 4, NULL);
+  if (detail != 0) {
+    detail = lua_absindex(L, detail);
+    lua_pushvalue(L, ENC_TOSTRING);
+    lua_pushvalue(L, detail);
+    lua_call(L, 1, 1);
+    shown = lua_gettop(L);
+  }
+  luaL_buffinit(L, &B);
+  luaL_addstring(&B, "llm.json.encode: ");
+  enc_add_path(&B, path);
+  luaL_addstring(&B, what);
+  if (what2 != NULL) luaL_addstring(&B, what2);
+  if (shown) {
+    luaL_addstring(&B, " (");
+    lua_pushvalue(L, shown);
+    luaL_addvalue(&B);
+    luaL_addchar(&B, ')');
+  }
+  luaL_pushresult(&B);
+  lua_error(L);
+}
+
+/* Bytes a JSON string cannot hold as they are: the control characters, '"', '\\' and DEL. */
+static const unsigned char enc_escaped[256] = {
+  [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+  [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1,
+  [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1,
+  [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1,
+  [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x22] = 1, [0x5c] = 1, [0x7f] = 1
+};
+
+static void enc_string(struct enc *e, const char *s, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  const char *end = s + len;
+  enc_putc(e, '"');
+  while (s < end) {
+    const char *run = s;
+    while (s < end && !enc_escaped[(unsigned char)*s])
+      s++;
+    if (s > run) enc_put(e, run, (size_t)(s - run));
+    if (s < end) {
+      unsigned char c = (unsigned char)*s++;
+      char *o = enc_reserve(e, 6);
+      size_t n = 2;
+      o[0] = '\\';
+      switch (c) {
+      case '"': o[1] = '"'; break;
+      case '\\': o[1] = '\\'; break;
+      case '\b': o[1] = 'b'; break;
+      case '\f': o[1] = 'f'; break;
+      case '\n': o[1] = 'n'; break;
+      case '\r': o[1] = 'r'; break;
+      case '\t': o[1] = 't'; break;
+      default:
+        o[1] = 'u'; o[2] = '0'; o[3] = '0'; o[4] = hex[c >> 4]; o[5] = hex[c & 15];
+        n = 6;
+      }
+      e->b->n += n;
+    }
+  }
+  enc_putc(e, '"');
+}
+
+static void enc_integer(struct enc *e, long long v) {
+  char tmp[24], *p = tmp + sizeof tmp;
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u != 0);
+  if (v < 0) *--p = '-';
+  enc_put(e, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+/* n in the form fmt ("%.15g" ...) as string.format writes it, into tmp: the C library's
+ * snprintf, as PUC Lua's string.format; on LuaJIT its own string.format (upvalue 6), whose
+ * digits differ from glibc's on exact ties (it rounds half away from zero). */
+static int enc_format(struct enc *e, const char *fmt, lua_Number n, char *tmp, size_t size) {
+#if defined(LLM_LUAJIT)
+  if (lua_isfunction(e->L, ENC_FORMAT)) {
+    lua_State *L = e->L;
+    size_t len;
+    const char *s;
+    lua_pushvalue(L, ENC_FORMAT);
+    lua_pushstring(L, fmt);
+    lua_pushnumber(L, n);
+    lua_call(L, 2, 1);
+    s = lua_tolstring(L, -1, &len);
+    if (s == NULL || len >= size) luaL_error(L, "llm.json.encode: string.format wrote no number");
+    memcpy(tmp, s, len + 1);
+    lua_pop(L, 1);
+    return (int)len;
+  }
+#else
+  (void)e;
+#endif
+  return snprintf(tmp, size, fmt, (double)n);
+}
+
+static void enc_number(struct enc *e, int idx, const struct enc_frame *path) {
+  lua_State *L = e->L;
+  char tmp[40];
+  int len;
+  lua_Number n;
+#if LLM_HAS_INTEGERS
+  if (lua_isinteger(L, idx)) {
+    enc_integer(e, (long long)lua_tointeger(L, idx));
+    return;
+  }
+  n = lua_tonumber(L, idx);
+#else
+  n = lua_tonumber(L, idx);
+  if (n == floor(n) && n >= -9007199254740992.0 && n <= 9007199254740992.0) {
+    enc_integer(e, (long long)n);            /* llm.compat's integers: integral, |n| <= 2^53 */
+    return;
+  }
+#endif
+  if (n != n || n == (lua_Number)HUGE_VAL || n == -(lua_Number)HUGE_VAL)
+    enc_raise(e, path, " is not a finite number", NULL, idx);
+  len = enc_format(e, "%.15g", n, tmp, sizeof tmp - 2);
+  if (strtod(tmp, NULL) != n) {
+    len = enc_format(e, "%.16g", n, tmp, sizeof tmp - 2);
+    if (strtod(tmp, NULL) != n) len = enc_format(e, "%.17g", n, tmp, sizeof tmp - 2);
+  }
+  if (strpbrk(tmp, ".eEn") == NULL) {        /* an integral float reads back as a float */
+    tmp[len++] = '.';
+    tmp[len++] = '0';
+  }
+  enc_put(e, tmp, (size_t)len);
+}
+
+static void enc_value(struct enc *e, int idx, const struct enc_frame *path, int depth);
+
+/* Iterating a table's keys as `pairs` does: lua_next, or (5.3, 5.4) its __pairs. The state
+ * is on the stack: the key (next), or the iterator, its state and the key (__pairs). */
+static int enc_iter_start(lua_State *L, int idx, int foreign) {
+#if LUA_VERSION_NUM >= 502
+  if (foreign && luaL_getmetafield(L, idx, "__pairs") != LUA_TNIL) {
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 3);
+    return 3;
+  }
+#else
+  (void)idx;
+  (void)foreign;
+#endif
+  lua_pushnil(L);
+  return 1;
+}
+
+/* The next key, on top of the stack (it is the last slot of the state); 0 at the end, with
+ * the state popped. */
+static int enc_iter_next(lua_State *L, int idx, int nstate) {
+  if (nstate == 1) {
+    if (lua_next(L, idx) == 0) return 0;
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -3);
+  lua_call(L, 2, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 4);
+    return 0;
+  }
+  lua_replace(L, -2);
+  return 1;
+}
+
+static int enc_key_cmp(const void *a, const void *b) {
+  const struct enc_key *x = a, *y = b;
+  int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+  return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Appends a key to the buffer's key list (the key string is already anchored). */
+static void enc_add_key(struct enc *e, const char *s, size_t len, int slot) {
+  struct enc_buffer *b = e->b;
+  if (b->nkeys == b->kcap) {
+    size_t kcap = b->kcap ? b->kcap * 2 : 64;
+    struct enc_key *k = b->alloc(b->ud, b->keys, b->kcap * sizeof *k, kcap * sizeof *k);
+    if (k == NULL) luaL_error(e->L, "not enough memory");
+    b->keys = k;
+    b->kcap = kcap;
+  }
+  b->keys[b->nkeys].s = s;
+  b->keys[b->nkeys].len = len;
+  b->keys[b->nkeys].slot = slot;
+  b->nkeys++;
+}
+
+static int enc_is_positive_integer(lua_State *L, int idx, lua_Integer *k) {
+#if LLM_HAS_INTEGERS
+  if (!lua_isinteger(L, idx)) return 0;
+  *k = lua_tointeger(L, idx);
+  return *k > 0;
+#else
+  lua_Number n = lua_tonumber(L, idx);
+  if (n != floor(n) || n < -9007199254740992.0 || n > 9007199254740992.0) return 0;
+  *k = (lua_Integer)n;
+  return n > 0;
+#endif
+}
+
+/* `#t` as the Lua encoder read it: raw, or through __len on 5.3 and 5.4; a `for` limit. */
+static lua_Integer enc_len(struct enc *e, int idx, int foreign) {
+#if LUA_VERSION_NUM >= 502
+  if (foreign) {
+    lua_State *L = e->L;
+    int isnum;
+    lua_Number n;
+    lua_Integer len;
+    lua_len(L, idx);
+    if (lua_isinteger(L, -1)) {
+      len = lua_tointeger(L, -1);
+    } else {
+      n = lua_tonumberx(L, -1, &isnum);
+      if (!isnum) luaL_error(L, "'for' limit must be a number");
+      n = floor(n);
+      len = n >= 9.2e18 ? (lua_Integer)9.2e18 : n <= 0 ? 0 : (lua_Integer)n;
+    }
+    lua_pop(L, 1);
+    return len;
+  }
+#else
+  (void)foreign;
+#endif
+  return (lua_Integer)lua_rawlen(e->L, idx);
+}
+
+enum { ENC_PLAIN, ENC_ARRAY, ENC_OBJECT };
+
+static void enc_table(struct enc *e, int idx, const struct enc_frame *path, int depth) {
+  lua_State *L = e->L;
+  int kind = ENC_PLAIN, foreign = 0, top = lua_gettop(L);
+  const void *ptr;
+  const struct enc_frame *up;
+  struct enc_frame f;
+  if (lua_getmetatable(L, idx)) {
+    if (lua_rawequal(L, -1, lua_upvalueindex(1))) kind = ENC_ARRAY;
+    else if (lua_rawequal(L, -1, lua_upvalueindex(2))) kind = ENC_OBJECT;
+    else foreign = 1;
+    lua_pop(L, 1);
+  }
+  if (foreign) {
+    if (lua_compare(L, idx, ENC_NULL, LUA_OPEQ)) {   /* `v == null` may call v's __eq */
+      enc_put(e, "null", 4);
+      return;
+    }
+    if (luaL_getmetafield(L, idx, "__metatable") != LUA_TNIL) {   /* what getmetatable says */
+      if (lua_rawequal(L, -1, lua_upvalueindex(1))) kind = ENC_ARRAY;
+      else if (lua_rawequal(L, -1, lua_upvalueindex(2))) kind = ENC_OBJECT;
+      lua_pop(L, 1);
+    }
+  }
+  ptr = lua_topointer(L, idx);
+  for (up = path; up != NULL; up = up->up)
+    if (up->table == ptr) enc_raise(e, path, " is a cycle", NULL, 0);
+  if (depth >= JSON_MAX_DEPTH) enc_raise(e, path, " is nested more than 1000 levels deep", NULL, 0);
+  luaL_checkstack(L, ENC_KEYS_ON_STACK + 10, "llm.json.encode");
+  f.up = path;
+  f.table = ptr;
+  f.index = 0;
+  f.key = NULL;
+  f.klen = 0;
+
+  if (kind != ENC_ARRAY) {
+    /* Walk the keys: classify an unmarked table as the Lua encoder did (its first bad key
+     * in pairs order raises), and anchor the string keys for the object. */
+    size_t base = e->b->nkeys, nk, i;
+    lua_Integer count = 0, maxn = 0, k;
+    int nstate = enc_iter_start(L, idx, foreign), anchor = 0, onstack = 0, intable = 0;
+    while (enc_iter_next(L, idx, nstate)) {
+      count++;
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        lua_pushvalue(L, -1);
+        if (onstack < ENC_KEYS_ON_STACK) {
+          lua_insert(L, -(nstate + 1));
+          enc_add_key(e, s, len, lua_gettop(L) - nstate);
+          onstack++;
+        } else {
+          if (anchor == 0) {
+            lua_newtable(L);
+            lua_insert(L, -(nstate + 2));
+            anchor = lua_gettop(L) - nstate - 1;
+          }
+          lua_rawseti(L, anchor, ++intable);
+          enc_add_key(e, s, len, -intable);
+        }
+      } else if (kind == ENC_OBJECT) {
+        enc_raise(e, path, " is an object with a non-string key", NULL, -1);
+      } else if (enc_is_positive_integer(L, -1, &k)) {
+        if (k > maxn) maxn = k;
+      } else {
+        enc_raise(e, path, " has a key of type ", luaL_typename(L, -1), -1);
+      }
+    }
+    nk = e->b->nkeys - base;
+    if (kind == ENC_PLAIN && count != 0 && (lua_Integer)nk != count) {
+      if (nk != 0 || maxn != count)
+        enc_raise(e, path, " mixes array and object keys or is a sparse array", NULL, 0);
+      lua_settop(L, top);
+      kind = ENC_ARRAY;
+    } else {
+      if (nk > 1) {
+        struct enc_key *keys = e->b->keys + base;
+        if (nk <= 12) {                      /* small objects: an insertion sort */
+          for (i = 1; i < nk; i++) {
+            struct enc_key x = keys[i];
+            size_t j = i;
+            while (j > 0 && enc_key_cmp(&keys[j - 1], &x) > 0) {
+              keys[j] = keys[j - 1];
+              j--;
+            }
+            keys[j] = x;
+          }
+        } else {
+          qsort(keys, nk, sizeof *keys, enc_key_cmp);
+        }
+      }
+      enc_putc(e, '{');
+      for (i = 0; i < nk; i++) {
+        struct enc_key key = e->b->keys[base + i];   /* (the list may move while below) */
+        if (i > 0) enc_putc(e, ',');
+        enc_string(e, key.s, key.len);
+        enc_putc(e, ':');
+        if (key.slot > 0) lua_pushvalue(L, key.slot);
+        else lua_rawgeti(L, anchor, -key.slot);
+        if (foreign) lua_gettable(L, idx);
+        else lua_rawget(L, idx);
+        f.key = key.s;
+        f.klen = key.len;
+        enc_value(e, lua_gettop(L), &f, depth + 1);
+        lua_pop(L, 1);
+      }
+      enc_putc(e, '}');
+      e->b->nkeys = base;
+      lua_settop(L, top);
+      return;
+    }
+  }
+
+  {
+    lua_Integer len = enc_len(e, idx, foreign), i;
+    enc_putc(e, '[');
+    for (i = 1; i <= len; i++) {
+      if (i > 1) enc_putc(e, ',');
+      if (foreign) {
+        lua_pushinteger(L, i);
+        lua_gettable(L, idx);
+      } else {
+        lua_rawgeti(L, idx, i);
+      }
+      f.index = i;
+      enc_value(e, lua_gettop(L), &f, depth + 1);
+      lua_pop(L, 1);
+    }
+    enc_putc(e, ']');
+  }
+}
+
+static void enc_value(struct enc *e, int idx, const struct enc_frame *path, int depth) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    enc_string(e, s, len);
+    return;
+  }
+  case LUA_TNUMBER:
+    enc_number(e, idx, path);
+    return;
+  case LUA_TBOOLEAN:
+    if (lua_toboolean(L, idx)) enc_put(e, "true", 4);
+    else enc_put(e, "false", 5);
+    return;
+  case LUA_TNIL:
+    enc_put(e, "null", 4);
+    return;
+  case LUA_TTABLE:
+    if (lua_rawequal(L, idx, ENC_NULL)) enc_put(e, "null", 4);
+    else enc_table(e, idx, path, depth);
+    return;
+  default:
+    enc_raise(e, path, " cannot encode a ", luaL_typename(L, idx), 0);
+  }
+}
+
+/* encode(v) -> text: the closure made by json_encoder (upvalues: array_mt, object_mt,
+ * null, tostring, the kept buffer or false). Raises on a value JSON cannot express. */
+static int json_encode(lua_State *L) {
+  struct enc e;
+  lua_settop(L, 1);
+  lua_pushvalue(L, ENC_CACHE);                        /* 2: the buffer */
+  if (lua_type(L, 2) == LUA_TUSERDATA) {
+    lua_pushboolean(L, 0);
+    lua_replace(L, ENC_CACHE);                        /* taken while this call runs */
+  } else {
+    lua_pop(L, 1);
+    enc_buffer_new(L);
+  }
+  e.L = L;
+  e.b = lua_touserdata(L, 2);
+  e.b->n = 0;
+  e.b->nkeys = 0;
+  enc_value(&e, 1, NULL, 0);
+  lua_pushlstring(L, e.b->p, e.b->n);                 /* 3 */
+  if (e.b->cap > ENC_KEEP_BYTES || e.b->kcap > ENC_KEEP_KEYS) enc_buffer_release(e.b);
+  lua_pushvalue(L, 2);
+  lua_replace(L, ENC_CACHE);
+  return 1;
+}
+
+/* core.json_encoder(array_mt, object_mt, null, tostring, format) -> encode. `format` is
+ * string.format, used on LuaJIT only (see enc_format). */
+static int json_encoder(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checkany(L, 3);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  luaL_checktype(L, 5, LUA_TFUNCTION);
+  lua_settop(L, 5);
+  lua_pushboolean(L, 0);                              /* no buffer yet */
+  lua_insert(L, 5);                                   /* 5: no buffer yet, 6: format */
+  lua_pushcclosure(L, json_encode, 6);
+  return 1;
+}
+
 /* [-0, +0] with the core module table on top. */
 void llm_json_register(lua_State *L) {
+  luaL_newmetatable(L, ENC_BUFFER);
+  lua_pushcfunction(L, enc_buffer__gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, json_encoder);
+  lua_setfield(L, -2, "json_encoder");
   lua_pushcfunction(L, json_decode);
   lua_setfield(L, -2, "json_decode");
   lua_pushcfunction(L, fast_chat_text);

@@ -25,18 +25,18 @@
 -- Object keys are sorted so bodies are deterministic. Integers are written as integers;
 -- floats with the shortest of 15/16/17 significant digits that reads back exactly, and an
 -- integral float keeps a ".0" (2.0 -> "2.0") so it reads back as a float. NaN and the
--- infinities raise, as JSON cannot express them.
+-- infinities raise, as JSON cannot express them, and so do cycles and more than 1,000
+-- nested tables (what the decoder reads back). Strings are written byte for byte, except
+-- that '"', '\\', the control characters and DEL are escaped. The core encodes
+-- (`core.json_encoder`, csrc/json.c); the Lua encoder it replaced is a test oracle.
 -- @module llm.json
 if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local each = pairs   -- a name the parser does not specialise: see llm.compat on LuaJIT
 
 local M = {}
 
-local char, find, format, concat = string.char, string.find, string.format, table.concat
-local compat = require("llm.compat")
-local mtype = compat.math_type
-local getmetatable, setmetatable, type, tostring, tonumber =
-  getmetatable, setmetatable, type, tostring, tonumber
+local getmetatable, setmetatable, type, tostring = getmetatable, setmetatable, type, tostring
+local format = string.format
 
 local ARRAY = { __name = "llm.json.array" }
 local OBJECT = { __name = "llm.json.object" }
@@ -100,149 +100,26 @@ end
 
 ---------------------------------------------------------------------------------------
 -- Encoder
+-- @section encoder
 ---------------------------------------------------------------------------------------
 
-local ESCAPE_OUT = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
-                     ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-for c = 0, 31 do
-  local ch = char(c)
-  if not ESCAPE_OUT[ch] then ESCAPE_OUT[ch] = format("\\u%04x", c) end
-end
-ESCAPE_OUT["\127"] = "\\u007f"
-
-local function encode_string(s)
-  if find(s, '[%z\1-\31"\\\127]') then   -- %z: NUL (LuaJIT and 5.1 cannot put "\0" in a class)
-    s = s:gsub('[%z\1-\31"\\\127]', ESCAPE_OUT)
-  end
-  return '"' .. s .. '"'
-end
-
--- Where a value sits, for error messages only: the keys from the root down to it are kept
--- in a stack while encoding (an integer index or a string key per level) and turned into a
--- path such as `$.messages[2]` only when something cannot be encoded, so a body that
--- encodes builds no path strings.
-local function path_of(stack, depth)
-  local out = { "$" }
-  for i = 1, depth do
-    local k = stack[i]
-    out[i + 1] = type(k) == "number" and ("[" .. k .. "]") or ("." .. tostring(k))
-  end
-  return concat(out)
-end
-
-local function encode_number(v, stack, depth)
-  if mtype(v) == "integer" then return format("%d", v) end   -- LuaJIT's tostring: 14 digits
-  if v ~= v or v == math.huge or v == -math.huge then
-    error(format("llm.json.encode: %s is not a finite number (%s)", path_of(stack, depth), tostring(v)), 0)
-  end
-  local s = format("%.15g", v)
-  if tonumber(s) ~= v then
-    s = format("%.16g", v)
-    if tonumber(s) ~= v then s = format("%.17g", v) end
-  end
-  if not find(s, "[.eEn]") then s = s .. ".0" end
-  return s
-end
-
-local encode_value -- forward
-
-local function key_less(a, b) return a < b end
-
-local function encode_table(t, buf, n, seen, stack, depth)
-  if seen[t] then error(format("llm.json.encode: %s is a cycle", path_of(stack, depth)), 0) end
-  seen[t] = true
-  local mt = getmetatable(t)
-  local as_array
-  if mt == ARRAY then
-    as_array = true
-  elseif mt == OBJECT then
-    as_array = false
-  else
-    -- classify an unmarked table by its keys
-    local count, nstr, maxn = 0, 0, 0
-    for k in each(t) do
-      count = count + 1
-      local tk = type(k)
-      if tk == "string" then
-        nstr = nstr + 1
-      elseif mtype(k) == "integer" and k > 0 then
-        if k > maxn then maxn = k end
-      else
-        error(format("llm.json.encode: %s has a key of type %s (%s)", path_of(stack, depth), tk, tostring(k)), 0)
-      end
-    end
-    if count == 0 then
-      as_array = false
-    elseif nstr == count then
-      as_array = false
-    elseif nstr == 0 and maxn == count then
-      as_array = true
-    else
-      error(format("llm.json.encode: %s mixes array and object keys or is a sparse array",
-        path_of(stack, depth)), 0)
-    end
-  end
-  local d1 = depth + 1
-  if as_array then
-    local len = #t
-    n = n + 1; buf[n] = "["
-    for i = 1, len do
-      if i > 1 then n = n + 1; buf[n] = "," end
-      stack[d1] = i
-      n = encode_value(t[i], buf, n, seen, stack, d1)
-    end
-    n = n + 1; buf[n] = "]"
-  else
-    local keys, nk = {}, 0
-    for k in each(t) do
-      if type(k) ~= "string" then
-        error(format("llm.json.encode: %s is an object with a non-string key (%s)", path_of(stack, depth),
-          tostring(k)), 0)
-      end
-      nk = nk + 1; keys[nk] = k
-    end
-    table.sort(keys, key_less)
-    n = n + 1; buf[n] = "{"
-    for i = 1, nk do
-      local k = keys[i]
-      if i > 1 then n = n + 1; buf[n] = "," end
-      n = n + 1; buf[n] = encode_string(k)
-      n = n + 1; buf[n] = ":"
-      stack[d1] = k
-      n = encode_value(t[k], buf, n, seen, stack, d1)
-    end
-    n = n + 1; buf[n] = "}"
-  end
-  seen[t] = nil
-  return n
-end
-
-encode_value = function(v, buf, n, seen, stack, depth)
-  local tv = type(v)
-  if tv == "string" then
-    n = n + 1; buf[n] = encode_string(v)
-  elseif tv == "number" then
-    n = n + 1; buf[n] = encode_number(v, stack, depth)
-  elseif tv == "boolean" then
-    n = n + 1; buf[n] = v and "true" or "false"
-  elseif v == null or v == nil then
-    n = n + 1; buf[n] = "null"
-  elseif tv == "table" then
-    n = encode_table(v, buf, n, seen, stack, depth)
-  else
-    error(format("llm.json.encode: %s cannot encode a %s", path_of(stack, depth), tv), 0)
-  end
-  return n
-end
+-- The one encoder is the core's too (csrc/json.c, `core.json_encoder`): it writes what the
+-- rules at the top of this file say and builds the path of a bad value only to raise. The
+-- Lua encoder it replaced is the test oracle in spec/support/json_oracle.lua. The encoder
+-- writes the bad value in its message with this file's `tostring`, as the Lua encoder did,
+-- and on LuaJIT formats floats with its `string.format`, as the Lua encoder did.
+local core_encode
 
 --- Encodes a Lua value as JSON text. Raises on values JSON cannot express (programming
---- errors: a sparse or mixed table, NaN, a function), naming the path of the bad value.
+--- errors: a sparse or mixed table, NaN, a function, a cycle, more than 1,000 nested
+--- tables), naming the path of the bad value.
 ---@param v any a string, number, boolean, `llm.json.null` or a table of these
 ---@return string json the JSON text
 function M.encode(v)
-  local buf = {}
-  local n = encode_value(v, buf, 0, {}, {}, 0)
-  return concat(buf, "", 1, n)
+  if core_encode == nil then
+    core_encode = require("llm.core").json_encoder(ARRAY, OBJECT, null, tostring, format)
+  end
+  return core_encode(v)
 end
 
 return M

@@ -6,7 +6,9 @@
 -- as llm.json.null, invalid UTF-8 in strings as U+FFFD, `nil, message` on bad input.
 -- Where they differ from the core (spec/json_core_spec.lua): the cjson fast path accepts a
 -- leading zero and a raw control character inside a string, and the exact decoder has no
--- nesting limit (the core stops at 1,000 levels).
+-- nesting limit (the core stops at 1,000 levels). `encode(v)` is the Lua encoder, the
+-- oracle of the core's encoder.
+if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   -- see llm.compat
 local json = require("llm.json")
 local compat = require("llm.compat")
 
@@ -302,6 +304,158 @@ local function lua_decode(s)
     if ok then return v end
   end
   return exact_decode(s)
+end
+
+---------------------------------------------------------------------------------------
+-- The Lua encoder, the oracle of the core's (csrc/json.c, core.json_encoder), exactly as
+-- llm.json.encode was before it encoded in C. Where they differ (spec/json_encode_spec.lua):
+-- the core stops at 1,000 nested tables, where this one recurses until Lua's stack
+-- overflows, and the core sorts object keys by their bytes where this one sorts them with
+-- `<` (the same unless a program sets LC_COLLATE).
+---------------------------------------------------------------------------------------
+
+local char = string.char
+local mtype = compat.math_type
+local each = pairs
+
+local ESCAPE_OUT = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
+                     ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+for c = 0, 31 do
+  local ch = char(c)
+  if not ESCAPE_OUT[ch] then ESCAPE_OUT[ch] = format("\\u%04x", c) end
+end
+ESCAPE_OUT["\127"] = "\\u007f"
+
+local function encode_string(s)
+  if find(s, '[%z\1-\31"\\\127]') then   -- %z: NUL (LuaJIT and 5.1 cannot put "\0" in a class)
+    s = s:gsub('[%z\1-\31"\\\127]', ESCAPE_OUT)
+  end
+  return '"' .. s .. '"'
+end
+
+-- Where a value sits, for error messages only: the keys from the root down to it are kept
+-- in a stack while encoding (an integer index or a string key per level) and turned into a
+-- path such as `$.messages[2]` only when something cannot be encoded, so a body that
+-- encodes builds no path strings.
+local function path_of(stack, depth)
+  local out = { "$" }
+  for i = 1, depth do
+    local k = stack[i]
+    out[i + 1] = type(k) == "number" and ("[" .. k .. "]") or ("." .. tostring(k))
+  end
+  return concat(out)
+end
+
+local function encode_number(v, stack, depth)
+  if mtype(v) == "integer" then return format("%d", v) end   -- LuaJIT's tostring: 14 digits
+  if v ~= v or v == math.huge or v == -math.huge then
+    error(format("llm.json.encode: %s is not a finite number (%s)", path_of(stack, depth), tostring(v)), 0)
+  end
+  local s = format("%.15g", v)
+  if tonumber(s) ~= v then
+    s = format("%.16g", v)
+    if tonumber(s) ~= v then s = format("%.17g", v) end
+  end
+  if not find(s, "[.eEn]") then s = s .. ".0" end
+  return s
+end
+
+local encode_value -- forward
+
+local function key_less(a, b) return a < b end
+
+local function encode_table(t, buf, n, seen, stack, depth)
+  if seen[t] then error(format("llm.json.encode: %s is a cycle", path_of(stack, depth)), 0) end
+  seen[t] = true
+  local mt = getmetatable(t)
+  local as_array
+  if mt == ARRAY then
+    as_array = true
+  elseif mt == OBJECT then
+    as_array = false
+  else
+    -- classify an unmarked table by its keys
+    local count, nstr, maxn = 0, 0, 0
+    for k in each(t) do
+      count = count + 1
+      local tk = type(k)
+      if tk == "string" then
+        nstr = nstr + 1
+      elseif mtype(k) == "integer" and k > 0 then
+        if k > maxn then maxn = k end
+      else
+        error(format("llm.json.encode: %s has a key of type %s (%s)", path_of(stack, depth), tk, tostring(k)), 0)
+      end
+    end
+    if count == 0 then
+      as_array = false
+    elseif nstr == count then
+      as_array = false
+    elseif nstr == 0 and maxn == count then
+      as_array = true
+    else
+      error(format("llm.json.encode: %s mixes array and object keys or is a sparse array",
+        path_of(stack, depth)), 0)
+    end
+  end
+  local d1 = depth + 1
+  if as_array then
+    local len = #t
+    n = n + 1; buf[n] = "["
+    for i = 1, len do
+      if i > 1 then n = n + 1; buf[n] = "," end
+      stack[d1] = i
+      n = encode_value(t[i], buf, n, seen, stack, d1)
+    end
+    n = n + 1; buf[n] = "]"
+  else
+    local keys, nk = {}, 0
+    for k in each(t) do
+      if type(k) ~= "string" then
+        error(format("llm.json.encode: %s is an object with a non-string key (%s)", path_of(stack, depth),
+          tostring(k)), 0)
+      end
+      nk = nk + 1; keys[nk] = k
+    end
+    table.sort(keys, key_less)
+    n = n + 1; buf[n] = "{"
+    for i = 1, nk do
+      local k = keys[i]
+      if i > 1 then n = n + 1; buf[n] = "," end
+      n = n + 1; buf[n] = encode_string(k)
+      n = n + 1; buf[n] = ":"
+      stack[d1] = k
+      n = encode_value(t[k], buf, n, seen, stack, d1)
+    end
+    n = n + 1; buf[n] = "}"
+  end
+  seen[t] = nil
+  return n
+end
+
+encode_value = function(v, buf, n, seen, stack, depth)
+  local tv = type(v)
+  if tv == "string" then
+    n = n + 1; buf[n] = encode_string(v)
+  elseif tv == "number" then
+    n = n + 1; buf[n] = encode_number(v, stack, depth)
+  elseif tv == "boolean" then
+    n = n + 1; buf[n] = v and "true" or "false"
+  elseif v == null or v == nil then
+    n = n + 1; buf[n] = "null"
+  elseif tv == "table" then
+    n = encode_table(v, buf, n, seen, stack, depth)
+  else
+    error(format("llm.json.encode: %s cannot encode a %s", path_of(stack, depth), tv), 0)
+  end
+  return n
+end
+
+-- encode(v): the JSON text, or a raise naming the path of the bad value.
+function M.encode(v)
+  local buf = {}
+  local n = encode_value(v, buf, 0, {}, {}, 0)
+  return concat(buf, "", 1, n)
 end
 
 --- The strict Lua decoder: value, or nil and a message.

@@ -7,8 +7,9 @@
 -- Oracles
 -- * json: core.json_decode never raises; it accepts exactly what the exact Lua decoder
 --   (spec/support/json_oracle.lua) accepts and both give the same value (strings are compared
---   when both are valid UTF-8); an accepted value re-encodes, and decode(encode(v)) encodes
---   to the same text (a fixed point).
+--   when both are valid UTF-8); an accepted value re-encodes, to the text the Lua encoder
+--   (the core encoder's oracle) writes, and decode(encode(v)) encodes to the same text (a
+--   fixed point).
 -- * stream_<provider>: no Lua error escapes the decoders; the result is a normalized
 --   response or an llm.Error; every event is well formed; feeding the body whole or cut into
 --   small pieces gives the same events and the same result.
@@ -141,6 +142,10 @@ function M.json(data)
   if v == nil or has_nonfinite(v) then return end   -- JSON cannot express inf / nan
   local ok, s1 = pcall(json.encode, v)
   if not ok then fail("a decoded value does not encode: %s", tostring(s1)) end
+  if depth_of(data) < 150 then   -- the Lua encoder (the core's oracle) recurses too
+    local ok2, o1 = pcall(oracle.encode, v)
+    if not ok2 or o1 ~= s1 then fail("core and Lua encoders differ:\n%q\n%q", s1, tostring(o1)) end
+  end
   local v2, err2 = core.json_decode(s1, json.ARRAY_MT, json.OBJECT_MT, null)
   if v2 == nil then fail("encoded text does not decode: %s: %q", err2, s1) end
   local s2 = json.encode(v2)
