@@ -99,6 +99,21 @@ describe("requests that raise before anything is sent", function()
     raises(function() c:chat{ stop = { 1 } } end, "stop%[1%] must be a string")
   end)
 
+  it("names the first bad field in one fixed order, whatever order the request's keys have", function()
+    local c = client("openai")
+    -- the checks run in validate's order (timeout ... max_retries, model, max_tokens, temperature,
+    -- ..., tools), only for the fields present; one bad field alone is named too
+    local bad = { temperature = "hot", max_tokens = 0, model = 7, timeout = -1, seed = 1.5 }
+    local order = { "timeout", "model", "max_tokens", "temperature", "seed" }
+    for i = 1, #order do
+      local req = {}
+      for j = i, #order do req[order[j]] = bad[order[j]] end
+      raises(function() c:chat(req) end, "request: " .. order[i] .. " must be")
+      local alone = { [order[#order - i + 1]] = bad[order[#order - i + 1]] }
+      raises(function() c:chat(alone) end, "request: " .. order[#order - i + 1] .. " must be")
+    end
+  end)
+
   it("run_tools with one tool instead of a list", function()
     local c = client("openai")
     local one = llm.tool{ name = "t", run = function() return 1 end }
