@@ -28,9 +28,18 @@ end
 ---@param excludes_cache? boolean the provider reports cache reads and writes beside input_tokens
 ---@return table counts every field of COUNTS, a number (0 when not reported)
 function M.counts(usage, excludes_cache)
-  local u = type(usage) == "table" and usage or {}
-  local c = {}
-  for _, k in ipairs(COUNTS) do c[k] = num(u[k]) end
+  local c   -- the fields of COUNTS, written out: this runs for every call
+  if type(usage) == "table" then
+    local i, o, ci, cw, r = usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
+      usage.cache_creation_input_tokens, usage.reasoning_tokens
+    c = { input_tokens = type(i) == "number" and i or 0, output_tokens = type(o) == "number" and o or 0,
+          cached_input_tokens = type(ci) == "number" and ci or 0,
+          cache_creation_input_tokens = type(cw) == "number" and cw or 0,
+          reasoning_tokens = type(r) == "number" and r or 0 }
+  else
+    c = { input_tokens = 0, output_tokens = 0, cached_input_tokens = 0, cache_creation_input_tokens = 0,
+          reasoning_tokens = 0 }
+  end
   if excludes_cache then
     c.input_tokens = c.input_tokens + c.cached_input_tokens + c.cache_creation_input_tokens
   end
@@ -56,7 +65,11 @@ end
 
 local function add_to(t, counts, cost)
   t.requests = t.requests + 1
-  for _, k in ipairs(COUNTS) do t[k] = t[k] + counts[k] end
+  t.input_tokens = t.input_tokens + counts.input_tokens                 -- the fields of COUNTS
+  t.output_tokens = t.output_tokens + counts.output_tokens
+  t.cached_input_tokens = t.cached_input_tokens + counts.cached_input_tokens
+  t.cache_creation_input_tokens = t.cache_creation_input_tokens + counts.cache_creation_input_tokens
+  t.reasoning_tokens = t.reasoning_tokens + counts.reasoning_tokens
   if cost then t.cost = (t.cost or 0) + cost end
 end
 
