@@ -172,10 +172,13 @@ return function(env)
     if self.api_key then
       for k, v in each(self.provider.auth_headers(self.api_key)) do headers[k] = v end
     end
-    for k, v in each(self.provider.headers or {}) do headers[k:lower()] = v end
-    for k, v in each(built.headers or {}) do headers[k:lower()] = v end
+    local more = self.provider.headers
+    if more then for k, v in each(more) do headers[k:lower()] = v end end
+    more = built.headers
+    if more then for k, v in each(more) do headers[k:lower()] = v end end
     for k, v in each(self.headers) do headers[k:lower()] = v end
-    for k, v in each(req.extra_headers or {}) do headers[k:lower()] = v end
+    more = req.extra_headers
+    if more then for k, v in each(more) do headers[k:lower()] = v end end
     local body = built.body
     if type(body) == "table" then body = json.encode(body) end
     return {
