@@ -221,6 +221,14 @@ local function refusal(pname, part, takes, where)
   return nil
 end
 
+-- Whether any message of the list has a list of parts (only those can hold media).
+local function has_part_lists(msgs)
+  for _, m in ipairs(msgs) do
+    if type(m) == "table" and type(m.content) == "table" then return true end
+  end
+  return false
+end
+
 --- The request with its media parts resolved (a copy where anything changed), after the
 --- route's checks: sources, types and size limits. Raises at `level` naming the provider
 --- `pname` and the part. Requests without media parts come back unchanged.
@@ -230,6 +238,11 @@ end
 ---@param level integer the caller's stack level for errors
 ---@return table req
 function M.prepare(req, p, pname, level)
+  local messages, input = req.messages, req.input
+  if not (type(messages) == "table" and has_part_lists(messages))
+    and not (type(input) == "table" and has_part_lists(input)) then
+    return req   -- text only (the common case): nothing to resolve, nothing to add up
+  end
   level = level + 1
   local takes = p.part_types or {}
   local limits = p.media_limits or {}
