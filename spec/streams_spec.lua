@@ -129,6 +129,74 @@ describe("a finished stream stops reading", function()
 end)
 
 ------------------------------------------------------------------------------------------
+describe("a reply that arrives in one piece", function()
+  -- The whole reply (role, five deltas, finish, usage, [DONE]) comes in one batch; the first
+  -- text is in the reader's hands before the batch's last records are decoded.
+  local function counting(cl)
+    local p = cl.provider
+    local real, calls = p.finish_stream, { n = 0 }
+    p.finish_stream = function(...) calls.n = calls.n + 1; return real(...) end
+    return calls, function() p.finish_stream = real end
+  end
+
+  it("hands out the first text before decoding the rest of its batch, then all of it in order", function()
+    local cl = MAKE.openai{ max_retries = 0, headers = { ["x-mock-events"] = "5" } }
+    local calls, restore = counting(cl)
+    local ok, err = pcall(function()
+      local s = assert(cl:stream("hi"))
+      local ev = s:next()
+      assert.equal("raw", ev.type)               -- the role chunk
+      ev = s:next()
+      assert.equal("text", ev.type)
+      assert.equal(0, calls.n)                   -- the finish, usage and [DONE] records wait
+      local texts, types = { ev.text }, {}
+      for e in s:events() do
+        types[#types + 1] = e.type
+        if e.type == "text" then texts[#texts + 1] = e.text end
+      end
+      assert.equal(1, calls.n)
+      assert.equal("done", types[#types])
+      assert.equal(5, #texts)
+      local resp = assert(s:final())
+      assert.equal(table.concat(texts), resp.text)
+      assert.is_table(resp.usage)
+    end)
+    restore()
+    assert(ok, err)
+  end)
+
+  it("close() after the first text drops the undecoded rest", function()
+    local cl = MAKE.openai{ max_retries = 0, headers = { ["x-mock-events"] = "5" } }
+    local calls, restore = counting(cl)
+    local ok, err = pcall(function()
+      local s = assert(cl:stream("hi"))
+      assert.equal("raw", s:next().type)
+      assert.equal("text", s:next().type)
+      s:close()
+      assert.is_nil(s:next())
+      assert.equal("cancelled", select(2, s:final()).kind)
+      assert.equal(0, calls.n)
+    end)
+    restore()
+    assert(ok, err)
+  end)
+
+  it("a transfer that fails after the rest of a batch reports its error after those records", function()
+    local m = mock.server
+    m:push{ text = { "a", "b" }, cut_after = 4 }  -- role, a, b, finish; then a reset
+    local cl = MAKE.openai{ max_retries = 0 }
+    local evs = collect(assert(cl:stream("hi")))
+    local types = {}
+    for i, ev in ipairs(evs) do types[i] = ev.type end
+    assert.equal("raw", types[1])                 -- the role chunk, then the two texts
+    assert.equal("error", types[#types])
+    local texts = 0
+    for _, t in ipairs(types) do if t == "text" then texts = texts + 1 end end
+    assert.equal(2, texts)
+  end)
+end)
+
+------------------------------------------------------------------------------------------
 describe("close", function()
   it("next() returns nil after close(), even with events read ahead", function()
     local s = assert(MAKE.openai{}:stream("a b c d e"))

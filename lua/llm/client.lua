@@ -767,15 +767,36 @@ return function(env)
   -- event without building the decoded tables; anything else is decoded in full. A batch
   -- that held content tells the transfer once (its first-token and idle clocks); the
   -- stream's terminal event ends the reply, and the transfer is dropped unread beyond it.
+  --
+  -- Once the stream has started and this batch has shown content, the rest of the batch (its
+  -- records past the common ones) waits, undecoded, until the reader gets there
+  -- (`decode_rest`): the clocks have heard of the content, and a reply that came in one
+  -- piece reaches the reader's hands before its last records (the finish and usage chunks,
+  -- the final response) are decoded. The next batch, or the transfer's end, decodes the
+  -- rest first, so the order never changes.
   ---@private
   ---@param batch table `{ n, data..., names?, ids? }`
   function Stream:on_events(batch)
     if self.finished then return end
+    if self.rest then
+      self:decode_rest()
+      if self.finished then return end
+    end
+    self:decode(batch, 1, true)
+  end
+
+  --- Decode `batch` from record `i` on (see on_events); with `may_defer`, stop before a
+  -- record that is not a common one once the batch has shown content, and keep the rest.
+  ---@private
+  ---@param batch table `{ n, data..., names?, ids? }`
+  ---@param i integer the first record to decode
+  ---@param may_defer boolean whether the rest may wait for the reader
+  function Stream:decode(batch, i, may_defer)
     local p, state, pending = self.p, self.state, self.pending
     local decode, fast = p.decode_event, p.decode_fast
     local names, ids = batch.names, batch.ids
     local content = false
-    local i, n = 1, batch.n
+    local n = batch.n
     while i <= n do
       -- Once the stream has started (nothing is held back any more), runs of common records
       -- go straight from the batch to `pending` (decode_batch, in C).
@@ -784,6 +805,10 @@ return function(env)
         i, k = p.decode_batch(state, batch, i, pending)
         if k > 0 then content = true end
         if i > n then break end
+      end
+      if may_defer and content and self.started then
+        self.rest, self.rest_i = batch, i
+        break
       end
       local data = batch[i]
       local name = names and names[i]
@@ -826,8 +851,22 @@ return function(env)
     end
     if content then self.content = true end
     if not self.finished then
-      if content then self.hs.t:content() end
+      if content and may_defer then self.hs.t:content() end   -- the rest's batch told it already
       if pending:len() >= HIGH_WATER then self.hs:pause(true) end
+    end
+  end
+
+  --- Decode what on_events left of its last batch, then the transfer's end if it came
+  -- meanwhile. Runs in the reader (Stream:next) or before the next batch; never raises.
+  ---@private
+  function Stream:decode_rest()
+    local batch, i = self.rest, self.rest_i
+    self.rest, self.rest_i = nil, nil
+    self:decode(batch, i, false)
+    local rec = self.rest_end
+    if rec then
+      self.rest_end = nil
+      self:on_end(rec)
     end
   end
 
@@ -848,6 +887,10 @@ return function(env)
   ---@param rec? table
   function Stream:on_end(rec)
     if self.finished then return end
+    if rec and self.rest then     -- the transfer's end comes after the records left to decode
+      self.rest_end = rec
+      return
+    end
     if rec and rec.error then
       self:fail(errors.from_core(rec.error))
       return
@@ -937,9 +980,14 @@ return function(env)
         if ev.type == "text" and self.req and self.req.response_format ~= nil then self:track_partial(ev.text) end
         return ev
       end
-      if self.finished then return nil end
-      local ok, err = self.hs:wait()
-      if not ok then self:fail(err) end
+      if self.rest then
+        self:decode_rest()          -- what the last batch left for the reader
+      elseif self.finished then
+        return nil
+      else
+        local ok, err = self.hs:wait()
+        if not ok then self:fail(err) end
+      end
     end
     return nil
   end
@@ -1007,6 +1055,7 @@ return function(env)
     end
     self.closed = true
     self.pending = queue.new()
+    self.rest, self.rest_i, self.rest_end = nil, nil, nil
     self.hs:close()
   end
   Stream.__close = Stream.close
