@@ -315,6 +315,20 @@ describe("hooks", function()
     assert.equal(serr, seen[5].info.error)
   end)
 
+  it("a client without hooks calls none; hooks set on it later fire from the next attempt", function()
+    local hooks, seen = recorder()
+    local c = m:client("openai", { model = "gpt-test" })
+    assert.is_nil(c.hooks)
+    assert(c:chat("x"))
+    c.hooks = hooks
+    assert(c:chat("x"))
+    assert.same({ "on_request:1", "on_response:1" }, names(seen))
+    assert.equal(200, seen[2].info.status)
+    c.hooks = nil
+    assert(c:chat("x"))
+    assert.equal(2, #seen)
+  end)
+
   it("a followed redirect is a response of its own", function()
     local hooks, seen = recorder()
     local c = m:client("openai", { model = "gpt-test", hooks = hooks, headers = {

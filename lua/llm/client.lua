@@ -340,14 +340,16 @@ return function(env)
     local function attempt()
       call.attempt = call.attempt + 1
       call.response = nil
-      self:hook("on_request", call)
+      if self.hooks then self:hook("on_request", call) end   -- (none: nothing gathered for one)
       local v, e = fn()
       local r = call.response
       if r then
         call.response = nil
         last_status, last_id = r.status, r.request_id
-        self:hook("on_response", call, { status = r.status, request_id = r.request_id, usage = r.usage,
-                                         error = e })
+        if self.hooks then
+          self:hook("on_response", call, { status = r.status, request_id = r.request_id, usage = r.usage,
+                                           error = e })
+        end
       end
       return v, e
     end
