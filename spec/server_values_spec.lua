@@ -54,6 +54,13 @@ describe("usage from a server", function()
     assert.equal(17, resp.usage.input_tokens)
     assert.equal(math.type and "integer" or "number", math.type and math.type(resp.usage.input_tokens) or "number")
     assert.equal(20, resp.usage.total_tokens)
+    -- integers (decoded as integers) past 2^53 or below 0 are dropped too; 2^53 itself is kept
+    body = json.decode('{"choices":[],"usage":{"prompt_tokens":9007199254740994,'
+      .. '"completion_tokens":-1,"total_tokens":9007199254740992}}')
+    resp = openai_p.decode_response(body, { model = "m" })
+    assert.is_nil(resp.usage.input_tokens)
+    assert.is_nil(resp.usage.output_tokens)
+    assert.equal(9007199254740992, resp.usage.total_tokens)
   end)
 
   it("in a stream too", function()

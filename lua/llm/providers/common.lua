@@ -66,7 +66,12 @@ end
 --- An integer or nil: usage counts are integers even when a server writes 17.0. A value that
 --- is not a whole number from 0 to 2^53 (1e400 decodes as inf, 1.5, -3) is dropped (nil):
 --- no count at all is truer than an invented one.
+local mtype = math.type   -- 5.3+ (nil on LuaJIT and 5.1)
 function M.int(v)
+  if mtype and mtype(v) == "integer" then   -- what the decoder makes of a count
+    if v < 0 or v > 9007199254740992 then return nil end
+    return v
+  end
   if type(v) ~= "number" or v ~= v or v < 0 or v > 9007199254740992 or v % 1 ~= 0 then return nil end
   return tointeger and tointeger(v) or v
 end
@@ -187,13 +192,14 @@ end
 --- Usage from provider counts: integers, nil when absent, total computed when both parts
 --- are known and the server sent none.
 function M.usage(input, output, total, extra)
-  local u = { input_tokens = M.int(M.val(input)), output_tokens = M.int(M.val(output)),
-              total_tokens = M.int(M.val(total)) }
+  local int, val = M.int, M.val
+  local u = { input_tokens = int(val(input)), output_tokens = int(val(output)),
+              total_tokens = int(val(total)) }
   if u.total_tokens == nil and u.input_tokens and u.output_tokens then
     u.total_tokens = u.input_tokens + u.output_tokens
   end
   if extra then
-    for k, v in each(extra) do u[k] = M.int(M.val(v)) end
+    for k, v in each(extra) do u[k] = int(val(v)) end
   end
   return u
 end
