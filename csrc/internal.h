@@ -14,6 +14,11 @@
 #define LLM_REPORT_PIECE 64u   /* stream events per "events" record: a step stops between pieces */
 #define LLM_DEFAULT_MAX_BODY (64u * 1024u * 1024u)
 #define LLM_SPARE_EASY 64   /* easy handles a loop keeps for reuse (about 6 KiB each) */
+/* Receive buffers: the first LLM_FULL_BUFFERS transfers running at once get libcurl's
+ * default (16 KiB, a fast stream's reads); those beyond get LLM_SMALL_BUFFER, libcurl's
+ * minimum (1,000 streams of small events do not need 16 MiB of buffers). */
+#define LLM_FULL_BUFFERS 16
+#define LLM_SMALL_BUFFER 1024
 
 struct transfer;
 
@@ -49,6 +54,8 @@ struct loop {
   CURL *spare[LLM_SPARE_EASY];
   int nspare;
   size_t queued, queued_peak;  /* bytes of framed events waiting in transfers' queues; the most */
+  int nattached;          /* transfers in the multi handle */
+  lua_Integer small_buffers;  /* transfers started with the small receive buffer */
   /* counters for loop:stats() */
   lua_Integer waits, blocking_waits, events, new_connections, reused;
   lua_Integer deferred;   /* steps that left reports for the next step (budget reached) */

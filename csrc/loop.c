@@ -371,7 +371,7 @@ static int loop_now(lua_State *L) {
 /* loop:stats() -> counters for tests and benchmarks. */
 static int loop_stats(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
-  lua_createtable(L, 0, 17);
+  lua_createtable(L, 0, 19);
   lua_pushinteger(L, (lua_Integer)lp->ntransfers); lua_setfield(L, -2, "transfers");
   lua_pushinteger(L, (lua_Integer)lp->nlua); lua_setfield(L, -2, "timers");
   lua_pushinteger(L, (lua_Integer)(lp->ntimers - lp->nlua)); lua_setfield(L, -2, "deadlines");
@@ -388,6 +388,8 @@ static int loop_stats(lua_State *L) {
   lua_pushinteger(L, lp->nspare); lua_setfield(L, -2, "spare_handles");
   lua_pushinteger(L, (lua_Integer)lp->queued); lua_setfield(L, -2, "queued_bytes");
   lua_pushinteger(L, (lua_Integer)lp->queued_peak); lua_setfield(L, -2, "queued_bytes_peak");
+  lua_pushinteger(L, lp->nattached); lua_setfield(L, -2, "attached");
+  lua_pushinteger(L, lp->small_buffers); lua_setfield(L, -2, "small_buffers");
   return 1;
 }
 

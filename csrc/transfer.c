@@ -41,6 +41,8 @@ struct transfer {
   int attached;                     /* in the multi handle */
   int paused;                       /* paused by Lua (t:pause) */
   int held;                         /* paused by the write callback until step drains the queue */
+  long buffer_size;                 /* the receive buffer asked of libcurl for this attempt */
+  size_t max_chunk;                 /* the most bytes one write callback brought */
   enum fail fail;
   CURLcode result;
   long status;
@@ -165,6 +167,7 @@ static void queue_sync(struct transfer *t) {
 static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   struct transfer *t = ud;
   size_t len = size * n;
+  if (len > t->max_chunk) t->max_chunk = len;
   if (t->framing_on) {
     size_t before = t->queue.count;
     if (t->queue.b.len > 0 && t->loop != NULL && t->loop->queued >= QUEUE_HIGH_WATER) {
@@ -219,22 +222,35 @@ static void reset_response(struct transfer *t) {
   t->got_content = 0;
   t->fail = F_NONE;
   t->held = 0;
+  t->max_chunk = 0;
   t->result = CURLE_OK;
   t->errbuf[0] = '\0';
+}
+
+/* The receive buffer for an attempt about to start. libcurl allocates it when the transfer
+ * connects and frees it when the transfer is done or removed, and refuses the option while
+ * it holds one, so it is set here, before the handle is added. */
+static void set_buffer(struct transfer *t) {
+  struct loop *lp = t->loop;
+  long size = CURL_MAX_WRITE_SIZE;   /* libcurl's default */
+  if (lp->nattached >= LLM_FULL_BUFFERS) { size = LLM_SMALL_BUFFER; lp->small_buffers++; }
+  if (size != t->buffer_size && curl_easy_setopt(t->easy, CURLOPT_BUFFERSIZE, size) == CURLE_OK)
+    t->buffer_size = size;
 }
 
 static void attach(struct transfer *t) {
   t->t_start = llm_now();
   t->state = ST_RUNNING;
   update_deadline(t, 1);
-  if (curl_multi_add_handle(t->loop->multi, t->easy) == CURLM_OK) t->attached = 1;
+  set_buffer(t);
+  if (curl_multi_add_handle(t->loop->multi, t->easy) == CURLM_OK) { t->attached = 1; t->loop->nattached++; }
   else { t->state = ST_DONE; t->result = CURLE_FAILED_INIT; llm_transfer_mark_dirty(t); }
 }
 
 static void detach(struct transfer *t) {   /* never from inside a libcurl callback */
   if (t->loop != NULL && t->loop->multi != NULL) {
     llm_loop_unschedule(t->loop, t);
-    if (t->attached) curl_multi_remove_handle(t->loop->multi, t->easy);
+    if (t->attached) { curl_multi_remove_handle(t->loop->multi, t->easy); t->loop->nattached--; }
   }
   t->attached = 0;
 }
@@ -671,7 +687,7 @@ void llm_transfer_detach_all(struct loop *lp) {
 
 /* __index: a method from the methods table (upvalue 1), else a field by its number in the
  * fields table (upvalue 2): two table lookups, no string comparison. */
-enum { FIELD_ID = 1, FIELD_STATUS, FIELD_PENDING, FIELD_HELD };
+enum { FIELD_ID = 1, FIELD_STATUS, FIELD_PENDING, FIELD_HELD, FIELD_BUFFER_SIZE, FIELD_MAX_CHUNK };
 static int transfer_index(lua_State *L) {
   struct transfer *t = luaL_checkudata(L, 1, LLM_TRANSFER);
   lua_settop(L, 2);
@@ -684,6 +700,8 @@ static int transfer_index(lua_State *L) {
     case FIELD_STATUS: lua_pushinteger(L, t->status); return 1;
     case FIELD_PENDING: lua_pushinteger(L, (lua_Integer)t->queue.count); return 1;   /* events queued in C */
     case FIELD_HELD: lua_pushboolean(L, t->held); return 1;   /* stopped reading until step drains it */
+    case FIELD_BUFFER_SIZE: lua_pushinteger(L, t->buffer_size); return 1;   /* receive buffer asked for */
+    case FIELD_MAX_CHUNK: lua_pushinteger(L, (lua_Integer)t->max_chunk); return 1;   /* largest body write */
     default: lua_pushnil(L); return 1;
   }
 }
@@ -781,6 +799,7 @@ int llm_transfer_new(lua_State *L) {
   t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
   t->heap_index = SIZE_MAX;
+  t->buffer_size = CURL_MAX_WRITE_SIZE;           /* a new or reset handle has libcurl's default */
   t->state = ST_CLOSED;                           /* closed until fully built */
   buf_init(&t->body, 0, (buf_alloc_fn)lp->alloc, lp->alloc_ud);
   buf_init(&t->hdrs, 256 * 1024, (buf_alloc_fn)lp->alloc, lp->alloc_ud);
@@ -915,11 +934,13 @@ void llm_transfer_register(lua_State *L) {
   luaL_newlib(L, transfer_methods);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "methods");
-  lua_createtable(L, 0, 4);                       /* the fields __index answers */
+  lua_createtable(L, 0, 6);                       /* the fields __index answers */
   lua_pushinteger(L, FIELD_ID); lua_setfield(L, -2, "id");
   lua_pushinteger(L, FIELD_STATUS); lua_setfield(L, -2, "status");
   lua_pushinteger(L, FIELD_PENDING); lua_setfield(L, -2, "pending");
   lua_pushinteger(L, FIELD_HELD); lua_setfield(L, -2, "held");
+  lua_pushinteger(L, FIELD_BUFFER_SIZE); lua_setfield(L, -2, "buffer_size");
+  lua_pushinteger(L, FIELD_MAX_CHUNK); lua_setfield(L, -2, "max_chunk");
   lua_pushcclosure(L, transfer_index, 2);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);

@@ -1,0 +1,78 @@
+-- lua5.1: yes
+-- What many concurrent streams cost in memory: libcurl's receive buffer per transfer, and
+-- what a stream keeps in Lua. Asserted from the loop's counters, the transfers' own fields
+-- and collectgarbage("count"), never from the wall clock.
+local mockmod = require("support.mock")
+
+local llm = require("llm")
+
+local mock
+
+setup(function() mock = mockmod.start() end)
+teardown(function() if mock then mock:stop() end end)
+before_each(function() mock:reset() end)
+
+local BODY = '{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}'
+
+describe("libcurl's receive buffer", function()
+  it("is libcurl's 16 KiB for the first 16 transfers running at once and 1 KiB beyond, as libcurl reads", function()
+    -- 24 requests whose replies (about 40 KiB each, one write of the server) come after a
+    -- pause: all 24 start in one step and are still running when the 17th starts.
+    local L = llm.new()
+    local text = string.rep("lorem ipsum dolor sit amet ", 1500)
+    local ts = {}
+    for i = 1, 24 do
+      ts[i] = L.loop:transfer({ method = "POST", url = mock.url .. "/v1/chat/completions", body = BODY,
+        headers = { ["content-type"] = "application/json", ["x-mock-text"] = text,
+                    ["x-mock-headers-delay-ms"] = "300" } })
+    end
+    local done, guard = 0, 0
+    while done < 24 and guard < 100000 do
+      for _, rec in ipairs((L.loop:step(0.05, 1))) do
+        if rec.type == "done" then
+          assert.is_nil(rec.error)
+          assert.is_true(#rec.body > 40000)
+          done = done + 1
+        end
+      end
+      guard = guard + 1
+    end
+    assert.equal(24, done)
+    local full, small = 0, 0
+    for _, t in ipairs(ts) do
+      if t.buffer_size == 1024 then
+        small = small + 1
+        assert.is_true(t.max_chunk <= 1024, "a 1 KiB buffer brought " .. t.max_chunk)   -- libcurl obeyed
+      else
+        assert.equal(16384, t.buffer_size)
+        full = full + 1
+        assert.is_true(t.max_chunk > 1024, "a 16 KiB buffer brought at most " .. t.max_chunk)
+      end
+      t:close()
+    end
+    assert.equal(16, full)
+    assert.equal(8, small)
+    local st = L.loop:stats()
+    assert.equal(8, st.small_buffers)
+    assert.equal(0, st.attached)
+  end)
+
+  it("is the full one again for a transfer started alone", function()
+    local L = llm.new()
+    local t = L.loop:transfer({ method = "POST", url = mock.url .. "/v1/chat/completions", body = BODY,
+      headers = { ["content-type"] = "application/json",
+                  ["x-mock-text"] = string.rep("x ", 20000) } })
+    local done, guard = false, 0
+    while not done and guard < 100000 do
+      for _, rec in ipairs((L.loop:step(0.05, 1))) do
+        if rec.type == "done" then done = true end
+      end
+      guard = guard + 1
+    end
+    assert.is_true(done)
+    assert.equal(16384, t.buffer_size)
+    assert.is_true(t.max_chunk > 1024)
+    assert.equal(0, L.loop:stats().small_buffers)
+    t:close()
+  end)
+end)
