@@ -51,6 +51,7 @@ LLM_EXPORT int luaopen_llm_core(lua_State *L) {
   llm_framer_register(L);
   llm_json_register(L);
   llm_base64_register(L);
+  llm_pieces_register(L);
   lua_pushcfunction(L, core_now);
   lua_setfield(L, -2, "now");
   lua_pushliteral(L, LLM_BUILT_FOR);

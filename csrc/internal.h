@@ -6,6 +6,7 @@
 #include "compat.h"
 #include "buf.h"
 #include "sse.h"
+#include "pieces.h"
 
 #define LLM_LOOP "llm.Loop"
 #define LLM_TRANSFER "llm.Transfer"

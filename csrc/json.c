@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "compat.h"
+#include "pieces.h"
 
 #define JSON_MAX_DEPTH 1000   /* containers inside containers; deeper input is an error */
 #define JSON_STACK_SLACK 12   /* Lua stack slots a container needs besides its staged
@@ -996,8 +997,7 @@ static int fast_batch(lua_State *L) {
     s = lua_tolstring(L, 7, &len);
     ok = scanners[kind](L, s, len) > 0 && push_text_list(L, kind, 3);  /* ... text [list] */
     if (!ok) { lua_settop(L, 6); break; }
-    lua_pushvalue(L, -2);                                   /* list[#list + 1] = text */
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    llm_pieces_add(L, -1, -2);                              /* the text joins the list */
     lua_pop(L, 1);                                          /* 7 data, 8 name, ... text */
     lua_createtable(L, 0, 3);                               /* the event */
     lua_pushliteral(L, "text");

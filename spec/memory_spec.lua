@@ -76,3 +76,39 @@ describe("libcurl's receive buffer", function()
     t:close()
   end)
 end)
+
+describe("the pieces of a streamed reply", function()
+  local core = require("llm.core")
+
+  it("become one string every 16 pieces; table.concat gives the same text", function()
+    local list, want = {}, {}
+    for i = 1, 100 do
+      local s = "p" .. i .. " "
+      core.add_piece(list, s)
+      want[i] = s
+    end
+    assert.equal(table.concat(want), table.concat(list))
+    assert.equal(6, list.chunks)                 -- 6 x 16 pieces joined, 4 still apart
+    assert.equal(10, #list)
+    assert.equal(table.concat(want, "", 1, 16), list[1])
+  end)
+
+  it("keep a stream of 200 text deltas in a list of at most 28 strings, on the fast path and off it", function()
+    for _, delay in ipairs({ "0", "2" }) do   -- whole batches (the C fast path) and single events
+      local c = llm.client("openai", { model = "m", base_url = mock.url .. "/v1", api_key = "sk-test",
+        headers = { ["x-mock-events"] = "200", ["x-mock-delay-ms"] = delay } })
+      local s = assert(c:stream("hi"))
+      local texts = {}
+      local list = s.state.choices[0].text
+      local longest = 0
+      for ev in s:events() do
+        if ev.type == "text" then texts[#texts + 1] = ev.text end
+        if #list > longest then longest = #list end
+      end
+      assert.equal(200, #texts)
+      assert.equal(table.concat(texts), s:final().text)
+      assert.is_true(longest <= 200 / 16 + 16, "the list held " .. longest .. " strings")
+      assert.equal(12, list.chunks)
+    end
+  end)
+end)

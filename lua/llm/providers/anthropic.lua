@@ -29,6 +29,7 @@ local each = pairs   -- a name the parser does not specialise: see llm.compat on
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
+local add_piece = C.add_piece
 local media = require("llm.media")
 
 local type, ipairs, concat = type, ipairs, table.concat
@@ -498,7 +499,7 @@ function P.decode_fast(state, data, name)
   if not idx then return nil end
   local b = state.blocks[idx]
   if not b or b.type ~= "text" then return nil end
-  b.text[#b.text + 1] = s
+  add_piece(b.text, s)
   return lazy_text_event("text", s, data, name)
 end
 
@@ -529,16 +530,16 @@ function P.decode_event(state, ev)
     if dt == "text_delta" then
       local s = str(d.text)   -- a server may send any JSON value here
       if not s or s == "" then return C.raw_event(obj, name) end
-      b.text[#b.text + 1] = s
+      add_piece(b.text, s)
       return { { type = "text", text = s, raw = obj, name = name } }
     elseif dt == "thinking_delta" then
       local s = str(d.thinking)
       if not s or s == "" then return C.raw_event(obj, name) end
-      b.text[#b.text + 1] = s
+      add_piece(b.text, s)
       return { { type = "reasoning", text = s, raw = obj, name = name } }
     elseif dt == "input_json_delta" then
       local pj = str(d.partial_json) or ""
-      b.args[#b.args + 1] = pj
+      add_piece(b.args, pj)
       b.got_delta = true
       if b.forced then   -- structured output: the input streams as the reply's text
         if pj == "" or state.forced.wrap then return C.raw_event(obj, name) end

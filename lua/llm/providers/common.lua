@@ -11,6 +11,7 @@ local M = {}
 local null = json.null
 local type, ipairs, concat = type, ipairs, table.concat
 local tointeger = require("llm.compat").tointeger
+local add_piece = require("llm.core").add_piece
 
 --- nil for JSON null (and for nil); the value otherwise.
 function M.val(v)
@@ -46,6 +47,15 @@ function M.lazy_text_event(type_, text, data, name)
   lazy_data[ev] = data
   return ev
 end
+
+--- Append a streamed piece (a text delta, a piece of tool-call arguments) to `list`, the
+-- pieces a final response joins with table.concat. Every 16 pieces become one string (the
+-- list's field `chunks` counts them), so a long reply keeps about one string per 16 deltas
+-- rather than a table slot and a string for each (core.add_piece; the C fast path does the
+-- same).
+---@param list table the pieces so far
+---@param s string the new piece
+M.add_piece = add_piece
 
 --- A batch decoder for the common text deltas of a provider ("chat", "anthropic",
 --- "responses"): `decode(batch, from, target, queue)` queues the events of the common records

@@ -32,6 +32,7 @@ local each = pairs   -- a name the parser does not specialise: see llm.compat on
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
+local add_piece = C.add_piece
 local media = require("llm.media")
 
 local type, ipairs, concat = type, ipairs, table.concat
@@ -361,7 +362,7 @@ local function add_text(g, kind, text, sig)
     g.parts[#g.parts + 1] = cur
     g.cur = cur
   end
-  cur.text[#cur.text + 1] = text
+  add_piece(cur.text, text)
   if sig then cur.sig = sig end
 end
 
@@ -390,11 +391,11 @@ local function read_parts(g, parts)
       elseif str(p.text) then
         if p.thought == true then
           reasoning[#reasoning + 1] = p.text
-          g.reasoning[#g.reasoning + 1] = p.text
+          add_piece(g.reasoning, p.text)
           add_text(g, "thought", p.text, sig)
         else
           text[#text + 1] = p.text
-          g.text[#g.text + 1] = p.text
+          add_piece(g.text, p.text)
           if p.text ~= "" or sig then add_text(g, "text", p.text, sig) end
         end
       elseif sig and g.cur then

@@ -29,6 +29,7 @@ local each = pairs   -- a name the parser does not specialise: see llm.compat on
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
+local add_piece = C.add_piece
 
 local type, ipairs, concat = type, ipairs, table.concat
 local null = json.null
@@ -270,7 +271,7 @@ function P.decode_fast(state, data, name)
   if state.model == nil then return nil end
   local t = fast_ollama_text(data)
   if not t then return nil end
-  state.text[#state.text + 1] = t
+  add_piece(state.text, t)
   return lazy_text_event("text", t, data, name)
 end
 
@@ -299,12 +300,12 @@ function P.decode_event(state, ev)
   if type(m) == "table" then
     local th = str(m.thinking)
     if th and th ~= "" then
-      state.thinking[#state.thinking + 1] = th
+      add_piece(state.thinking, th)
       n = n + 1; out[n] = { type = "reasoning", text = th, raw = obj, name = name }
     end
     local t = str(m.content)
     if t and t ~= "" then
-      state.text[#state.text + 1] = t
+      add_piece(state.text, t)
       n = n + 1; out[n] = { type = "text", text = t, raw = obj, name = name }
     end
     local first = #state.calls + 1

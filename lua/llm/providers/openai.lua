@@ -53,6 +53,7 @@ local each = pairs   -- a name the parser does not specialise: see llm.compat on
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
+local add_piece = C.add_piece
 local media = require("llm.media")
 
 local type, ipairs, concat = type, ipairs, table.concat
@@ -351,8 +352,7 @@ function P.decode_fast(state, data, name)
   if state.created == nil or state.model == nil or state.id == nil then return nil end
   local t = fast_chat_text(data)
   if not t then return nil end
-  local text = state.choices[0].text
-  text[#text + 1] = t
+  add_piece(state.choices[0].text, t)
   return lazy_text_event("text", t, data, name)
 end
 
@@ -398,17 +398,17 @@ function P.decode_event(state, ev)
       if type(delta) == "table" then
         local r = str(delta.reasoning_content) or str(delta.reasoning)
         if r and r ~= "" then
-          c.reasoning[#c.reasoning + 1] = r
+          add_piece(c.reasoning, r)
           if idx == 0 then reasoning_ev = r end
         end
         local t = str(delta.content)
         if t and t ~= "" then
-          c.text[#c.text + 1] = t
+          add_piece(c.text, t)
           if idx == 0 then text_ev = t end
         end
         local rf = str(delta.refusal)
         if rf and rf ~= "" then
-          c.refusal[#c.refusal + 1] = rf
+          add_piece(c.refusal, rf)
           if idx == 0 then refusal_ev = rf end
         end
         local tcs = val(delta.tool_calls)
@@ -428,7 +428,7 @@ function P.decode_event(state, ev)
               call.name = call.name or str(fn.name)
             end
             local a = str(fn.arguments) or ""
-            if a ~= "" then call.args[#call.args + 1] = a end
+            if a ~= "" then add_piece(call.args, a) end
             if idx == 0 and (first or a ~= "") then
               call_evs = call_evs or {}
               call_evs[#call_evs + 1] = { type = "tool_call", index = call.pos, id = call.id,

@@ -30,6 +30,7 @@ if jit and jit.version == "LuaJIT 2.1.0-beta3" then jit.off(true, true) end   --
 
 local json = require("llm.json")
 local C = require("llm.providers.common")
+local add_piece = C.add_piece
 local media = require("llm.media")
 
 local type, ipairs, concat = type, ipairs, table.concat
@@ -405,7 +406,7 @@ local function close_call(call, final_args, obj, name)
   local have = concat(call.args)
   if type(final_args) == "string" and final_args ~= have and final_args:sub(1, #have) == have then
     local tail = final_args:sub(#have + 1)
-    call.args[#call.args + 1] = tail
+    add_piece(call.args, tail)
     out[#out + 1] = { type = "tool_call", index = call.pos, id = call.id, arguments_delta = tail,
                       raw = obj }
     have = final_args
@@ -424,7 +425,7 @@ local TERMINAL = { ["response.completed"] = true, ["response.incomplete"] = true
 function P.decode_fast(state, data, name)
   local d = fast_responses_text(data)
   if not d then return nil end
-  state.text[#state.text + 1] = d
+  add_piece(state.text, d)
   return lazy_text_event("text", d, data, name)
 end
 
@@ -449,7 +450,7 @@ function P.decode_event(state, ev)
   local t = str(obj.type) or name
   if t == "response.output_text.delta" then
     local d = str(obj.delta) or ""
-    state.text[#state.text + 1] = d
+    add_piece(state.text, d)
     if d == "" then return one("raw", obj, name) end
     return one("text", obj, name, { text = d })
   elseif t == "response.function_call_arguments.delta" then
@@ -458,14 +459,14 @@ function P.decode_event(state, ev)
       call = new_call(state, { id = obj.item_id }, val(obj.output_index))
     end
     local d = str(obj.delta) or ""
-    call.args[#call.args + 1] = d
+    add_piece(call.args, d)
     return { { type = "tool_call", index = call.pos, id = call.id, arguments_delta = d, raw = obj } }
   elseif t == "response.reasoning_summary_text.delta" or t == "response.reasoning_text.delta" then
     local d = str(obj.delta) or ""
     local rec = item_rec(state, val(obj.output_index))
-    rec.reasoning[#rec.reasoning + 1] = d
+    add_piece(rec.reasoning, d)
     rec.streamed = true
-    state.reasoning[#state.reasoning + 1] = d
+    add_piece(state.reasoning, d)
     if d == "" then return one("raw", obj, name) end
     return one("reasoning", obj, name, { text = d })
   elseif t == "response.refusal.delta" then
