@@ -112,3 +112,23 @@ describe("the pieces of a streamed reply", function()
     end
   end)
 end)
+
+describe("a chat stream's state", function()
+  it("holds no reasoning, refusal or tool-call lists until such a delta comes", function()
+    local c = llm.client("openai", { model = "m", base_url = mock.url .. "/v1", api_key = "sk-test",
+      headers = { ["x-mock-events"] = "20" } })
+    local s = assert(c:stream("hi"))
+    local choice = s.state.choices[0]
+    local texts = 0
+    for ev in s:events() do if ev.type == "text" then texts = texts + 1 end end
+    assert.equal(20, texts)
+    assert.is_nil(choice.reasoning)
+    assert.is_nil(choice.refusal)
+    assert.is_nil(choice.calls)
+    assert.is_nil(choice.by_index)
+    local resp = s:final()
+    assert.is_nil(resp.reasoning)
+    assert.is_nil(resp.refusal)
+    assert.same({}, resp.tool_calls)
+  end)
+end)

@@ -313,8 +313,19 @@ end
 -- Streams
 ---------------------------------------------------------------------------------------
 
+-- A choice's pieces: `text` always; `reasoning`, `refusal`, `calls` and `by_index` (tool
+-- calls by their index) when the first one comes, since most streams never send them.
 local function new_choice()
-  return { text = {}, reasoning = {}, refusal = {}, calls = {}, by_index = {} }
+  return { text = {} }
+end
+
+local EMPTY = {}
+
+-- The choice's list `k`, made on first use.
+local function list_of(c, k)
+  local l = c[k]
+  if not l then l = {}; c[k] = l end
+  return l
 end
 
 function P.new_stream_state(req)
@@ -335,7 +346,7 @@ end
 -- Closes the calls of a finished choice; returns them in order.
 local function close_calls(c)
   local done = {}
-  for _, call in ipairs(c.calls) do
+  for _, call in ipairs(c.calls or EMPTY) do
     if not call.done then
       call.done = true
       call.final = C.tool_call(call.id, call.name, concat(call.args))
@@ -398,7 +409,7 @@ function P.decode_event(state, ev)
       if type(delta) == "table" then
         local r = str(delta.reasoning_content) or str(delta.reasoning)
         if r and r ~= "" then
-          add_piece(c.reasoning, r)
+          add_piece(list_of(c, "reasoning"), r)
           if idx == 0 then reasoning_ev = r end
         end
         local t = str(delta.content)
@@ -408,20 +419,21 @@ function P.decode_event(state, ev)
         end
         local rf = str(delta.refusal)
         if rf and rf ~= "" then
-          add_piece(c.refusal, rf)
+          add_piece(list_of(c, "refusal"), rf)
           if idx == 0 then refusal_ev = rf end
         end
         local tcs = val(delta.tool_calls)
         if type(tcs) == "table" then
           for k, tc in ipairs(tcs) do
             local pidx = C.int(val(tc.index)) or (k - 1)
-            local call = c.by_index[pidx]
+            local by_index, calls = list_of(c, "by_index"), list_of(c, "calls")
+            local call = by_index[pidx]
             local fn = val(tc["function"]) or {}
             local first = false
             if not call then
-              call = { id = str(tc.id), name = str(fn.name), args = {}, pos = #c.calls + 1 }
-              c.by_index[pidx] = call
-              c.calls[call.pos] = call
+              call = { id = str(tc.id), name = str(fn.name), args = {}, pos = #calls + 1 }
+              by_index[pidx] = call
+              calls[call.pos] = call
               first = true
             else
               call.id = call.id or str(tc.id)
@@ -474,10 +486,10 @@ local function final_choice(c, idx)
   -- calls still open (a choice that never sent its own finish_reason) are closed here
   close_calls(c)
   local calls = {}
-  for i, call in ipairs(c.calls) do calls[i] = call.final end
+  for i, call in ipairs(c.calls or EMPTY) do calls[i] = call.final end
   local text = concat(c.text)
-  local reasoning = #c.reasoning > 0 and concat(c.reasoning) or nil
-  local refusal = #c.refusal > 0 and concat(c.refusal) or nil
+  local reasoning = c.reasoning and concat(c.reasoning) or nil
+  local refusal = c.refusal and concat(c.refusal) or nil
   return { index = idx, text = text, tool_calls = calls, finish_reason = map_finish(c.finish),
            raw_finish_reason = c.finish, reasoning = reasoning, refusal = refusal,
            message = assistant_message(text, reasoning, calls) }
@@ -493,7 +505,7 @@ function P.finish_stream(state)
   local raw_choices = json.array()
   for _, idx in ipairs(order) do
     local c = state.choices[idx]
-    if idx ~= 0 or #c.text > 0 or c.finish or #c.calls > 0 or #state.order == 1 then
+    if idx ~= 0 or #c.text > 0 or c.finish or c.calls or #state.order == 1 then
       local fc = final_choice(c, idx)
       list[#list + 1] = fc
       local rmsg = { role = "assistant", content = fc.text ~= "" and fc.text or null }
