@@ -16,8 +16,8 @@
 #define LLM_DEFAULT_MAX_BODY (64u * 1024u * 1024u)
 #define LLM_SPARE_EASY 64   /* easy handles a loop keeps for reuse (about 6 KiB each) */
 /* Receive buffers: the first LLM_FULL_BUFFERS transfers running at once get libcurl's
- * default (16 KiB, a fast stream's reads); those beyond get LLM_SMALL_BUFFER, libcurl's
- * minimum (1,000 streams of small events do not need 16 MiB of buffers). */
+ * default (16 KiB, a fast stream's reads); plain http transfers beyond get LLM_SMALL_BUFFER,
+ * libcurl's minimum (1,000 streams of small events do not need 16 MiB of buffers). */
 #define LLM_FULL_BUFFERS 16
 #define LLM_SMALL_BUFFER 1024
 

@@ -41,6 +41,7 @@ struct transfer {
   int attached;                     /* in the multi handle */
   int paused;                       /* paused by Lua (t:pause) */
   int held;                         /* paused by the write callback until step drains the queue */
+  int tls;                          /* https: may speak HTTP/2 */
   long buffer_size;                 /* the receive buffer asked of libcurl for this attempt */
   size_t max_chunk;                 /* the most bytes one write callback brought */
   enum fail fail;
@@ -229,11 +230,13 @@ static void reset_response(struct transfer *t) {
 
 /* The receive buffer for an attempt about to start. libcurl allocates it when the transfer
  * connects and frees it when the transfer is done or removed, and refuses the option while
- * it holds one, so it is set here, before the handle is added. */
+ * it holds one, so it is set here, before the handle is added. Only plain http gets the
+ * small one: libcurl 7.88 receives an HTTP/2 stream's DATA into this buffer and pauses the
+ * stream when it is full, and 1,000 HTTP/2 streams with 1 KiB buffers stalled for good. */
 static void set_buffer(struct transfer *t) {
   struct loop *lp = t->loop;
   long size = CURL_MAX_WRITE_SIZE;   /* libcurl's default */
-  if (lp->nattached >= LLM_FULL_BUFFERS) { size = LLM_SMALL_BUFFER; lp->small_buffers++; }
+  if (!t->tls && lp->nattached >= LLM_FULL_BUFFERS) { size = LLM_SMALL_BUFFER; lp->small_buffers++; }
   if (size != t->buffer_size && curl_easy_setopt(t->easy, CURLOPT_BUFFERSIZE, size) == CURLE_OK)
     t->buffer_size = size;
 }
@@ -893,7 +896,8 @@ int llm_transfer_new(lua_State *L) {
    * requests started at once then share a few HTTP/2 connections. Plain http:// never
    * multiplexes, and waiting there would only serialize the starts. */
   curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  if (strncasecmp(url, "https:", 6) == 0) curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
+  t->tls = strncasecmp(url, "https:", 6) == 0;
+  if (t->tls) curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
   curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);      /* redirects are decided in Lua */
   curl_easy_setopt(t->easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -25,6 +25,7 @@ setup(function()
   server = require("support.net").tls_server({
     ["htdocs/v1/chat/completions"] = sse_body(),
     ["htdocs/hello.txt"] = "hello over h2",
+    ["htdocs/long.txt"] = string.rep("0123456789abcdef", 4096),   -- 64 KiB
     ["mime.types"] = "text/event-stream\tcompletions\ntext/plain\ttxt\n",
   }, function(port)
     return ("nghttpd -a 127.0.0.1 -d htdocs --mime-types-file=mime.types %d key.pem cert.pem"):format(port)
@@ -49,6 +50,34 @@ local function counting(fn)
 end
 
 describe("HTTP/2 over TLS", function()
+  it("24 transfers of 64 KiB at once all finish, each with libcurl's full receive buffer", function()
+    -- libcurl 7.88 receives an HTTP/2 stream's DATA into the transfer's receive buffer and
+    -- pauses the stream when it is full: with the 1 KiB buffer that plain http transfers get
+    -- beyond 16 at once, many HTTP/2 streams stalled for good.
+    local lib = llm.new()
+    local ts = {}
+    for i = 1, 24 do
+      ts[i] = lib.loop:transfer({ url = base() .. "/long.txt", ca_file = dir .. "/cert.pem", timeout = 30 })
+    end
+    local done, guard = 0, 0
+    while done < 24 and guard < 2000 do
+      for _, rec in ipairs((lib.loop:step(0.05, 1))) do
+        if rec.type == "done" then
+          assert.is_nil(rec.error)
+          assert.equal(65536, #rec.body)
+          done = done + 1
+        end
+      end
+      guard = guard + 1
+    end
+    assert.equal(24, done)
+    for _, t in ipairs(ts) do
+      assert.equal(16384, t.buffer_size)
+      t:close()
+    end
+    assert.equal(0, lib.loop:stats().small_buffers)
+  end)
+
   it("serves a request: nghttpd answers only HTTP/2", function()
     local res = assert(llm.http.request{ url = base() .. "/hello.txt", ca_file = dir .. "/cert.pem", timeout = 10 })
     assert.equal(200, res.status)
