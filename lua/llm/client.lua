@@ -26,6 +26,7 @@ local MAX_REDIRECTS = 5
 
 return function(env)
   local async, http, R, log = env.async, env.http, env.retry, env.log
+  local checkpoint = async.checkpoint
   local log_enabled = env.log_enabled or function() return true end
   local M = {}
 
@@ -738,7 +739,8 @@ return function(env)
         return nil, self:http_error(hs.status, hs.headers, hs.body, hs.retry_after, hs.should_retry, p)
       else
         if call then call.response = { status = hs.status, request_id = rid } end
-        local s = setmetatable({ hs = hs, p = p, req = req, state = p.new_stream_state(req),
+        local s = setmetatable({ hs = hs, p = p, req = req, structured = req.response_format ~= nil,
+                                 state = p.new_stream_state(req),
                                  pending = queue.new(), held = 0, held_bytes = 0, started = false,
                                  finished = false, client = self }, Stream)
         s.status, s.headers = hs.status, hs.headers
@@ -968,18 +970,24 @@ return function(env)
       if self.on_event then self.on_event(partial) end
       return partial
     end
+    local pending = self.pending
     while not self.closed do
-      if self.pending:len() > 0 then async.checkpoint() end   -- one event handed out
-      local ev = not self.closed and self.pending:pop()
+      if pending.first <= pending.last then checkpoint() end   -- one event handed out
+      local ev = not self.closed and pending:pop()
       if ev then
-        if self.hs.paused and self.pending:len() < LOW_WATER then self.hs:pause(false) end
-        if ev.type == "done" or ev.type == "error" then
-          self.delivered = true
-          self:settle(ev.type == "error" and ev.error or nil)
+        local ty = ev.type
+        if self.hs.paused and pending:len() < LOW_WATER then self.hs:pause(false) end
+        if ty == "text" then
+          if self.on_event then self.on_event(ev) end
+          if self.structured then self:track_partial(ev.text) end
+          return ev
         end
-        if ev.type == "done" and self.on_done then self.on_done(ev.response) end
+        if ty == "done" or ty == "error" then
+          self.delivered = true
+          self:settle(ty == "error" and ev.error or nil)
+          if ty == "done" and self.on_done then self.on_done(ev.response) end
+        end
         if self.on_event then self.on_event(ev) end
-        if ev.type == "text" and self.req and self.req.response_format ~= nil then self:track_partial(ev.text) end
         return ev
       end
       if self.rest then
