@@ -47,7 +47,7 @@ local ok = st.rate_limited <= 5 and math.abs(ratio - 1) <= 0.10 and failed == 0
 print(string.format("limiter: %d queued calls, server limit %d requests/s (rpm %d, burst %d)", N, RPS, RPS * 60, RPS))
 print(string.format("  at the server: %d requests in %.2f s, %.1f requests/s = %.1f %% of the limit"
   .. " (target: within 10 %%)", sent, span, rps, ratio * 100))
-print(string.format("  whole run (2,000 tasks set up, then paced): %.2f s, %.1f calls/s", wall, N / wall))
+print(string.format("  whole run (%d tasks set up, then paced): %.2f s, %.1f calls/s", N, wall, N / wall))
 print(string.format("  answered 429: %d (target: <= 5); requests sent %d; calls failed %d; waited %.0f s in total",
   st.rate_limited, sent, failed, lim:stats().waited))
 print(string.format("  %s", ok and "PASS" or "FAIL"))

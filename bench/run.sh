@@ -262,7 +262,10 @@ BENCH_CHART_DATA="$TMP/chart.dat" \
 BENCH_EXPECT="stream=$EXPECT_STREAM fanout=$EXPECT_FANOUT small=$SMALL ttft=$EXPECT_TTFT h2=$EXPECT_H2" \
 BENCH_SHAPE="events=$EVENTS streams=$STREAMS fevents=$FEVENTS fdelay=$FDELAY small=$SMALL small_conc=$SMALL_CONC ttft=$TTFT_N ttft_events=$TTFT_EVENTS h2_streams=$H2_STREAMS frame_streams=$FSTREAMS frame_events=$FRAME_EVENTS frame_delay=$FRAME_DELAY" \
   lua5.4 "$ROOT/bench/report.lua" "$RESULTS" || status=$?
-if [ -n "$CHART" ] && [ -s "$TMP/chart.dat" ]; then
+# The chart shows the table's cases (a run of the frame or limiter case alone draws none).
+table_cases=no
+for c in stream fanout small ttft h2; do if has_case $c; then table_cases=yes; fi; done
+if [ -n "$CHART" ] && [ $table_cases = yes ] && [ -s "$TMP/chart.dat" ]; then
   if command -v gnuplot >/dev/null; then
     gnuplot -e "datafile='$TMP/chart.dat'; outfile='$CHART'; subtitle='$(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), median of $RUNS'" \
       "$ROOT/bench/chart.gp" && echo "chart:   $CHART"
