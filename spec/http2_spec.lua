@@ -59,17 +59,10 @@ describe("HTTP/2 over TLS", function()
     for i = 1, 24 do
       ts[i] = lib.loop:transfer({ url = base() .. "/long.txt", ca_file = dir .. "/cert.pem", timeout = 30 })
     end
-    local done, guard = 0, 0
-    while done < 24 and guard < 2000 do
-      for _, rec in ipairs((lib.loop:step(0.05, 1))) do
-        if rec.type == "done" then
-          assert.is_nil(rec.error)
-          assert.equal(65536, #rec.body)
-          done = done + 1
-        end
-      end
-      guard = guard + 1
-    end
+    local done = require("support.net").run_transfers(lib.loop, 24, function(rec)
+      assert.is_nil(rec.error)
+      assert.equal(65536, #rec.body)
+    end, 2000)
     assert.equal(24, done)
     for _, t in ipairs(ts) do
       assert.equal(16384, t.buffer_size)

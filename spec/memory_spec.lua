@@ -3,6 +3,7 @@
 -- what a stream keeps in Lua. Asserted from the loop's counters, the transfers' own fields
 -- and collectgarbage("count"), never from the wall clock.
 local mockmod = require("support.mock")
+local net = require("support.net")
 
 local llm = require("llm")
 
@@ -26,17 +27,10 @@ describe("libcurl's receive buffer", function()
         headers = { ["content-type"] = "application/json", ["x-mock-text"] = text,
                     ["x-mock-headers-delay-ms"] = "300" } })
     end
-    local done, guard = 0, 0
-    while done < 24 and guard < 100000 do
-      for _, rec in ipairs((L.loop:step(0.05, 1))) do
-        if rec.type == "done" then
-          assert.is_nil(rec.error)
-          assert.is_true(#rec.body > 40000)
-          done = done + 1
-        end
-      end
-      guard = guard + 1
-    end
+    local done = net.run_transfers(L.loop, 24, function(rec)
+      assert.is_nil(rec.error)
+      assert.is_true(#rec.body > 40000)
+    end)
     assert.equal(24, done)
     local full, small = 0, 0
     for _, t in ipairs(ts) do
@@ -62,14 +56,7 @@ describe("libcurl's receive buffer", function()
     local t = L.loop:transfer({ method = "POST", url = mock.url .. "/v1/chat/completions", body = BODY,
       headers = { ["content-type"] = "application/json",
                   ["x-mock-text"] = string.rep("x ", 20000) } })
-    local done, guard = false, 0
-    while not done and guard < 100000 do
-      for _, rec in ipairs((L.loop:step(0.05, 1))) do
-        if rec.type == "done" then done = true end
-      end
-      guard = guard + 1
-    end
-    assert.is_true(done)
+    assert.equal(1, net.run_transfers(L.loop, 1))
     assert.equal(16384, t.buffer_size)
     assert.is_true(t.max_chunk > 1024)
     assert.equal(0, L.loop:stats().small_buffers)

@@ -32,6 +32,28 @@ function M.full_listener()
   end
 end
 
+--- Steps `loop` (0.05 s waits, one record batch a step) until `n` transfers have reported
+--- `done`, or `max_steps` steps have passed (default 100,000); `on_done(rec)` sees each done
+--- record. Returns how many finished.
+---@param loop table an llm.core loop
+---@param n integer the transfers to wait for
+---@param on_done? fun(rec: table)
+---@param max_steps? integer
+---@return integer done
+function M.run_transfers(loop, n, on_done, max_steps)
+  local done, guard = 0, 0
+  while done < n and guard < (max_steps or 100000) do
+    for _, rec in ipairs((loop:step(0.05, 1))) do
+      if rec.type == "done" then
+        if on_done then on_done(rec) end
+        done = done + 1
+      end
+    end
+    guard = guard + 1
+  end
+  return done
+end
+
 local function sh(cmd) return os.execute(cmd) end
 
 --- A TLS server on 127.0.0.1 with a self-signed certificate made for this run (CN and
