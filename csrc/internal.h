@@ -55,6 +55,9 @@ struct loop {
   CURL *spare[LLM_SPARE_EASY];
   int nspare;
   size_t queued, queued_peak;  /* bytes of framed events waiting in transfers' queues; the most */
+  size_t read_mark, high_water;   /* queued bytes: LLM_QUEUE_READ_MARK, LLM_QUEUE_HIGH_WATER */
+  lua_Integer unread;     /* steps that left the sockets unread: the read mark reached */
+  lua_Integer holds;      /* transfers stopped mid-read: the high water reached */
   int nattached;          /* transfers in the multi handle */
   lua_Integer small_buffers;  /* transfers started with the small receive buffer */
   /* counters for loop:stats() */
@@ -64,6 +67,17 @@ struct loop {
   lua_Integer deadline_checks;  /* transfer deadlines examined (only those due) */
   lua_Integer signals, rearms;  /* wake-ups written; timer re-arms */
 };
+
+/* Bytes of framed events waiting for Lua, summed over a loop's transfers. At the read mark a
+ * step leaves its sockets unread (the data waits in the kernel, and TCP slows the sender)
+ * until Lua has taken events below it; that costs no system call. At the high water, which
+ * only one step's reads can reach, a transfer with events of its own waiting stops reading
+ * (a libcurl pause: its socket leaves the poll set and comes back when its queue is taken).
+ * Together they bound the memory of many streams whose events arrive faster than Lua takes
+ * them. A transfer whose queue is empty always reads on. Defaults; loop:queue_limits sets
+ * a loop's own. */
+#define LLM_QUEUE_READ_MARK (512u << 10)
+#define LLM_QUEUE_HIGH_WATER (1u << 20)
 
 /* backend_*.c: how the loop waits for sockets, one deadline and a wake-up. Exactly one is
  * compiled in (CMake LLM_BACKEND). Each returns without raising. */

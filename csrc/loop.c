@@ -307,7 +307,12 @@ static int loop_step(lua_State *L) {
   if (left < 0) left = 0;
   /* One budget for the call: socket actions, starts and reports share what is left of it
    * once the wait ends. */
-  stop = llm_backend_wait(lp, wait_ms, left) + left;
+  if (lp->queued >= lp->read_mark && lp->dirty != NULL) {
+    lp->unread++;                        /* Lua is behind: report, read nothing */
+    stop = llm_now() + left;
+  } else {
+    stop = llm_backend_wait(lp, wait_ms, left) + left;
+  }
   drain_info(lp);
   now = llm_now();
   fire_due(lp, now, stop, &started);
@@ -368,6 +373,26 @@ static int loop_now(lua_State *L) {
   return 1;
 }
 
+/* loop:queue_limits([read_mark, high_water]) -> read_mark, high_water: the bytes of framed
+ * events waiting for Lua at which a step leaves its sockets unread, and at which a transfer
+ * with events of its own waiting stops reading (internal.h). Sets either when given. */
+static int loop_queue_limits(lua_State *L) {
+  struct loop *lp = checkloop(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Integer v = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, v > 0, 2, "must be a positive number of bytes");
+    lp->read_mark = (size_t)v;
+  }
+  if (!lua_isnoneornil(L, 3)) {
+    lua_Integer v = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, v > 0, 3, "must be a positive number of bytes");
+    lp->high_water = (size_t)v;
+  }
+  lua_pushinteger(L, (lua_Integer)lp->read_mark);
+  lua_pushinteger(L, (lua_Integer)lp->high_water);
+  return 2;
+}
+
 /* loop:stats() -> counters for tests and benchmarks. */
 static int loop_stats(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
@@ -388,6 +413,8 @@ static int loop_stats(lua_State *L) {
   lua_pushinteger(L, lp->nspare); lua_setfield(L, -2, "spare_handles");
   lua_pushinteger(L, (lua_Integer)lp->queued); lua_setfield(L, -2, "queued_bytes");
   lua_pushinteger(L, (lua_Integer)lp->queued_peak); lua_setfield(L, -2, "queued_bytes_peak");
+  lua_pushinteger(L, lp->unread); lua_setfield(L, -2, "unread_steps");
+  lua_pushinteger(L, lp->holds); lua_setfield(L, -2, "holds");
   lua_pushinteger(L, lp->nattached); lua_setfield(L, -2, "attached");
   lua_pushinteger(L, lp->small_buffers); lua_setfield(L, -2, "small_buffers");
   return 1;
@@ -447,6 +474,8 @@ static int loop_new(lua_State *L) {
   lp->fd = lp->tfd = lp->efd = -1;
   lp->curl_deadline = -1;
   lp->armed_at = -1;
+  lp->read_mark = LLM_QUEUE_READ_MARK;
+  lp->high_water = LLM_QUEUE_HIGH_WATER;
   lp->alloc = lua_getallocf(L, &lp->alloc_ud);
   luaL_setmetatable(L, LLM_LOOP);
   lua_newtable(L);                       /* uservalue: weak id -> transfer map */
@@ -472,7 +501,7 @@ static const luaL_Reg loop_methods[] = {
   {"cancel_timer", loop_cancel_timer}, {"transfer", llm_transfer_new},
   {"stats", loop_stats}, {"fd", loop_fd}, {"wake", loop_wake},
   {"next_timeout", loop_next_timeout}, {"backend", loop_backend},
-  {"close", loop_close}, {NULL, NULL}
+  {"queue_limits", loop_queue_limits}, {"close", loop_close}, {NULL, NULL}
 };
 
 static const luaL_Reg loop_metamethods[] = {

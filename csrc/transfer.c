@@ -17,11 +17,6 @@ enum framing { FR_NONE, FR_SSE, FR_NDJSON };
 enum fail { F_NONE, F_CANCELLED, F_T_HEADERS, F_T_FIRST, F_T_IDLE, F_TOOBIG, F_NOMEM, F_BODY,
             F_HEADERS };
 
-/* Bytes of framed events waiting for step, summed over the loop's transfers, before a
- * transfer with events of its own waiting stops reading: bounds one step's batch, and the
- * memory of many streams whose events arrive faster than Lua takes them (1,000 streams each
- * held up to this much on their own). A transfer whose queue is empty always reads on. */
-#define QUEUE_HIGH_WATER (1u << 20)
 /* A drained queue keeps its buffer up to this size; a larger one (a burst) is freed. */
 #define QUEUE_KEEP (4u << 10)
 
@@ -171,8 +166,9 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   if (len > t->max_chunk) t->max_chunk = len;
   if (t->framing_on) {
     size_t before = t->queue.count;
-    if (t->queue.b.len > 0 && t->loop != NULL && t->loop->queued >= QUEUE_HIGH_WATER) {
+    if (t->queue.b.len > 0 && t->loop != NULL && t->loop->queued >= t->loop->high_water) {
       t->held = 1;                  /* libcurl keeps these bytes and re-delivers them */
+      t->loop->holds++;
       return CURL_WRITEFUNC_PAUSE;
     }
     int rc = sse_feed(&t->sse, p, len);

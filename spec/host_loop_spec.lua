@@ -304,10 +304,11 @@ describe("a bounded step", function()
     t:close()
   end)
 
-  it("bounds the events waiting in C over all of a loop's transfers, not per transfer", function()
-    -- Four streams of 3,003 events (about 0.5 MiB each) that nobody takes: together they
-    -- stop reading once about 1 MiB waits in the loop, each after at most one read of its own.
+  -- Four streams of 3,003 events (about 0.5 MiB each) that nobody takes, on a loop with the
+  -- given queue limits; take(max) steps once, keeping what it reports.
+  local function untaken_streams(read_mark, high_water)
     local L = llm.new()
+    L.loop:queue_limits(read_mark, high_water)
     local words = {}
     for i = 1, 3000 do words[i] = "w" .. i end
     local ts = {}
@@ -321,6 +322,63 @@ describe("a bounded step", function()
     local function take(max)
       for _, rec in ipairs((L.loop:step(0.01, 1, max))) do recs[#recs + 1] = rec end
     end
+    return L, ts, recs, take
+  end
+
+  -- Take everything: every transfer reads on, all events arrive once, and the queues are
+  -- empty (their buffers given back) at the end, never above `bound` on the way.
+  local function take_all(L, ts, recs, take, bound)
+    local done = 0
+    for _, rec in ipairs(recs) do if rec.type == "done" then done = done + 1 end end
+    local guard = 0
+    while done < 4 and guard < 100000 do
+      local before = #recs
+      take()
+      for j = before + 1, #recs do if recs[j].type == "done" then done = done + 1 end end
+      guard = guard + 1
+    end
+    local counts = {}
+    for _, rec in ipairs(recs) do
+      if rec.type == "events" then counts[rec.id] = (counts[rec.id] or 0) + rec.n end
+    end
+    for _, t in ipairs(ts) do assert.equal(3003, counts[t.id]) end
+    local st = L.loop:stats()
+    assert.equal(0, st.queued_bytes)
+    assert.is_true(st.queued_bytes_peak <= bound, "peak " .. st.queued_bytes_peak)
+    for _, t in ipairs(ts) do t:close() end
+  end
+
+  it("stops reading sockets while the events waiting in C reach the read mark", function()
+    local L, ts, recs, take = untaken_streams()
+    local read_mark, high_water = L.loop:queue_limits()
+    assert.equal(512 * 1024, read_mark)
+    assert.equal(1024 * 1024, high_water)
+    -- Steps that take no events (max_events 0): they pile up until a step leaves the sockets
+    -- unread.
+    local guard = 0
+    while L.loop:stats().unread_steps == 0 and guard < 100000 do take(0); guard = guard + 1 end
+    local st = L.loop:stats()
+    assert.equal(1, st.unread_steps)
+    assert.is_true(st.queued_bytes >= read_mark, "queued " .. st.queued_bytes)
+    local pending = 0
+    for _, t in ipairs(ts) do pending = pending + t.pending end
+    assert.is_true(pending < 4 * 3003)               -- not the whole of the streams
+    -- At the mark a step only reports: no socket is read (no socket action, no new events).
+    local events = st.events
+    take(0)
+    st = L.loop:stats()
+    assert.equal(2, st.unread_steps)
+    assert.equal(events, st.events)
+    assert.equal(0, st.holds)                         -- no transfer had to stop on its own
+    -- Past the mark only by what one step's reads bring, which the high water bounds.
+    take_all(L, ts, recs, take, high_water + 4 * 24 * 1024)
+  end)
+
+  it("stops a transfer mid-read at the high water, over all of a loop's transfers", function()
+    -- With no read mark, the steps read on until the loop's queue reaches the high water;
+    -- then a transfer with events of its own waiting stops reading (libcurl's pause) after
+    -- at most one read of its own, and reads on once its queue is taken.
+    local L, ts, recs, take = untaken_streams(math.maxinteger, 1024 * 1024)
     local function settled()            -- every transfer stopped reading or has it all
       for _, t in ipairs(ts) do
         if not (t.held or t.pending == 3003) then return false end
@@ -337,31 +395,22 @@ describe("a bounded step", function()
       pending = pending + t.pending
     end
     assert.is_true(held >= 1)
+    assert.is_true(st.holds >= held)
+    assert.equal(0, st.unread_steps)
     assert.is_true(pending < 4 * 3003)
     -- 1 MiB, then at most one 16 KiB read per transfer framed into records (a few dozen
     -- bytes of record header per event of about 150 bytes)
     local bound = 1024 * 1024 + 4 * 24 * 1024
     assert.is_true(st.queued_bytes >= 1024 * 1024, "queued " .. st.queued_bytes)
     assert.is_true(st.queued_bytes <= bound, "queued " .. st.queued_bytes)
-    -- Taking the events lets every transfer read on; all of them arrive, and the queues
-    -- are empty (and their buffers given back) at the end.
-    local done = 0
-    guard = 0
-    while done < 4 and guard < 100000 do
-      local before = #recs
-      take()
-      for j = before + 1, #recs do if recs[j].type == "done" then done = done + 1 end end
-      guard = guard + 1
-    end
-    local counts = {}
-    for _, rec in ipairs(recs) do
-      if rec.type == "events" then counts[rec.id] = (counts[rec.id] or 0) + rec.n end
-    end
-    for _, t in ipairs(ts) do assert.equal(3003, counts[t.id]) end
-    st = L.loop:stats()
-    assert.equal(0, st.queued_bytes)
-    assert.is_true(st.queued_bytes_peak <= bound, "peak " .. st.queued_bytes_peak)
-    for _, t in ipairs(ts) do t:close() end
+    take_all(L, ts, recs, take, bound)
+  end)
+
+  it("rejects queue limits that are not a positive number of bytes", function()
+    local L = llm.new()
+    assert.has_error(function() L.loop:queue_limits(0) end)
+    assert.has_error(function() L.loop:queue_limits(nil, -1) end)
+    assert.same({ 512 * 1024, 1024 * 1024 }, { L.loop:queue_limits() })
   end)
 
   it("stops before a unit of work that would overshoot the budget, not after it", function()
