@@ -448,6 +448,43 @@ describe("a bounded step", function()
     assert.near(0.9, ends[1], 1e-9)             -- three records, then the step stopped
   end)
 
+  it("reads the clock once per several cheap units of work, still within the budget", function()
+    -- 400 records of 1 ms each against a budget of 100 ms: a clock read per record would be
+    -- 400 reads; the scheduler reads it again after half of what fits in what is left (at
+    -- most 8 units), so a step still ends before its budget does.
+    local t, reads = 0, 0
+    local fake_loop = {
+      now = function() reads = reads + 1; return t end,
+      wake = function() end,
+      stats = function() return {} end,
+    }
+    local sent = false
+    function fake_loop.step()
+      if sent then return {}, false end
+      sent = true
+      local recs = {}
+      for i = 1, 400 do recs[i] = { type = "x", id = 1, n = i } end
+      return recs, false
+    end
+    local A = require("llm.async")(fake_loop, require("llm.clock").fake(0))
+    A.configure{ step_budget = 0.1 }
+    local seen = 0
+    local watcher = { on_record = function() t = t + 0.001; seen = seen + 1 end }
+    A.watch({ id = 1 }, watcher)
+    local steps, longest = 0, 0
+    while seen < 400 and steps < 100 do
+      local t0 = t
+      A.step(0)
+      steps = steps + 1
+      if t - t0 > longest then longest = t - t0 end
+    end
+    assert.is_table(watcher)
+    assert.equal(400, seen)
+    assert.is_true(longest <= 0.1 + 1e-9, "a step took " .. longest)
+    assert.is_true(steps <= 6, steps .. " steps")                  -- about 100 records a step
+    assert.is_true(reads < 400 / 4, reads .. " clock reads for 400 records")
+  end)
+
   it("spreads the set-up of many requests over steps when the budget runs out", function()
     local L = llm.new()
     L.configure{ step_budget = 0 }

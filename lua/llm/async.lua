@@ -55,16 +55,27 @@ return function(loop, clock)
 
   -- The step's budget is spent, or would be by another unit of work as long as the last
   -- one (so a step stops before it overshoots, not after); a step always makes some progress.
+  -- The clock is read again only after the units that fit in half of what is left (at most
+  -- CHECK_SKIP): a stream event costs a few microseconds, and a clock read per unit was a
+  -- fifth of the scheduler's instructions with 1,000 streams.
+  local CHECK_SKIP = 8
   local last_check, last_units, unit_cost = 0, 0, 0   -- at the previous check: elapsed, units
+  local check_at = 0                                  -- units done before the next clock read
   local function over()
-    if units == 0 then return false end
+    if units < check_at or units == 0 then return false end
     if budget <= 0 then return true end
     local elapsed = loop:now() - step_start
     if units ~= last_units then   -- the cost of the units done since then, each
       unit_cost = (elapsed - last_check) / (units - last_units)
       last_check, last_units = elapsed, units
     end
-    return elapsed + unit_cost >= budget
+    local left = budget - elapsed - unit_cost
+    if left <= 0 then return true end
+    if unit_cost > 0 then
+      local n = left * 0.5 / unit_cost
+      check_at = units + (n < CHECK_SKIP and n or CHECK_SKIP)
+    end
+    return false
   end
 
   ---------------------------------------------------------------------------------------
@@ -520,7 +531,7 @@ return function(loop, clock)
     if stepping then error("llm.step called inside a step", 2) end
     stepping = true
     step_start, units = loop:now(), 0
-    last_check, last_units, unit_cost = 0, 0, 0
+    last_check, last_units, unit_cost, check_at = 0, 0, 0, 0
     step_wait = timeout or 0
     local ok, err = xpcall(step_body, compat.handler)   -- 5.1: no xpcall args
     stepping = false
