@@ -61,6 +61,29 @@ describe("transfers", function()
     assert.is_true(n >= 5)
   end)
 
+  it("waits for every record of a stream on one future, and every waiting task wakes", function()
+    -- Each event in its own record (20 ms apart): a wait per event, one future for all.
+    local h = chat_spec({ ["x-mock-text"] = "a b c d", ["x-mock-delay-ms"] = "20" }, true)
+    local futs, n = {}, 0
+    llm.run(function()
+      local s = http.stream(h)
+      assert.is_true(s:wait_headers())
+      while s:next_event() do
+        n = n + 1
+        futs[s.settled_fut or "none"] = true
+      end
+      -- Two more tasks wait on the reader: the first waiter and the list of the others.
+      local reader = llm.spawn(function() llm.sleep(0.01); return "r" end)
+      local got = llm.gather({ llm.spawn(function() return llm.await(reader) end),
+                               llm.spawn(function() return llm.await(reader) end) })
+      assert.same({ "r", "r" }, got)
+    end)
+    assert.is_true(n >= 7)
+    local count = 0
+    for f in pairs(futs) do assert.is_table(f); count = count + 1 end
+    assert.equal(1, count)
+  end)
+
   it("reuses a closed transfer's easy handle, with none of its options", function()
     local lib = llm.new()                     -- a loop of its own: no handle kept from other tests
     assert.equal(0, lib.loop:stats().spare_handles)

@@ -84,7 +84,8 @@ return function(loop, clock)
   Future.__index = Future
 
   function M.future()
-    return setmetatable({ done = false }, Future)   -- waiters: a list, made by the first
+    -- waiter: the first task waiting; waiters: a list of the others, made by the second
+    return setmetatable({ done = false }, Future)
   end
 
   --- Settle the future with values and wake its waiters. A second resolve is ignored.
@@ -94,15 +95,27 @@ return function(loop, clock)
     if self.done then return end
     self.done = true
     if select("#", ...) == 1 and ... == true then self.values = TRUE else self.values = pack(...) end
-    local waiters = self.waiters
+    local first, waiters = self.waiter, self.waiters
+    if first == nil then return end
+    self.waiter, self.waiters = nil, nil
+    if first.waiting == self then
+      first.waiting, first.on_cancel = nil, nil
+      make_ready(first, self.values)
+    end
     if waiters == nil then return end
-    self.waiters = nil
     for _, task in ipairs(waiters) do
       if task.waiting == self then
         task.waiting, task.on_cancel = nil, nil
         make_ready(task, self.values)
       end
     end
+  end
+
+  --- Make a settled future pending again, for its owner's next wait (a stream waits once
+  -- per batch of events: one future for all of them). Only once nobody waits on it.
+  ---@private
+  function Future:rearm()
+    self.done, self.values = false, nil
   end
 
   local function cancelled_error()
@@ -158,8 +171,7 @@ return function(loop, clock)
     if not ok then
       task.traceback = compat.traceback(task.co, tostring(what))
       finish(task, false, what)
-      local w = task.done_future.waiters
-      if (w == nil or #w == 0) and not task.observed then report_unobserved(task) end
+      if task.done_future.waiter == nil and not task.observed then report_unobserved(task) end
     elseif coroutine.status(task.co) == "dead" then
       finish(task, true, pack(...))
     elseif what == WAIT and fut == CHECKPOINT then   -- out of budget: next step
@@ -170,8 +182,11 @@ return function(loop, clock)
       task.status = "waiting"
       task.waiting = fut
       task.on_cancel = on_cancel
-      local w = fut.waiters
-      if w == nil then fut.waiters = { task } else w[#w + 1] = task end
+      if fut.waiter == nil then fut.waiter = task
+      else
+        local w = fut.waiters
+        if w == nil then fut.waiters = { task } else w[#w + 1] = task end
+      end
     else
       task.traceback = "a task yielded a value that is not an llm wait (use llm.spawn for nested coroutines)"
       finish(task, false, task.traceback)

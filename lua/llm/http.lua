@@ -102,7 +102,13 @@ return function(async)
   function Stream:wait()
     if self.closed then return nil, closed_error() end
     if self.fut then error("stream already has a reader", 4) end
-    local fut = async.future()
+    local fut = self.settled_fut   -- one future for every wait that ended settled
+    if fut then
+      self.settled_fut = nil
+      fut:rearm()
+    else
+      fut = async.future()
+    end
     self.fut = fut
     local cancel = self.cancel_transfer
     if not cancel then
@@ -111,6 +117,7 @@ return function(async)
     end
     local ok, err = async.wait(fut, cancel)
     if self.fut == fut then self.fut = nil end
+    if fut.done then self.settled_fut = fut end
     if self.closed then return nil, closed_error() end
     if not ok then
       self.cancelled = err
