@@ -972,8 +972,11 @@ return function(env)
     end
     local pending = self.pending
     while not self.closed do
-      if pending.first <= pending.last then checkpoint() end   -- one event handed out
-      local ev = not self.closed and pending:pop()
+      local ev = nil
+      if pending.first <= pending.last then
+        checkpoint()                                 -- one event handed out
+        if not self.closed then ev = pending:pop() end
+      end
       if ev then
         local ty = ev.type
         if self.hs.paused and pending:len() < LOW_WATER then self.hs:pause(false) end
