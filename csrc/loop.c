@@ -269,14 +269,16 @@ static void drain_info(struct loop *lp) {
   }
 }
 
-/* loop:step(timeout, budget, max_events) -> records, more. Performs the I/O that is ready,
+/* loop:step(timeout, budget, max_events, out) -> records, more. Performs the I/O that is ready,
  * fires due timers and deadlines, and returns what completed: every fired timer, then the
  * reports of transfers with news, oldest first, until `budget` seconds (default 0.0005) are
  * spent or `max_events` stream events (default: no limit) are out (checked between reports;
  * at least one is made). A transfer's queued events go out in pieces of at most
  * LLM_REPORT_PIECE, in order; what is left waits for the next call. `more` is true when reports were
  * left for the next step, which then does not wait. Waits at most `timeout` seconds for I/O
- * (0: never blocks) and only when nothing is ready. */
+ * (0: never blocks) and only when nothing is ready. With `out`, an empty table, the records
+ * go there (from 1) and it is returned: a caller that steps often allocates no list per
+ * step. */
 static int loop_step(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
   double timeout = luaL_optnumber(L, 2, 0);
@@ -320,7 +322,8 @@ static int loop_step(lua_State *L) {
   if (lp->ntimers > 0 && lp->timers[0].t != NULL && lp->timers[0].at <= now) lp->deferred_starts++;
   lp->in_step = 0;  /* from here on only Lua allocations: a memory error must not wedge the loop */
 
-  lua_createtable(L, (int)lp->nfired + 4, 0);
+  if (lua_istable(L, 5)) lua_pushvalue(L, 5);     /* the caller's empty table, kept across steps */
+  else lua_createtable(L, (int)lp->nfired + 4, 0);
   for (i = 0; (size_t)i < lp->nfired; i++) {
     lua_createtable(L, 0, 2);
     lua_pushliteral(L, "timer"); lua_setfield(L, -2, "type");

@@ -530,7 +530,7 @@ int llm_transfer_report(lua_State *L, struct transfer *t, int records, int *n, s
     lua_Integer i;
     int rec, names = 0, ids = 0;
     if (k > *left) k = *left;
-    lua_createtable(L, (int)k, 5);
+    lua_createtable(L, (int)k, 4);   /* type, id, n and names: ids, which are rare, rehash */
     rec = lua_gettop(L);
     lua_pushliteral(L, "events"); lua_setfield(L, rec, "type");
     lua_pushinteger(L, t->id); lua_setfield(L, rec, "id");

@@ -406,6 +406,27 @@ describe("a bounded step", function()
     take_all(L, ts, recs, take, bound)
   end)
 
+  it("fills the caller's table with a step's records, when given one", function()
+    local L = llm.new()
+    local t = L.loop:transfer({ method = "POST", url = mock.url .. "/v1/chat/completions",
+      body = '{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}',
+      headers = { ["content-type"] = "application/json", ["x-mock-text"] = "a b" }, framing = "sse" })
+    local out, kinds, guard = {}, {}, 0
+    while kinds.done == nil and guard < 1000 do
+      local recs = L.loop:step(0.05, 1, nil, out)
+      assert.equal(out, recs)                                  -- the same table, not a new one
+      for i = 1, #recs do
+        kinds[recs[i].type] = (kinds[recs[i].type] or 0) + 1
+        recs[i] = nil                                          -- emptied for the next step
+      end
+      guard = guard + 1
+    end
+    assert.equal(1, kinds.headers)
+    assert.is_true(kinds.events >= 1)
+    assert.equal(1, kinds.done)
+    t:close()
+  end)
+
   it("rejects queue limits that are not a positive number of bytes", function()
     local L = llm.new()
     assert.has_error(function() L.loop:queue_limits(0) end)

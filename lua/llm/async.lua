@@ -484,12 +484,18 @@ return function(loop, clock)
 
   -- Take the loop's records (waiting at most `wait` seconds when there are none) into the
   -- inbox; returns how many came.
+  local recs = {}   -- the loop's list of records, emptied into the inbox after every step
   local function fetch(wait)
     local remaining = budget - (loop:now() - step_start)
-    local recs, more = loop:step(wait, remaining > 0 and remaining or 0, FETCH_EVENTS)
+    if recs[1] ~= nil then recs = {} end   -- left over by a step that raised (out of memory)
+    local got, more = loop:step(wait, remaining > 0 and remaining or 0, FETCH_EVENTS, recs)
     loop_more = more
-    for i = 1, #recs do inbox:push(recs[i]) end
-    return #recs
+    local n = #got
+    for i = 1, n do
+      inbox:push(got[i])
+      got[i] = nil
+    end
+    return n
   end
 
   local function has_work()
