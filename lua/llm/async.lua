@@ -60,13 +60,14 @@ return function(loop, clock)
   -- fifth of the scheduler's instructions with 1,000 streams.
   -- The hot loops below test `units < check_at` themselves before calling, and a queue's
   -- first and last instead of len(): per record, calls cost as much as the work.
+  local now = loop.now   -- looked up once: the scheduler reads the clock in every step
   local CHECK_SKIP = 8
   local last_check, last_units, unit_cost = 0, 0, 0   -- at the previous check: elapsed, units
   local check_at = 0                                  -- units done before the next clock read
   local function over()
     if units < check_at or units == 0 then return false end
     if budget <= 0 then return true end
-    local elapsed = loop:now() - step_start
+    local elapsed = now(loop) - step_start
     if units ~= last_units then   -- the cost of the units done since then, each
       unit_cost = (elapsed - last_check) / (units - last_units)
       last_check, last_units = elapsed, units
@@ -486,7 +487,7 @@ return function(loop, clock)
   -- inbox; returns how many came.
   local recs = {}   -- the loop's list of records, emptied into the inbox after every step
   local function fetch(wait)
-    local remaining = budget - (loop:now() - step_start)
+    local remaining = budget - (now(loop) - step_start)
     if recs[1] ~= nil then recs = {} end   -- left over by a step that raised (out of memory)
     local got, more = loop:step(wait, remaining > 0 and remaining or 0, FETCH_EVENTS, recs)
     loop_more = more
@@ -521,13 +522,13 @@ return function(loop, clock)
       end
     else
       -- A long wait is cut in slices, so Ctrl-C in a script is honoured.
-      local deadline = loop:now() + wait
+      local deadline = now(loop) + wait
       while true do
         local slice = math.min(wait, SLICE)
         local n = fetch(slice)
-        if slice > 0 then step_start, last_check = loop:now(), 0 end   -- waiting is not work
+        if slice > 0 then step_start, last_check = now(loop), 0 end   -- waiting is not work
         if n > 0 or has_work() then break end
-        wait = deadline - loop:now()
+        wait = deadline - now(loop)
         if wait <= 0 then break end
       end
       dispatch()
@@ -553,7 +554,7 @@ return function(loop, clock)
     if current ~= nil then error("llm.step cannot be called from inside a task", 2) end
     if stepping then error("llm.step called inside a step", 2) end
     stepping = true
-    step_start, units = loop:now(), 0
+    step_start, units = now(loop), 0
     last_check, last_units, unit_cost, check_at = 0, 0, 0, 0
     step_wait = timeout or 0
     local ok, err = xpcall(step_body, compat.handler)   -- 5.1: no xpcall args
