@@ -61,7 +61,7 @@ describe("transfers", function()
     assert.is_true(n >= 5)
   end)
 
-  it("waits for every record of a stream on one future, and every waiting task wakes", function()
+  it("waits for every record of a stream on one future, and every waiting task wakes #tasks", function()
     -- Each event in its own record (20 ms apart): a wait per event, one future for all.
     local h = chat_spec({ ["x-mock-text"] = "a b c d", ["x-mock-delay-ms"] = "20" }, true)
     local futs, n = {}, 0
