@@ -433,25 +433,28 @@ describe("a bounded step", function()
     assert.same({ 512 * 1024, 1024 * 1024 }, { L.loop:queue_limits() })
   end)
 
-  it("stops before a unit of work that would overshoot the budget, not after it", function()
-    -- A scheduler on a stand-in loop whose clock moves only when a record is handled (0.3 s
-    -- each, budget 1 s): the fourth record of a step would end at 1.2 s, so a step takes three.
-    local t = 0
-    local fake_loop = {
-      now = function() return t end,
-      wake = function() end,
-      stats = function() return {} end,
-    }
+  -- A scheduler on a stand-in loop that hands out `n` records (type "x", n = 1 to n) at its
+  -- first step, with `now` as the loop's clock and a step budget of `budget` seconds.
+  local function stand_in(n, budget, now)
+    local fake_loop = { now = now, wake = function() end, stats = function() return {} end }
     local sent = false
     function fake_loop.step()
       if sent then return {}, false end
       sent = true
       local recs = {}
-      for i = 1, 10 do recs[i] = { type = "x", id = 1, n = i } end
+      for i = 1, n do recs[i] = { type = "x", id = 1, n = i } end
       return recs, false
     end
     local A = require("llm.async")(fake_loop, require("llm.clock").fake(0))
-    A.configure{ step_budget = 1 }
+    A.configure{ step_budget = budget }
+    return A
+  end
+
+  it("stops before a unit of work that would overshoot the budget, not after it", function()
+    -- The clock moves only when a record is handled (0.3 s each, budget 1 s): the fourth
+    -- record of a step would end at 1.2 s, so a step takes three.
+    local t = 0
+    local A = stand_in(10, 1, function() return t end)
     local seen = {}
     -- watchers are held weakly (a dropped stream is collected): the spec keeps its own
     local watcher = { on_record = function(_, rec) t = t + 0.3; seen[#seen + 1] = rec.n end }
@@ -473,21 +476,7 @@ describe("a bounded step", function()
     -- 400 reads; the scheduler reads it again after a quarter of what fits in what is left
     -- (at most 4 units), so a step still ends before its budget does.
     local t, reads = 0, 0
-    local fake_loop = {
-      now = function() reads = reads + 1; return t end,
-      wake = function() end,
-      stats = function() return {} end,
-    }
-    local sent = false
-    function fake_loop.step()
-      if sent then return {}, false end
-      sent = true
-      local recs = {}
-      for i = 1, 400 do recs[i] = { type = "x", id = 1, n = i } end
-      return recs, false
-    end
-    local A = require("llm.async")(fake_loop, require("llm.clock").fake(0))
-    A.configure{ step_budget = 0.1 }
+    local A = stand_in(400, 0.1, function() reads = reads + 1; return t end)
     local seen = 0
     local watcher = { on_record = function() t = t + 0.001; seen = seen + 1 end }
     A.watch({ id = 1 }, watcher)
