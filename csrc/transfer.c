@@ -315,8 +315,8 @@ int llm_transfer_fire(struct transfer *t, double now) {
 /* ---- records for Lua ---- */
 
 /* [-0, +1] the response headers as a table of lower-case names; repeats joined with ", ".
- * The table is made at its size (one slot per line) and a name is lower-cased on the C
- * stack: no rehash and no Lua buffer per header. */
+ * The table is made at its size (one slot per line) and a name is lower-cased straight into
+ * a buffer of its length: no rehash and no character-by-character buffer calls. */
 static void push_headers(lua_State *L, struct transfer *t) {
   const char *p = t->hdrs.data, *end = p + t->hdrs.len, *q;
   int lines = 0;
@@ -330,18 +330,12 @@ static void push_headers(lua_State *L, struct transfer *t) {
     if (colon != NULL && colon > p) {
       const char *v = colon + 1, *ve = line_end;
       size_t i, nlen = (size_t)(colon - p);
-      char small[64];
+      luaL_Buffer name;
+      char *d = luaL_buffinitsize(L, &name, nlen);
       while (v < ve && (*v == ' ' || *v == '\t')) v++;
       while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-      if (nlen <= sizeof small) {
-        for (i = 0; i < nlen; i++) small[i] = (char)tolower((unsigned char)p[i]);
-        lua_pushlstring(L, small, nlen);          /* headers name */
-      } else {
-        luaL_Buffer name;
-        luaL_buffinit(L, &name);
-        for (i = 0; i < nlen; i++) luaL_addchar(&name, (char)tolower((unsigned char)p[i]));
-        luaL_pushresult(&name);
-      }
+      for (i = 0; i < nlen; i++) d[i] = (char)tolower((unsigned char)p[i]);
+      luaL_pushresultsize(&name, nlen);           /* headers name */
       lua_pushvalue(L, -1);
       if (lua_rawget(L, -3) == LUA_TSTRING) {     /* headers name old */
         lua_pushliteral(L, ", ");
@@ -763,15 +757,14 @@ static void set_headers(lua_State *L, struct transfer *t, int spec) {
         check_header_text(L, k, klen);
         check_header_text(L, v, vlen);
         if (memchr(k, ':', klen)) luaL_error(L, "header name contains ':'");
-        if (klen + vlen + 3 <= sizeof line) {        /* "Name: value" or "Name;" (an empty value) */
-          memcpy(line, k, klen);
-          if (vlen) { line[klen] = ':'; line[klen + 1] = ' '; memcpy(line + klen + 2, v, vlen); line[klen + 2 + vlen] = '\0'; }
-          else { line[klen] = ';'; line[klen + 1] = '\0'; }
-          add_header(L, t, line);                    /* curl_slist_append copies it */
-        } else {
-          lua_pushfstring(L, vlen ? "%s: %s" : "%s;", k, v);
-          add_header(L, t, lua_tostring(L, -1));
-          lua_pop(L, 1);
+        {   /* "Name: value", or "Name;" for an empty value; curl_slist_append copies it */
+          size_t need = klen + vlen + 3;
+          char *d = need <= sizeof line ? line : lua_newuserdatauv(L, need, 0);
+          memcpy(d, k, klen);
+          if (vlen) { d[klen] = ':'; d[klen + 1] = ' '; memcpy(d + klen + 2, v, vlen); d[klen + 2 + vlen] = '\0'; }
+          else { d[klen] = ';'; d[klen + 1] = '\0'; }
+          add_header(L, t, d);
+          if (d != line) lua_pop(L, 1);
         }
       }
       lua_pop(L, 1);

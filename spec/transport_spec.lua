@@ -108,6 +108,15 @@ describe("transfers", function()
     assert.matches('"stream":true', reqs[2].body)
   end)
 
+  it("sends a header with an empty value, and one longer than a line on the C stack", function()
+    local long = string.rep("v", 700)
+    local res = assert(http.request(chat_spec({ ["x-empty"] = "", ["x-long"] = long, ["x-mock-text"] = "ok" })))
+    assert.equal(200, res.status)
+    local req = mock:requests()[1]
+    assert.equal("", req.headers["x-empty"])
+    assert.equal(long, req.headers["x-long"])
+  end)
+
   it("reports a stream's headers once (its done record has none) and a request's on its done record", function()
     local lib = llm.new()
     local long = "X-" .. string.rep("Long-Name-", 8)  -- a name over 64 bytes, lower-cased all the same
