@@ -378,18 +378,18 @@ static int loop_now(lua_State *L) {   /* the clock needs no loop: no check of `s
 /* loop:queue_limits([read_mark, high_water]) -> read_mark, high_water: the bytes of framed
  * events waiting for Lua at which a step leaves its sockets unread, and at which a transfer
  * with events of its own waiting stops reading (internal.h). Sets either when given. */
+static void opt_bytes(lua_State *L, int arg, size_t *field) {
+  if (!lua_isnoneornil(L, arg)) {
+    lua_Integer v = luaL_checkinteger(L, arg);
+    luaL_argcheck(L, v > 0, arg, "must be a positive number of bytes");
+    *field = (size_t)v;
+  }
+}
+
 static int loop_queue_limits(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
-  if (!lua_isnoneornil(L, 2)) {
-    lua_Integer v = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, v > 0, 2, "must be a positive number of bytes");
-    lp->read_mark = (size_t)v;
-  }
-  if (!lua_isnoneornil(L, 3)) {
-    lua_Integer v = luaL_checkinteger(L, 3);
-    luaL_argcheck(L, v > 0, 3, "must be a positive number of bytes");
-    lp->high_water = (size_t)v;
-  }
+  opt_bytes(L, 2, &lp->read_mark);
+  opt_bytes(L, 3, &lp->high_water);
   lua_pushinteger(L, (lua_Integer)lp->read_mark);
   lua_pushinteger(L, (lua_Integer)lp->high_water);
   return 2;
@@ -398,7 +398,7 @@ static int loop_queue_limits(lua_State *L) {
 /* loop:stats() -> counters for tests and benchmarks. */
 static int loop_stats(lua_State *L) {
   struct loop *lp = checkloop(L, 1);
-  lua_createtable(L, 0, 19);
+  lua_createtable(L, 0, 20);
   lua_pushinteger(L, (lua_Integer)lp->ntransfers); lua_setfield(L, -2, "transfers");
   lua_pushinteger(L, (lua_Integer)lp->nlua); lua_setfield(L, -2, "timers");
   lua_pushinteger(L, (lua_Integer)(lp->ntimers - lp->nlua)); lua_setfield(L, -2, "deadlines");
