@@ -1124,10 +1124,8 @@ static int enc_buffer__gc(lua_State *L) {
 /* [-0, +1] A new, empty buffer. */
 static struct enc_buffer *enc_buffer_new(lua_State *L) {
   struct enc_buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
   b->alloc = lua_getallocf(L, &b->ud);
-  b->p = NULL;
-  b->keys = NULL;
-  b->n = b->cap = b->nkeys = b->kcap = 0;
   luaL_setmetatable(L, ENC_BUFFER);
   return b;
 }
@@ -1251,6 +1249,13 @@ static void enc_string(struct enc *e, const char *s, size_t len) {
   enc_putc(e, '"');
 }
 
+#if !LLM_HAS_INTEGERS
+/* llm.compat's integers on 5.1 and LuaJIT: integral numbers with |n| <= 2^53. */
+static int enc_integral(lua_Number n) {
+  return n == floor(n) && n >= -9007199254740992.0 && n <= 9007199254740992.0;
+}
+#endif
+
 static void enc_integer(struct enc *e, long long v) {
   char tmp[24], *p = tmp + sizeof tmp;
   unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
@@ -1300,8 +1305,8 @@ static void enc_number(struct enc *e, int idx, const struct enc_frame *path) {
   n = lua_tonumber(L, idx);
 #else
   n = lua_tonumber(L, idx);
-  if (n == floor(n) && n >= -9007199254740992.0 && n <= 9007199254740992.0) {
-    enc_integer(e, (long long)n);            /* llm.compat's integers: integral, |n| <= 2^53 */
+  if (enc_integral(n)) {
+    enc_integer(e, (long long)n);
     return;
   }
 #endif
@@ -1387,7 +1392,7 @@ static int enc_is_positive_integer(lua_State *L, int idx, lua_Integer *k) {
   return *k > 0;
 #else
   lua_Number n = lua_tonumber(L, idx);
-  if (n != floor(n) || n < -9007199254740992.0 || n > 9007199254740992.0) return 0;
+  if (!enc_integral(n)) return 0;
   *k = (lua_Integer)n;
   return n > 0;
 #endif
