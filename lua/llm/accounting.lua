@@ -15,6 +15,7 @@ local COUNTS = { "input_tokens", "output_tokens", "cached_input_tokens",
 M.COUNTS = COUNTS
 
 local function num(x) return type(x) == "number" and x or 0 end
+local NO_USAGE = {}
 
 --- Fresh totals: counts at 0, `cost` nil until a priced call, `by_model` empty.
 ---@return llm.UsageTotals
@@ -28,18 +29,12 @@ end
 ---@param excludes_cache? boolean the provider reports cache reads and writes beside input_tokens
 ---@return table counts every field of COUNTS, a number (0 when not reported)
 function M.counts(usage, excludes_cache)
-  local c   -- the fields of COUNTS, written out: this runs for every call
-  if type(usage) == "table" then
-    local i, o, ci, cw, r = usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
-      usage.cache_creation_input_tokens, usage.reasoning_tokens
-    c = { input_tokens = type(i) == "number" and i or 0, output_tokens = type(o) == "number" and o or 0,
-          cached_input_tokens = type(ci) == "number" and ci or 0,
-          cache_creation_input_tokens = type(cw) == "number" and cw or 0,
-          reasoning_tokens = type(r) == "number" and r or 0 }
-  else
-    c = { input_tokens = 0, output_tokens = 0, cached_input_tokens = 0, cache_creation_input_tokens = 0,
-          reasoning_tokens = 0 }
-  end
+  local u = type(usage) == "table" and usage or NO_USAGE
+  -- the fields of COUNTS, written out: this runs for every call
+  local c = { input_tokens = num(u.input_tokens), output_tokens = num(u.output_tokens),
+              cached_input_tokens = num(u.cached_input_tokens),
+              cache_creation_input_tokens = num(u.cache_creation_input_tokens),
+              reasoning_tokens = num(u.reasoning_tokens) }
   if excludes_cache then
     c.input_tokens = c.input_tokens + c.cached_input_tokens + c.cache_creation_input_tokens
   end
