@@ -161,6 +161,11 @@ return function(env)
     return url
   end
 
+  -- Copy a set of headers (if any) into `headers` under lower-case names.
+  local function add_headers(headers, more)
+    if more then for k, v in each(more) do headers[k:lower()] = v end end
+  end
+
   --- The transfer spec for a built provider request.
   ---@private
   ---@param built table the provider's request: method, path, headers, body
@@ -173,13 +178,10 @@ return function(env)
     if self.api_key then
       for k, v in each(self.provider.auth_headers(self.api_key)) do headers[k] = v end
     end
-    local more = self.provider.headers
-    if more then for k, v in each(more) do headers[k:lower()] = v end end
-    more = built.headers
-    if more then for k, v in each(more) do headers[k:lower()] = v end end
-    for k, v in each(self.headers) do headers[k:lower()] = v end
-    more = req.extra_headers
-    if more then for k, v in each(more) do headers[k:lower()] = v end end
+    add_headers(headers, self.provider.headers)   -- later sets win, whatever their case
+    add_headers(headers, built.headers)
+    add_headers(headers, self.headers)
+    add_headers(headers, req.extra_headers)
     local body = built.body
     if type(body) == "table" then body = json.encode(body) end
     return {
