@@ -89,8 +89,8 @@ static int base64_decode(lua_State *L) {
 }
 
 void llm_base64_register(lua_State *L) {
-  lua_pushcfunction(L, base64_encode);
-  lua_setfield(L, -2, "base64_encode");
-  lua_pushcfunction(L, base64_decode);
-  lua_setfield(L, -2, "base64_decode");
+  static const luaL_Reg fns[] = {
+    {"base64_encode", base64_encode}, {"base64_decode", base64_decode}, {NULL, NULL}
+  };
+  luaL_setfuncs(L, fns, 0);
 }

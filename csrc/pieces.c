@@ -50,8 +50,8 @@ static int add_piece(lua_State *L) {
 
 /* [-0, +0] with the core module table on top. */
 void llm_pieces_register(lua_State *L) {
-  lua_pushcfunction(L, add_piece);
-  lua_setfield(L, -2, "add_piece");
+  static const luaL_Reg fns[] = {{"add_piece", add_piece}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
   lua_pushinteger(L, LLM_PIECES);
   lua_setfield(L, -2, "PIECES");
 }
